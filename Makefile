@@ -1,0 +1,32 @@
+# `make` builds what a CPU machine can build: the cpu backend and ./vllmd.
+# `make test` runs every test on the cpu backend. `make cuda` builds libvllmd_cuda.so (needs nvcc).
+BUN      := node_modules/.bin/bun
+CXX      ?= g++
+CXXFLAGS ?= -O3 -std=c++17 -fPIC -fopenmp -Wall -Wextra -fvisibility=hidden
+BUILD    := build
+CPU_SRCS := $(wildcard cpu/*.cpp)
+CPU_HDRS := $(wildcard cpu/*.h) include/vllmd.h
+TS_SRCS  := $(shell find src -name '*.ts' 2>/dev/null)
+
+.PHONY: all test deps cpu clean
+all: vllmd
+
+deps: node_modules/.installed
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+cpu: $(BUILD)/libvllmd_cpu.so
+$(BUILD)/libvllmd_cpu.so: $(CPU_SRCS) $(CPU_HDRS)
+	@mkdir -p $(BUILD)
+	$(CXX) $(CXXFLAGS) -Iinclude -shared -o $@ $(CPU_SRCS)
+	cp $@ libvllmd_cpu.so
+
+vllmd: deps cpu $(TS_SRCS)
+	$(BUN) build --compile src/cli.ts --outfile vllmd
+
+test: deps cpu
+	$(BUN) test
+
+clean:
+	rm -rf $(BUILD) vllmd libvllmd_*.so

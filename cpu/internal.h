@@ -1,0 +1,72 @@
+// Shared internals of the cpu backend: error reporting, handle lookup, element conversion.
+// The functions declared here are defined in cpu/context.cpp.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "vllmd.h"
+
+#define VD_API extern "C" __attribute__((visibility("default")))
+
+namespace vd {
+
+// Records the message of a failure for vd_last_error() (printf-style) and returns `status`.
+int32_t fail(int32_t status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+// Marks the calling thread's last error as empty; every entry point calls it first.
+void clear_error();
+
+// The bytes behind a buffer handle of a context. Views point into their parent's bytes.
+struct Span {
+  uint8_t *data;
+  uint64_t bytes;
+};
+
+// Looks up `buf` in context `ctx`. On a bad handle records an error naming `what` and returns false.
+bool lookup(uint64_t ctx, uint64_t buf, const char *what, Span *out);
+
+// Like lookup, and also checks the buffer holds at least `need_bytes`.
+bool lookup_sized(uint64_t ctx, uint64_t buf, const char *what, uint64_t need_bytes, Span *out);
+
+// True if ctx is a live context handle (records an error otherwise).
+bool valid_context(uint64_t ctx);
+
+inline int64_t dtype_bytes(int32_t dtype) {
+  switch (dtype) {
+  case VD_F32: return 4;
+  case VD_F16: return 2;
+  case VD_BF16: return 2;
+  case VD_I32: return 4;
+  default: return 0;
+  }
+}
+
+inline float bf16_to_f32(uint16_t h) {
+  uint32_t u = uint32_t(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+inline uint16_t f32_to_bf16(float f) { // round to nearest even, NaN stays NaN
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return uint16_t(u >> 16);
+}
+
+float f16_to_f32(uint16_t h);
+uint16_t f32_to_f16(float f);
+
+// Reads element i of a weight array of `dtype` (f32, f16 or bf16) as f32.
+inline float load_as_f32(const void *p, int64_t i, int32_t dtype) {
+  switch (dtype) {
+  case VD_F32: return static_cast<const float *>(p)[i];
+  case VD_BF16: return bf16_to_f32(static_cast<const uint16_t *>(p)[i]);
+  default: return f16_to_f32(static_cast<const uint16_t *>(p)[i]);
+  }
+}
+
+} // namespace vd

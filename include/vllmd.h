@@ -1,0 +1,183 @@
+/*
+ * vllmd.h — the C ABI between the TypeScript engine and a compute backend.
+ *
+ * One header, several implementations: cpu/ (the reference, plain C++17), cuda/, hip/.
+ * Every backend implements every function with the same semantics; cpu/ is the oracle.
+ *
+ * Rules (see DESIGN.md):
+ * - Every function returns an int32 status: VD_OK (0) or a negative VD_ERR_*; vd_last_error()
+ *   then describes the fault. The library never exits, aborts or prints.
+ * - No structs cross the boundary. Batch metadata lives in device buffers that TypeScript fills
+ *   with one copy per step; ops receive buffer handles.
+ * - Handles (contexts, buffers) are opaque integers below 2^53, never 0. Handle 0 means "none"
+ *   where an argument is optional (a bias, a residual).
+ * - Work is stream-ordered and asynchronous; vd_copy_to_host and vd_sync are the sync points.
+ * - A context spans `tp` ranks; a buffer exists on every rank; ops launch on every rank with
+ *   per-rank shapes.
+ *
+ * Shapes in comments are [rows, cols] row-major; T = tokens in the step, S = sequences in the
+ * step, H = query heads, KVH = key/value heads, D = head dim, B = block size, V = vocab.
+ */
+#ifndef VLLMD_H
+#define VLLMD_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VD_ABI_VERSION 1
+
+/* Status codes. */
+#define VD_OK 0
+#define VD_ERR_INVALID_ARGUMENT (-1) /* a bad handle, shape, dtype or size */
+#define VD_ERR_OUT_OF_MEMORY (-2)
+#define VD_ERR_DEVICE (-3)           /* the device or its runtime failed */
+#define VD_ERR_IO (-4)               /* a file could not be opened or read */
+#define VD_ERR_UNSUPPORTED (-5)      /* valid, but this backend does not do it */
+#define VD_ERR_INTERNAL (-6)
+
+/* Element types. */
+#define VD_F32 0
+#define VD_F16 1
+#define VD_BF16 2
+#define VD_I32 3
+
+/* ---- library ---------------------------------------------------------------------------- */
+
+int32_t vd_abi_version(void);
+/* The message of the last failure on the calling thread ("" if none). Valid until the next call. */
+const char *vd_last_error(void);
+/* Backend name: "cpu", "cuda" or "hip". */
+const char *vd_backend_name(void);
+
+/* ---- contexts --------------------------------------------------------------------------- */
+
+/* A context over devices [first_device, first_device + tp). *out_ctx receives the handle. */
+int32_t vd_context_create(int32_t first_device, int32_t tp, uint64_t *out_ctx);
+int32_t vd_context_destroy(uint64_t ctx);
+/* Free and total bytes of device memory on rank 0: out[0] = free, out[1] = total. */
+int32_t vd_mem_info(uint64_t ctx, uint64_t *out);
+/* Wait until all work queued on the context has finished. */
+int32_t vd_sync(uint64_t ctx);
+
+/* ---- buffers and copies ----------------------------------------------------------------- */
+
+/* Allocates `bytes` on every rank (contents undefined). */
+int32_t vd_buffer_alloc(uint64_t ctx, uint64_t bytes, uint64_t *out_buf);
+/* A view of bytes [offset, offset + bytes) of `buf`; freeing the parent invalidates it. */
+int32_t vd_buffer_view(uint64_t ctx, uint64_t buf, uint64_t offset, uint64_t bytes, uint64_t *out_buf);
+/* Frees a buffer or a view. */
+int32_t vd_buffer_free(uint64_t ctx, uint64_t buf);
+/* Host → every rank: bytes [dst_offset, dst_offset + bytes) of dst from host memory `src`.
+ * `src` may be reused as soon as the call returns. */
+int32_t vd_copy_from_host(uint64_t ctx, uint64_t dst, uint64_t dst_offset, const void *src, uint64_t bytes);
+/* Rank 0 → host; waits for queued work first. */
+int32_t vd_copy_to_host(uint64_t ctx, uint64_t src, uint64_t src_offset, void *dst, uint64_t bytes);
+/* Device → device on every rank. */
+int32_t vd_copy(uint64_t ctx, uint64_t dst, uint64_t dst_offset, uint64_t src, uint64_t src_offset, uint64_t bytes);
+
+/* ---- weights ---------------------------------------------------------------------------- */
+
+/*
+ * Reads a [rows, cols] tensor of `file_dtype` stored at byte `file_offset` of `path` and writes it
+ * to `dst` as `dst_dtype`. With tp > 1, shard_dim 0 gives rank r rows [r*rows/tp, (r+1)*rows/tp),
+ * shard_dim 1 gives it those columns, shard_dim -1 gives every rank the whole tensor.
+ * A 1-D tensor is rows = 1. Fails with VD_ERR_IO if the file is shorter than the tensor.
+ */
+int32_t vd_load_weight(uint64_t ctx, uint64_t dst, int32_t dst_dtype, const char *path, uint64_t file_offset,
+                       int32_t file_dtype, int64_t rows, int64_t cols, int32_t shard_dim);
+
+/* ---- model ops (act_dtype: the dtype of activations and the KV cache) ------------------- */
+
+/* out[T, hidden] = table[token_ids[t], :]. token_ids: i32 [T]; table: [vocab, hidden] of w_dtype. */
+int32_t vd_embedding(uint64_t ctx, uint64_t out, uint64_t table, uint64_t token_ids, int64_t n_tokens,
+                     int64_t hidden, int64_t vocab, int32_t act_dtype, int32_t w_dtype);
+
+/*
+ * RMSNorm with a fused residual add. If residual != 0: residual[T, hidden] += x, then
+ * out = rmsnorm(residual) * weight; else out = rmsnorm(x) * weight. out may alias x.
+ * weight: [hidden] of w_dtype. Computed in f32.
+ */
+int32_t vd_rmsnorm(uint64_t ctx, uint64_t out, uint64_t residual, uint64_t x, uint64_t weight, int64_t n_tokens,
+                   int64_t hidden, float eps, int32_t act_dtype, int32_t w_dtype);
+
+/*
+ * Rotary embedding on q [T, H*D] and k [T, KVH*D] in place (rotate-half / NeoX layout, as HF Llama),
+ * then k and v [T, KVH*D] written into the paged cache at slot_mapping[t] (i32 [T]; slot =
+ * block * B + offset; a negative slot skips the token).
+ * cos_sin: f32 [max_position, D]: row p holds cos(p * f_i) for i < D/2, then sin(p * f_i).
+ * positions: i32 [T]. k_cache, v_cache: [num_blocks, KVH, B, D] of act_dtype.
+ */
+int32_t vd_rope_write_kv(uint64_t ctx, uint64_t q, uint64_t k, uint64_t v, uint64_t positions, uint64_t cos_sin,
+                         uint64_t slot_mapping, uint64_t k_cache, uint64_t v_cache, int64_t n_tokens, int64_t n_heads,
+                         int64_t n_kv_heads, int64_t head_dim, int64_t block_size, int32_t act_dtype);
+
+/*
+ * Paged attention for a mixed batch (prefill chunks and decodes together).
+ * Sequence s owns query rows [query_start[s], query_start[s+1]) (query_start: i32 [S+1]) and has
+ * seq_lens[s] tokens in the cache (i32 [S]), counting its new ones, which are its last ones: query
+ * row j of s sits at position seq_lens[s] - q_len + j and attends causally to cache positions
+ * 0..that position. Its cache positions map to blocks block_tables[s, :] (i32 [S, max_blocks]).
+ * q: [T, H*D]; out: [T, H*D]; H is a multiple of KVH (grouped-query attention).
+ */
+int32_t vd_attention(uint64_t ctx, uint64_t out, uint64_t q, uint64_t k_cache, uint64_t v_cache,
+                     uint64_t block_tables, uint64_t seq_lens, uint64_t query_start, int64_t n_seqs, int64_t n_tokens,
+                     int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t block_size, int64_t max_blocks,
+                     float scale, int32_t act_dtype);
+
+/* out[M, N] = x[M, K] · w[N, K]ᵀ (+ bias[N] if bias != 0). w and bias of w_dtype. */
+int32_t vd_gemm(uint64_t ctx, uint64_t out, uint64_t x, uint64_t w, uint64_t bias, int64_t m, int64_t n, int64_t k,
+                int32_t act_dtype, int32_t w_dtype);
+
+/* out[T, I] = silu(gate_up[T, :I]) * gate_up[T, I:]. gate_up: [T, 2I]. */
+int32_t vd_silu_mul(uint64_t ctx, uint64_t out, uint64_t gate_up, int64_t n_tokens, int64_t inter, int32_t act_dtype);
+
+/* out[N, cols] = x[rows[i], :] for rows: i32 [N]. */
+int32_t vd_gather_rows(uint64_t ctx, uint64_t out, uint64_t x, uint64_t rows, int64_t n_rows, int64_t cols,
+                       int32_t act_dtype);
+
+/* Sums buf [n] of act_dtype over the ranks, in place (a no-op with tp = 1). */
+int32_t vd_all_reduce(uint64_t ctx, uint64_t buf, int64_t n, int32_t act_dtype);
+
+/* ---- sampling --------------------------------------------------------------------------- */
+
+/* Columns of the per-sequence parameter rows passed to vd_sample. */
+#define VD_SP_TEMPERATURE 0 /* fparams: <= 1e-5 means greedy */
+#define VD_SP_TOP_P 1       /* fparams: 1 disables */
+#define VD_SP_MIN_P 2       /* fparams: 0 disables */
+#define VD_SP_REPETITION 3  /* fparams: 1 disables; divides positive logits, multiplies negative */
+#define VD_SP_PRESENCE 4    /* fparams: 0 disables; subtracted once if the token was generated */
+#define VD_SP_FREQUENCY 5   /* fparams: 0 disables; subtracted per generated occurrence */
+#define VD_SP_NF 6
+#define VD_SP_TOP_K 0       /* iparams: <= 0 disables */
+#define VD_SP_SEED_LO 1     /* iparams: the request's 64-bit seed, low and high halves */
+#define VD_SP_SEED_HI 2
+#define VD_SP_STEP 3        /* iparams: index of the token being sampled within the request's output */
+#define VD_SP_NI 4
+
+/*
+ * Samples one token per sequence from logits: f32 [S, V] (modified in place).
+ * fparams: f32 [S, VD_SP_NF]; iparams: i32 [S, VD_SP_NI].
+ * Token lists, as CSR over sequences (offsets: i32 [S+1] into the flat arrays):
+ *   seen_offsets / seen_tokens / seen_counts (i32): every distinct token of the prompt or output
+ *     with its count among generated tokens (0 for prompt-only) — for the three penalties;
+ *   bias_offsets / bias_tokens (i32) / bias_values (f32): added to the logits first.
+ * Order: raw logprobs (log-softmax of the logits as given, as vLLM reports them), then logit bias,
+ * penalties, temperature, min-p, top-k, top-p, and a draw whose uniform comes from (seed, step)
+ * alone, so a request samples the same tokens whatever batch it is in. Greedy (and top_k = 1) takes
+ * the lowest index among equal maxima after bias and penalties.
+ * Outputs: out_tokens i32 [S]; out_logprobs f32 [S] (of the chosen token);
+ * out_top_ids i32 [S, n_top], out_top_logprobs f32 [S, n_top] (descending; ignored if n_top = 0).
+ */
+int32_t vd_sample(uint64_t ctx, uint64_t logits, int64_t n_seqs, int64_t vocab, uint64_t fparams, uint64_t iparams,
+                  uint64_t seen_offsets, uint64_t seen_tokens, uint64_t seen_counts, uint64_t bias_offsets,
+                  uint64_t bias_tokens, uint64_t bias_values, int64_t n_top, uint64_t out_tokens,
+                  uint64_t out_logprobs, uint64_t out_top_ids, uint64_t out_top_logprobs);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VLLMD_H */

@@ -1,0 +1,113 @@
+// The typed face of include/vllmd.h. Models and the runner call ops only through `Backend`;
+// src/native/backend.ts implements it over bun:ffi for any library that exports the ABI.
+
+/** Element types, as VD_F32... in vllmd.h. */
+export const DType = { f32: 0, f16: 1, bf16: 2, i32: 3 } as const;
+export type DType = (typeof DType)[keyof typeof DType];
+
+export const dtypeBytes = (d: DType): number => (d === DType.f16 || d === DType.bf16 ? 2 : 4);
+
+/** Status codes of vllmd.h. */
+export const Status = {
+  ok: 0,
+  invalidArgument: -1,
+  outOfMemory: -2,
+  device: -3,
+  io: -4,
+  unsupported: -5,
+  internal: -6,
+} as const;
+
+/** A failed native call: the status code and vd_last_error()'s message. */
+export class BackendError extends Error {
+  constructor(
+    readonly fn: string,
+    readonly status: number,
+    message: string,
+  ) {
+    super(`${fn}: ${message || `status ${status}`}`);
+    this.name = "BackendError";
+  }
+}
+
+/** An opaque buffer handle (0 = none). */
+export type Buf = number;
+
+/** Column indexes of the sampling parameter rows (VD_SP_* in vllmd.h). */
+export const SP = {
+  temperature: 0,
+  topP: 1,
+  minP: 2,
+  repetition: 3,
+  presence: 4,
+  frequency: 5,
+  nf: 6,
+  topK: 0,
+  seedLo: 1,
+  seedHi: 2,
+  step: 3,
+  ni: 4,
+} as const;
+
+export interface SampleArgs {
+  logits: Buf; // f32 [S, V], modified in place
+  nSeqs: number;
+  vocab: number;
+  fparams: Buf; // f32 [S, SP.nf]
+  iparams: Buf; // i32 [S, SP.ni]
+  seenOffsets: Buf; // i32 [S+1]
+  seenTokens: Buf; // i32 [*]
+  seenCounts: Buf; // i32 [*]
+  biasOffsets: Buf; // i32 [S+1]
+  biasTokens: Buf; // i32 [*]
+  biasValues: Buf; // f32 [*]
+  nTop: number;
+  outTokens: Buf; // i32 [S]
+  outLogprobs: Buf; // f32 [S]
+  outTopIds: Buf; // i32 [S, nTop] (0 if nTop = 0)
+  outTopLogprobs: Buf; // f32 [S, nTop] (0 if nTop = 0)
+}
+
+/** One context of a backend library; every method throws BackendError on a failed status. */
+export interface Backend {
+  readonly name: string; // "cpu" | "cuda" | "hip"
+  readonly tp: number;
+  memInfo(): { free: number; total: number };
+  sync(): void;
+  destroy(): void;
+
+  alloc(bytes: number): Buf;
+  view(buf: Buf, offset: number, bytes: number): Buf;
+  free(buf: Buf): void;
+  copyFromHost(dst: Buf, dstOffset: number, src: ArrayBufferView, bytes?: number): void;
+  copyToHost(src: Buf, srcOffset: number, dst: ArrayBufferView, bytes?: number): void;
+  copy(dst: Buf, dstOffset: number, src: Buf, srcOffset: number, bytes: number): void;
+
+  loadWeight(
+    dst: Buf,
+    dstDtype: DType,
+    path: string,
+    fileOffset: number,
+    fileDtype: DType,
+    rows: number,
+    cols: number,
+    shardDim: -1 | 0 | 1,
+  ): void;
+
+  embedding(out: Buf, table: Buf, tokenIds: Buf, nTokens: number, hidden: number, vocab: number, act: DType, w: DType): void;
+  rmsnorm(out: Buf, residual: Buf, x: Buf, weight: Buf, nTokens: number, hidden: number, eps: number, act: DType, w: DType): void;
+  ropeWriteKv(
+    q: Buf, k: Buf, v: Buf, positions: Buf, cosSin: Buf, slotMapping: Buf, kCache: Buf, vCache: Buf,
+    nTokens: number, nHeads: number, nKvHeads: number, headDim: number, blockSize: number, act: DType,
+  ): void;
+  attention(
+    out: Buf, q: Buf, kCache: Buf, vCache: Buf, blockTables: Buf, seqLens: Buf, queryStart: Buf,
+    nSeqs: number, nTokens: number, nHeads: number, nKvHeads: number, headDim: number, blockSize: number,
+    maxBlocks: number, scale: number, act: DType,
+  ): void;
+  gemm(out: Buf, x: Buf, w: Buf, bias: Buf, m: number, n: number, k: number, act: DType, wDtype: DType): void;
+  siluMul(out: Buf, gateUp: Buf, nTokens: number, inter: number, act: DType): void;
+  gatherRows(out: Buf, x: Buf, rows: Buf, nRows: number, cols: number, act: DType): void;
+  allReduce(buf: Buf, n: number, act: DType): void;
+  sample(a: SampleArgs): void;
+}

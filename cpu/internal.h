@@ -1,5 +1,5 @@
 // Shared internals of the cpu backend: error reporting, handle lookup, element conversion.
-// The functions declared here are defined in cpu/context.cpp.
+// Defined in cpu/context.cpp (errors, handles), cpu/convert.cpp (f16) and cpu/checks.cpp (checks).
 #pragma once
 
 #include <cstdint>
@@ -59,6 +59,15 @@ inline uint16_t f32_to_bf16(float f) { // round to nearest even, NaN stays NaN
 
 float f16_to_f32(uint16_t h);
 uint16_t f32_to_f16(float f);
+
+// Argument checks shared by the ops (cpu/checks.cpp). Each returns VD_OK or records a message
+// naming `fn` and the argument, and returns the status.
+int32_t check_act_dtype(const char *fn, int32_t act_dtype); // f32 only on cpu: else VD_ERR_UNSUPPORTED
+int32_t check_weight_dtype(const char *fn, const char *arg, int32_t w_dtype); // f32, f16 or bf16
+int32_t check_nonneg(const char *fn, const char *arg, int64_t v);
+
+// a * b * c as a byte count, saturating at UINT64_MAX (so a size check fails instead of wrapping).
+uint64_t bytes_of(int64_t a, int64_t b, int64_t c);
 
 // Reads element i of a weight array of `dtype` (f32, f16 or bf16) as f32.
 inline float load_as_f32(const void *p, int64_t i, int32_t dtype) {

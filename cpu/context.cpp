@@ -1,0 +1,273 @@
+// Library entry points, contexts, the handle table, buffers and copies of the cpu backend.
+// A "device" here is host memory: every op runs synchronously on the calling thread (plus OpenMP).
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <string>
+
+#include "internal.h"
+
+namespace vd {
+namespace {
+
+thread_local std::string last_error;
+
+// Memory of one vd_buffer_alloc; views share it and keep their parent's handle as `root`.
+struct Storage {
+  uint8_t *data = nullptr;
+  ~Storage() { std::free(data); }
+};
+
+struct Buffer {
+  std::shared_ptr<Storage> storage;
+  uint64_t offset = 0;
+  uint64_t bytes = 0;
+  uint64_t root = 0; // the handle of the allocation this buffer or view belongs to
+};
+
+struct Context {
+  std::map<uint64_t, Buffer> buffers;
+};
+
+// The handle table. One process-wide table is what a C ABI with opaque integer handles implies;
+// the mutex makes it safe to use from the engine worker and the main thread at once.
+struct Registry {
+  std::mutex mu;
+  uint64_t next_handle = 1;
+  std::map<uint64_t, Context> contexts;
+};
+
+Registry &registry() {
+  static Registry r;
+  return r;
+}
+
+// Caller holds the registry lock. Records an error and returns null for a bad context handle.
+Context *find_context(Registry &r, uint64_t ctx, const char *fn) {
+  auto it = r.contexts.find(ctx);
+  if (it == r.contexts.end()) {
+    fail(VD_ERR_INVALID_ARGUMENT, "%s: bad context handle %llu", fn, (unsigned long long)ctx);
+    return nullptr;
+  }
+  return &it->second;
+}
+
+} // namespace
+
+int32_t fail(int32_t status, const char *fmt, ...) {
+  char buf[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  std::vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  last_error = buf;
+  return status;
+}
+
+void clear_error() { last_error.clear(); }
+
+bool valid_context(uint64_t ctx) {
+  Registry &r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  return find_context(r, ctx, "context") != nullptr;
+}
+
+bool lookup(uint64_t ctx, uint64_t buf, const char *what, Span *out) {
+  Registry &r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  Context *c = find_context(r, ctx, what);
+  if (!c) return false;
+  auto it = c->buffers.find(buf);
+  if (it == c->buffers.end()) {
+    fail(VD_ERR_INVALID_ARGUMENT, "%s: bad buffer handle %llu", what, (unsigned long long)buf);
+    return false;
+  }
+  out->data = it->second.storage->data + it->second.offset;
+  out->bytes = it->second.bytes;
+  return true;
+}
+
+bool lookup_sized(uint64_t ctx, uint64_t buf, const char *what, uint64_t need_bytes, Span *out) {
+  if (!lookup(ctx, buf, what, out)) return false;
+  if (out->bytes < need_bytes) {
+    fail(VD_ERR_INVALID_ARGUMENT, "%s: buffer %llu holds %llu bytes, the shape needs %llu", what,
+         (unsigned long long)buf, (unsigned long long)out->bytes, (unsigned long long)need_bytes);
+    return false;
+  }
+  return true;
+}
+
+} // namespace vd
+
+using namespace vd;
+
+VD_API int32_t vd_abi_version(void) { return VD_ABI_VERSION; }
+VD_API const char *vd_last_error(void) { return last_error.c_str(); }
+VD_API const char *vd_backend_name(void) { return "cpu"; }
+
+VD_API int32_t vd_context_create(int32_t first_device, int32_t tp, uint64_t *out_ctx) {
+  clear_error();
+  if (!out_ctx) return fail(VD_ERR_INVALID_ARGUMENT, "vd_context_create: out_ctx is null");
+  if (first_device != 0)
+    return fail(VD_ERR_INVALID_ARGUMENT, "vd_context_create: first_device %d, the cpu backend has one device: 0",
+                first_device);
+  if (tp != 1) return fail(VD_ERR_UNSUPPORTED, "vd_context_create: tp %d, the cpu backend supports tp = 1 only", tp);
+  Registry &r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  uint64_t h = r.next_handle++;
+  r.contexts[h];
+  *out_ctx = h;
+  return VD_OK;
+}
+
+VD_API int32_t vd_context_destroy(uint64_t ctx) {
+  clear_error();
+  Registry &r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  if (!find_context(r, ctx, "vd_context_destroy")) return VD_ERR_INVALID_ARGUMENT;
+  r.contexts.erase(ctx);
+  return VD_OK;
+}
+
+// Reads a "Name:   123 kB" line of /proc/meminfo; returns false if absent.
+static bool meminfo_kb(const char *name, uint64_t *kb) {
+  FILE *f = std::fopen("/proc/meminfo", "r");
+  if (!f) return false;
+  char line[256];
+  bool found = false;
+  size_t len = std::strlen(name);
+  while (std::fgets(line, sizeof line, f)) {
+    if (std::strncmp(line, name, len) == 0 && line[len] == ':') {
+      found = std::sscanf(line + len + 1, "%llu", (unsigned long long *)kb) == 1;
+      break;
+    }
+  }
+  std::fclose(f);
+  return found;
+}
+
+VD_API int32_t vd_mem_info(uint64_t ctx, uint64_t *out) {
+  clear_error();
+  if (!valid_context(ctx)) return VD_ERR_INVALID_ARGUMENT;
+  if (!out) return fail(VD_ERR_INVALID_ARGUMENT, "vd_mem_info: out is null");
+  uint64_t avail_kb = 0, total_kb = 0;
+  if (!meminfo_kb("MemAvailable", &avail_kb) || !meminfo_kb("MemTotal", &total_kb))
+    return fail(VD_ERR_IO, "vd_mem_info: cannot read MemAvailable/MemTotal from /proc/meminfo");
+  out[0] = avail_kb * 1024;
+  out[1] = total_kb * 1024;
+  return VD_OK;
+}
+
+VD_API int32_t vd_sync(uint64_t ctx) {
+  clear_error();
+  return valid_context(ctx) ? VD_OK : VD_ERR_INVALID_ARGUMENT;
+}
+
+VD_API int32_t vd_buffer_alloc(uint64_t ctx, uint64_t bytes, uint64_t *out_buf) {
+  clear_error();
+  if (!out_buf) return fail(VD_ERR_INVALID_ARGUMENT, "vd_buffer_alloc: out_buf is null");
+  // Linux overcommits: refuse what can never fit now rather than be killed when it is touched.
+  uint64_t total_kb = 0;
+  if (meminfo_kb("MemTotal", &total_kb) && bytes > total_kb * 1024)
+    return fail(VD_ERR_OUT_OF_MEMORY, "vd_buffer_alloc: %llu bytes is more than the machine's %llu bytes of memory",
+                (unsigned long long)bytes, (unsigned long long)total_kb * 1024);
+  auto storage = std::make_shared<Storage>();
+  // 64-byte alignment keeps vector loads on cache lines; round up as aligned_alloc requires.
+  uint64_t rounded = (bytes + 63) / 64 * 64;
+  storage->data = static_cast<uint8_t *>(std::aligned_alloc(64, rounded ? rounded : 64));
+  if (!storage->data)
+    return fail(VD_ERR_OUT_OF_MEMORY, "vd_buffer_alloc: cannot allocate %llu bytes", (unsigned long long)bytes);
+  Registry &r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  Context *c = find_context(r, ctx, "vd_buffer_alloc");
+  if (!c) return VD_ERR_INVALID_ARGUMENT;
+  uint64_t h = r.next_handle++;
+  c->buffers[h] = Buffer{std::move(storage), 0, bytes, h};
+  *out_buf = h;
+  return VD_OK;
+}
+
+VD_API int32_t vd_buffer_view(uint64_t ctx, uint64_t buf, uint64_t offset, uint64_t bytes, uint64_t *out_buf) {
+  clear_error();
+  if (!out_buf) return fail(VD_ERR_INVALID_ARGUMENT, "vd_buffer_view: out_buf is null");
+  Registry &r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  Context *c = find_context(r, ctx, "vd_buffer_view");
+  if (!c) return VD_ERR_INVALID_ARGUMENT;
+  auto it = c->buffers.find(buf);
+  if (it == c->buffers.end())
+    return fail(VD_ERR_INVALID_ARGUMENT, "vd_buffer_view: bad buffer handle %llu", (unsigned long long)buf);
+  const Buffer &parent = it->second;
+  if (offset > parent.bytes || bytes > parent.bytes - offset)
+    return fail(VD_ERR_INVALID_ARGUMENT, "vd_buffer_view: range [%llu, %llu) outside buffer %llu of %llu bytes",
+                (unsigned long long)offset, (unsigned long long)(offset + bytes), (unsigned long long)buf,
+                (unsigned long long)parent.bytes);
+  uint64_t h = r.next_handle++;
+  c->buffers[h] = Buffer{parent.storage, parent.offset + offset, bytes, parent.root};
+  *out_buf = h;
+  return VD_OK;
+}
+
+VD_API int32_t vd_buffer_free(uint64_t ctx, uint64_t buf) {
+  clear_error();
+  Registry &r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  Context *c = find_context(r, ctx, "vd_buffer_free");
+  if (!c) return VD_ERR_INVALID_ARGUMENT;
+  auto it = c->buffers.find(buf);
+  if (it == c->buffers.end())
+    return fail(VD_ERR_INVALID_ARGUMENT, "vd_buffer_free: bad buffer handle %llu", (unsigned long long)buf);
+  if (it->second.root != buf) { // a view: only its handle goes
+    c->buffers.erase(it);
+    return VD_OK;
+  }
+  for (auto v = c->buffers.begin(); v != c->buffers.end();) // the allocation and every view of it
+    v = v->second.root == buf ? c->buffers.erase(v) : std::next(v);
+  return VD_OK;
+}
+
+// Looks up `buf` and checks [offset, offset + bytes) lies inside it.
+static bool lookup_range(uint64_t ctx, uint64_t buf, uint64_t offset, uint64_t bytes, const char *what, Span *out) {
+  if (!lookup(ctx, buf, what, out)) return false;
+  if (offset > out->bytes || bytes > out->bytes - offset) {
+    fail(VD_ERR_INVALID_ARGUMENT, "%s: range [%llu, %llu) outside buffer %llu of %llu bytes", what,
+         (unsigned long long)offset, (unsigned long long)(offset + bytes), (unsigned long long)buf,
+         (unsigned long long)out->bytes);
+    return false;
+  }
+  return true;
+}
+
+VD_API int32_t vd_copy_from_host(uint64_t ctx, uint64_t dst, uint64_t dst_offset, const void *src, uint64_t bytes) {
+  clear_error();
+  Span d;
+  if (!lookup_range(ctx, dst, dst_offset, bytes, "vd_copy_from_host(dst)", &d)) return VD_ERR_INVALID_ARGUMENT;
+  if (bytes == 0) return VD_OK;
+  if (!src) return fail(VD_ERR_INVALID_ARGUMENT, "vd_copy_from_host: src is null");
+  std::memmove(d.data + dst_offset, src, bytes);
+  return VD_OK;
+}
+
+VD_API int32_t vd_copy_to_host(uint64_t ctx, uint64_t src, uint64_t src_offset, void *dst, uint64_t bytes) {
+  clear_error();
+  Span s;
+  if (!lookup_range(ctx, src, src_offset, bytes, "vd_copy_to_host(src)", &s)) return VD_ERR_INVALID_ARGUMENT;
+  if (bytes == 0) return VD_OK;
+  if (!dst) return fail(VD_ERR_INVALID_ARGUMENT, "vd_copy_to_host: dst is null");
+  std::memmove(dst, s.data + src_offset, bytes);
+  return VD_OK;
+}
+
+VD_API int32_t vd_copy(uint64_t ctx, uint64_t dst, uint64_t dst_offset, uint64_t src, uint64_t src_offset,
+                       uint64_t bytes) {
+  clear_error();
+  Span d, s;
+  if (!lookup_range(ctx, dst, dst_offset, bytes, "vd_copy(dst)", &d)) return VD_ERR_INVALID_ARGUMENT;
+  if (!lookup_range(ctx, src, src_offset, bytes, "vd_copy(src)", &s)) return VD_ERR_INVALID_ARGUMENT;
+  std::memmove(d.data + dst_offset, s.data + src_offset, bytes);
+  return VD_OK;
+}

@@ -1,0 +1,168 @@
+// The Backend interface (types.ts) over bun:ffi, for any library that exports include/vllmd.h.
+import { openVllmdLibrary, type VllmdLibrary } from "./ffi.ts";
+import { type BackendName, findLibrary } from "./library.ts";
+import { type Backend, BackendError, type Buf, type DType, type SampleArgs } from "./types.ts";
+
+/** The VD_ABI_VERSION of the include/vllmd.h this code was written against. */
+export const EXPECTED_ABI_VERSION = 1;
+
+export interface OpenBackendOptions {
+  firstDevice?: number;
+  tp?: number;
+  /** Directory holding libvllmd_<name>.so; by default it is searched for (library.ts). */
+  libDir?: string;
+}
+
+/** Opens libvllmd_<name>.so, checks its ABI version and creates a context on it. */
+export function openBackend(name: BackendName, opts: OpenBackendOptions = {}): Backend {
+  const path = findLibrary(name, opts.libDir === undefined ? undefined : [opts.libDir]);
+  const lib = openVllmdLibrary(path);
+  const version = lib.symbols.vd_abi_version();
+  if (version !== EXPECTED_ABI_VERSION) {
+    lib.close();
+    throw new Error(`${path}: ABI version ${version}, this vllmd expects ${EXPECTED_ABI_VERSION}; rebuild it`);
+  }
+  return new NativeBackend(lib, opts.firstDevice ?? 0, opts.tp ?? 1);
+}
+
+/** Bytes of a host view, as the `ptr` argument bun:ffi reads at call time. */
+const bytesOf = (v: ArrayBufferView): Uint8Array => new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+
+class NativeBackend implements Backend {
+  readonly name: string;
+  private readonly ctx: number;
+  // Out-parameters live as long as the backend so no pointer into them can go stale.
+  private readonly handleOut = new BigUint64Array(1);
+  private readonly memOut = new BigUint64Array(2);
+
+  constructor(
+    private readonly lib: VllmdLibrary,
+    firstDevice: number,
+    readonly tp: number,
+  ) {
+    this.name = lib.symbols.vd_backend_name() ?? "";
+    this.check("vd_context_create", lib.symbols.vd_context_create(firstDevice, tp, this.handleOut));
+    this.ctx = Number(this.handleOut[0]);
+  }
+
+  private check(fn: string, status: number): void {
+    if (status !== 0) throw new BackendError(fn, status, this.lib.symbols.vd_last_error() ?? "");
+  }
+
+  private hostRange(fn: string, offset: number, host: ArrayBufferView, bytes: number | undefined): number {
+    const n = bytes ?? host.byteLength;
+    if (!Number.isSafeInteger(offset) || offset < 0)
+      throw new BackendError(fn, -1, `offset ${offset} must be a non-negative integer`);
+    if (!Number.isSafeInteger(n) || n < 0 || n > host.byteLength)
+      throw new BackendError(fn, -1, `bytes ${n} must be an integer in [0, ${host.byteLength}] (the host array)`);
+    return n;
+  }
+
+  memInfo(): { free: number; total: number } {
+    this.check("vd_mem_info", this.lib.symbols.vd_mem_info(this.ctx, this.memOut));
+    return { free: Number(this.memOut[0]), total: Number(this.memOut[1]) };
+  }
+
+  sync(): void {
+    this.check("vd_sync", this.lib.symbols.vd_sync(this.ctx));
+  }
+
+  // The library stays loaded: other contexts may use it, and unloading it under OpenMP's
+  // worker threads is not worth the risk. Later calls fail with a bad-context error.
+  destroy(): void {
+    this.check("vd_context_destroy", this.lib.symbols.vd_context_destroy(this.ctx));
+  }
+
+  alloc(bytes: number): Buf {
+    this.check("vd_buffer_alloc", this.lib.symbols.vd_buffer_alloc(this.ctx, bytes, this.handleOut));
+    return Number(this.handleOut[0]);
+  }
+
+  view(buf: Buf, offset: number, bytes: number): Buf {
+    this.check("vd_buffer_view", this.lib.symbols.vd_buffer_view(this.ctx, buf, offset, bytes, this.handleOut));
+    return Number(this.handleOut[0]);
+  }
+
+  free(buf: Buf): void {
+    this.check("vd_buffer_free", this.lib.symbols.vd_buffer_free(this.ctx, buf));
+  }
+
+  copyFromHost(dst: Buf, dstOffset: number, src: ArrayBufferView, bytes?: number): void {
+    const n = this.hostRange("vd_copy_from_host", dstOffset, src, bytes);
+    this.check("vd_copy_from_host", this.lib.symbols.vd_copy_from_host(this.ctx, dst, dstOffset, bytesOf(src), n));
+  }
+
+  copyToHost(src: Buf, srcOffset: number, dst: ArrayBufferView, bytes?: number): void {
+    const n = this.hostRange("vd_copy_to_host", srcOffset, dst, bytes);
+    this.check("vd_copy_to_host", this.lib.symbols.vd_copy_to_host(this.ctx, src, srcOffset, bytesOf(dst), n));
+  }
+
+  copy(dst: Buf, dstOffset: number, src: Buf, srcOffset: number, bytes: number): void {
+    this.check("vd_copy", this.lib.symbols.vd_copy(this.ctx, dst, dstOffset, src, srcOffset, bytes));
+  }
+
+  loadWeight(
+    dst: Buf, dstDtype: DType, path: string, fileOffset: number, fileDtype: DType, rows: number, cols: number,
+    shardDim: -1 | 0 | 1,
+  ): void {
+    const cPath = Buffer.from(`${path}\0`);
+    const status = this.lib.symbols.vd_load_weight(this.ctx, dst, dstDtype, cPath, fileOffset, fileDtype, rows, cols, shardDim);
+    this.check("vd_load_weight", status);
+  }
+
+  embedding(out: Buf, table: Buf, tokenIds: Buf, nTokens: number, hidden: number, vocab: number, act: DType, w: DType): void {
+    const status = this.lib.symbols.vd_embedding(this.ctx, out, table, tokenIds, nTokens, hidden, vocab, act, w);
+    this.check("vd_embedding", status);
+  }
+
+  rmsnorm(out: Buf, residual: Buf, x: Buf, weight: Buf, nTokens: number, hidden: number, eps: number, act: DType, w: DType): void {
+    const status = this.lib.symbols.vd_rmsnorm(this.ctx, out, residual, x, weight, nTokens, hidden, eps, act, w);
+    this.check("vd_rmsnorm", status);
+  }
+
+  ropeWriteKv(
+    q: Buf, k: Buf, v: Buf, positions: Buf, cosSin: Buf, slotMapping: Buf, kCache: Buf, vCache: Buf,
+    nTokens: number, nHeads: number, nKvHeads: number, headDim: number, blockSize: number, act: DType,
+  ): void {
+    const status = this.lib.symbols.vd_rope_write_kv(
+      this.ctx, q, k, v, positions, cosSin, slotMapping, kCache, vCache, nTokens, nHeads, nKvHeads, headDim, blockSize, act,
+    );
+    this.check("vd_rope_write_kv", status);
+  }
+
+  attention(
+    out: Buf, q: Buf, kCache: Buf, vCache: Buf, blockTables: Buf, seqLens: Buf, queryStart: Buf,
+    nSeqs: number, nTokens: number, nHeads: number, nKvHeads: number, headDim: number, blockSize: number,
+    maxBlocks: number, scale: number, act: DType,
+  ): void {
+    const status = this.lib.symbols.vd_attention(
+      this.ctx, out, q, kCache, vCache, blockTables, seqLens, queryStart,
+      nSeqs, nTokens, nHeads, nKvHeads, headDim, blockSize, maxBlocks, scale, act,
+    );
+    this.check("vd_attention", status);
+  }
+
+  gemm(out: Buf, x: Buf, w: Buf, bias: Buf, m: number, n: number, k: number, act: DType, wDtype: DType): void {
+    this.check("vd_gemm", this.lib.symbols.vd_gemm(this.ctx, out, x, w, bias, m, n, k, act, wDtype));
+  }
+
+  siluMul(out: Buf, gateUp: Buf, nTokens: number, inter: number, act: DType): void {
+    this.check("vd_silu_mul", this.lib.symbols.vd_silu_mul(this.ctx, out, gateUp, nTokens, inter, act));
+  }
+
+  gatherRows(out: Buf, x: Buf, rows: Buf, nRows: number, cols: number, act: DType): void {
+    this.check("vd_gather_rows", this.lib.symbols.vd_gather_rows(this.ctx, out, x, rows, nRows, cols, act));
+  }
+
+  allReduce(buf: Buf, n: number, act: DType): void {
+    this.check("vd_all_reduce", this.lib.symbols.vd_all_reduce(this.ctx, buf, n, act));
+  }
+
+  sample(a: SampleArgs): void {
+    const status = this.lib.symbols.vd_sample(
+      this.ctx, a.logits, a.nSeqs, a.vocab, a.fparams, a.iparams, a.seenOffsets, a.seenTokens, a.seenCounts,
+      a.biasOffsets, a.biasTokens, a.biasValues, a.nTop, a.outTokens, a.outLogprobs, a.outTopIds, a.outTopLogprobs,
+    );
+    this.check("vd_sample", status);
+  }
+}

@@ -23,9 +23,10 @@ $(BUILD)/libvllmd_cpu.so: $(CPU_SRCS) $(CPU_HDRS)
 	cp $@ libvllmd_cpu.so
 
 vllmd: deps cpu $(TS_SRCS)
-	$(BUN) build --compile src/cli.ts --outfile vllmd
+	$(BUN) build --compile src/cli.ts src/engine/worker.ts --outfile vllmd
 
 test: deps cpu
+	node_modules/.bin/tsc -p .
 	$(BUN) test
 
 clean:

@@ -38,6 +38,10 @@ export const defaultSamplingParams = (over: Partial<SamplingParams> = {}): Sampl
 export type RequestStatus = "waiting" | "running" | "preempted" | "finished";
 export type FinishReason = "stop" | "length" | "abort";
 
+/** True if the sampler must see this request's token history. */
+export const needsPenalties = (p: SamplingParams): boolean =>
+  p.repetitionPenalty !== 1 || p.presencePenalty !== 0 || p.frequencyPenalty !== 0;
+
 export class Request {
   readonly outputTokenIds: number[] = [];
   status: RequestStatus = "waiting";
@@ -49,8 +53,14 @@ export class Request {
   numPreemptions = 0;
   /** Block ids of the KV cache, in order; owned by the KVCacheManager, append-only while running. */
   blockIds: number[] = [];
-  /** Chained hashes of this request's full blocks, filled lazily by the KVCacheManager. */
-  blockHashes: bigint[] = [];
+  /** Chained 53-bit hashes of this request's full blocks, filled lazily by the KVCacheManager. */
+  blockHashes: number[] = [];
+  /** The seed's halves as the sampler takes them (i32 bit patterns). */
+  readonly seedLo: number;
+  readonly seedHi: number;
+  /** For penalties: token id -> count among outputs (0 = prompt only); kept by the runner. */
+  seenCounts: Map<number, number> | null = null;
+  seenUpTo = 0; // outputs already counted in seenCounts
 
   constructor(
     readonly id: string,
@@ -58,7 +68,11 @@ export class Request {
     readonly params: SamplingParams,
     readonly arrivalTime: number,
     readonly eosTokenIds: readonly number[] = [],
-  ) {}
+  ) {
+    const seed = BigInt.asUintN(64, params.seed);
+    this.seedLo = Number(seed & 0xffffffffn) | 0;
+    this.seedHi = Number(seed >> 32n) | 0;
+  }
 
   get numPromptTokens(): number {
     return this.promptTokenIds.length;

@@ -1,0 +1,31 @@
+// Engine configuration: every default lives here, validated once with zod.
+import { z } from "zod";
+
+export const EngineConfigSchema = z.object({
+  model: z.string().min(1),
+  device: z.enum(["auto", "cpu", "cuda", "hip"]).default("auto"),
+  tensorParallelSize: z.number().int().min(1).default(1),
+  blockSize: z.number().int().min(1).max(256).default(16),
+  maxNumSeqs: z.number().int().min(1).default(256),
+  maxNumBatchedTokens: z.number().int().min(1).default(2048),
+  /** Defaults to the model's max_position_embeddings. */
+  maxModelLen: z.number().int().min(2).optional(),
+  gpuMemoryUtilization: z.number().gt(0).max(1).default(0.9),
+  /** KV blocks, overriding the memory-based sizing (as vLLM's --num-gpu-blocks-override). */
+  numBlocksOverride: z.number().int().min(1).optional(),
+  /** Bytes the cpu backend gives the KV cache (as vLLM's VLLM_CPU_KVCACHE_SPACE). */
+  cpuKvCacheBytes: z.number().int().min(1).default(4 * 2 ** 30),
+  enablePrefixCaching: z.boolean().default(true),
+});
+
+export type EngineConfigInput = z.input<typeof EngineConfigSchema>;
+export type EngineConfig = z.output<typeof EngineConfigSchema>;
+
+export function parseEngineConfig(input: EngineConfigInput): EngineConfig {
+  const r = EngineConfigSchema.safeParse(input);
+  if (!r.success) {
+    const msg = r.error.issues.map((i) => `${i.path.join(".") || "config"}: ${i.message}`).join("; ");
+    throw new Error(`invalid engine config: ${msg}`);
+  }
+  return r.data;
+}

@@ -1,0 +1,163 @@
+// The engine: a model on a backend, a scheduler over its paged KV cache, and the step loop's
+// one function, step(). It runs inside the engine Worker (worker.ts) or in-process for tests.
+import type { EngineConfig } from "../config.ts";
+import { allocKvCache, freeKvCache, kvBlockBytes, LlamaModel, type KvCache } from "../model/llama.ts";
+import { loadModelDir, type ModelDir } from "../model/model-dir.ts";
+import { freeWeights, loadWeights, type LoadProgress, type ModelWeights } from "../model/weights.ts";
+import { openBackend } from "../native/backend.ts";
+import type { Backend } from "../native/types.ts";
+import { Request, type FinishReason, type SamplingParams } from "./request.ts";
+import { ModelRunner, type TokenLogprobs } from "./runner.ts";
+import { Scheduler } from "./scheduler.ts";
+
+export interface EngineOutput {
+  id: string;
+  newTokenIds: number[];
+  logprobs: TokenLogprobs[] | null;
+  finished: boolean;
+  finishReason: FinishReason | null;
+  numPromptTokens: number;
+  numCachedTokens: number;
+}
+
+export interface EngineInfo {
+  model: string;
+  architecture: string;
+  dtype: string;
+  device: string;
+  numBlocks: number;
+  blockSize: number;
+  maxModelLen: number;
+  maxNumSeqs: number;
+  maxNumBatchedTokens: number;
+  vocabSize: number;
+  eosTokenIds: number[];
+}
+
+export interface EngineStats {
+  numRunning: number;
+  numWaiting: number;
+  kvCacheUsage: number;
+  numPreemptionsTotal: number;
+}
+
+export class Engine {
+  private constructor(
+    readonly info: EngineInfo,
+    private readonly be: Backend,
+    private readonly weights: ModelWeights,
+    private readonly cache: KvCache,
+    private readonly model: LlamaModel,
+    private readonly runner: ModelRunner,
+    readonly scheduler: Scheduler,
+  ) {}
+
+  static create(cfg: EngineConfig, onProgress?: LoadProgress): Engine {
+    const dir = loadModelDir(cfg.model);
+    const maxModelLen = resolveMaxModelLen(cfg, dir);
+    const be = openBackend(pickDevice(cfg.device), { tp: cfg.tensorParallelSize });
+    const weights = loadWeights(be, dir.config, dir.tensors, onProgress);
+    const blocksPerSeq = Math.ceil(maxModelLen / cfg.blockSize);
+    const maxTokens = Math.max(cfg.maxNumBatchedTokens, 1);
+    const maxSeqs = cfg.maxNumSeqs;
+    const numBlocks = sizeKvCache(be, cfg, dir, blocksPerSeq);
+    const cache = allocKvCache(be, dir.config, numBlocks, cfg.blockSize);
+    const model = new LlamaModel(be, dir.config, weights, cache, maxTokens, maxSeqs, maxModelLen);
+    const runner = new ModelRunner(be, model, { maxTokens, maxSeqs, maxBlocksPerSeq: blocksPerSeq, blockSize: cfg.blockSize });
+    const scheduler = new Scheduler({
+      maxNumSeqs: maxSeqs, maxNumBatchedTokens: cfg.maxNumBatchedTokens, maxModelLen,
+      blockSize: cfg.blockSize, numBlocks, enablePrefixCaching: cfg.enablePrefixCaching,
+    });
+    const info: EngineInfo = {
+      model: dir.dir, architecture: dir.config.architecture, dtype: dir.config.dtype, device: be.name,
+      numBlocks, blockSize: cfg.blockSize, maxModelLen, maxNumSeqs: maxSeqs,
+      maxNumBatchedTokens: cfg.maxNumBatchedTokens, vocabSize: dir.config.vocabSize,
+      eosTokenIds: dir.generation.eosTokenIds,
+    };
+    return new Engine(info, be, weights, cache, model, runner, scheduler);
+  }
+
+  /** Queues a request; throws on a prompt the engine cannot serve (empty, too long, bad ids). */
+  addRequest(id: string, promptTokenIds: readonly number[], params: SamplingParams, arrival = performance.now()): void {
+    const V = this.info.vocabSize;
+    for (const t of promptTokenIds) {
+      if (!Number.isInteger(t) || t < 0 || t >= V) throw new Error(`token id ${t} is out of range [0, ${V})`);
+    }
+    this.scheduler.addRequest(new Request(id, promptTokenIds, params, arrival, this.info.eosTokenIds));
+  }
+
+  abort(id: string): EngineOutput | null {
+    const req = this.scheduler.abortRequest(id);
+    if (!req) return null;
+    return { id, newTokenIds: [], logprobs: null, finished: true, finishReason: "abort",
+      numPromptTokens: req.numPromptTokens, numCachedTokens: req.numCachedTokens };
+  }
+
+  get hasUnfinished(): boolean {
+    return this.scheduler.hasUnfinished;
+  }
+
+  /** One iteration: schedule, run the model, sample, update; returns what each request gained. */
+  step(): EngineOutput[] {
+    const sched = this.scheduler.schedule();
+    if (sched.scheduled.length === 0) return [];
+    const res = this.runner.execute(sched);
+    const lpByReq = new Map<Request, TokenLogprobs>();
+    sched.scheduled.forEach((s, i) => {
+      const lp = res.logprobs[i];
+      if (lp) lpByReq.set(s.req, lp);
+    });
+    return this.scheduler.update(sched, res.sampled).map((o) => {
+      const lp = lpByReq.get(o.req);
+      return {
+        id: o.req.id, newTokenIds: o.newTokenIds, logprobs: lp && o.newTokenIds.length ? [lp] : null,
+        finished: o.finished, finishReason: o.finishReason,
+        numPromptTokens: o.req.numPromptTokens, numCachedTokens: o.req.numCachedTokens,
+      };
+    });
+  }
+
+  stats(): EngineStats {
+    const s = this.scheduler;
+    return { numRunning: s.numRunning, numWaiting: s.numWaiting, kvCacheUsage: s.kv.usage, numPreemptionsTotal: s.numPreemptionsTotal };
+  }
+
+  dispose(): void {
+    this.runner.dispose();
+    this.model.dispose();
+    freeKvCache(this.be, this.cache);
+    freeWeights(this.be, this.weights);
+    this.be.destroy();
+  }
+}
+
+function pickDevice(d: EngineConfig["device"]): "cpu" | "cuda" | "hip" {
+  return d === "auto" ? "cpu" : d; // the GPU backends join `auto` once they exist
+}
+
+function resolveMaxModelLen(cfg: EngineConfig, dir: ModelDir): number {
+  const modelMax = dir.config.maxPositionEmbeddings;
+  const want = cfg.maxModelLen ?? modelMax;
+  if (want > modelMax) {
+    throw new Error(`--max-model-len ${want} is larger than the model's max_position_embeddings (${modelMax}) in config.json`);
+  }
+  return want;
+}
+
+/** KV blocks: the override, or what the memory budget holds, capped at what the scheduler can use. */
+function sizeKvCache(be: Backend, cfg: EngineConfig, dir: ModelDir, blocksPerSeq: number): number {
+  const blockBytes = kvBlockBytes(dir.config, cfg.blockSize, be.tp);
+  let n = cfg.numBlocksOverride;
+  if (n === undefined) {
+    const mem = be.memInfo();
+    const budget = be.name === "cpu" ? Math.min(cfg.cpuKvCacheBytes, mem.free * 0.5)
+      : mem.total * cfg.gpuMemoryUtilization - (mem.total - mem.free);
+    n = Math.min(Math.floor(budget / blockBytes), cfg.maxNumSeqs * blocksPerSeq);
+  }
+  if (n < blocksPerSeq && cfg.numBlocksOverride === undefined) {
+    throw new Error(
+      `the KV cache holds ${n} blocks of ${cfg.blockSize} tokens, fewer than one ${blocksPerSeq * cfg.blockSize}-token request needs: lower --max-model-len or raise the memory budget`,
+    );
+  }
+  return Math.max(1, n);
+}

@@ -1,0 +1,204 @@
+// Packs one scheduled step into preallocated host arrays laid out exactly as the device buffer
+// the runner copies them into: one contiguous copy for the batch metadata, a second only when
+// some request uses penalties or a logit bias. Nothing here allocates per step.
+import { SP } from "../native/types.ts";
+import { needsPenalties, type Request } from "./request.ts";
+import type { SchedulerOutput } from "./scheduler.ts";
+
+export interface StepShape {
+  maxTokens: number;
+  maxSeqs: number;
+  maxBlocksPerSeq: number;
+  blockSize: number;
+}
+
+/** Offsets (in 4-byte elements) of each section of the metadata region. */
+export interface MetaLayout {
+  tokenIds: number;
+  positions: number;
+  slotMapping: number;
+  queryStart: number;
+  seqLens: number;
+  sampleRows: number;
+  fparams: number;
+  iparams: number;
+  seenOffsets: number;
+  biasOffsets: number;
+  blockTables: number; // last: only its used prefix is copied
+  total: number;
+}
+
+export function metaLayout(s: StepShape): MetaLayout {
+  let at = 0;
+  const take = (n: number) => ((at += n), at - n);
+  return {
+    tokenIds: take(s.maxTokens),
+    positions: take(s.maxTokens),
+    slotMapping: take(s.maxTokens),
+    queryStart: take(s.maxSeqs + 1),
+    seqLens: take(s.maxSeqs),
+    sampleRows: take(s.maxSeqs),
+    fparams: take(s.maxSeqs * SP.nf),
+    iparams: take(s.maxSeqs * SP.ni),
+    seenOffsets: take(s.maxSeqs + 1),
+    biasOffsets: take(s.maxSeqs + 1),
+    blockTables: take(s.maxSeqs * s.maxBlocksPerSeq),
+    total: at,
+  };
+}
+
+/** The token-list region (penalties, logit bias); grows by doubling when a step needs more. */
+export class TokenLists {
+  seenTokens = new Int32Array(0);
+  seenCounts = new Int32Array(0);
+  biasTokens = new Int32Array(0);
+  biasValues = new Float32Array(0);
+  nSeen = 0;
+  nBias = 0;
+  /** Bumped whenever the arrays are replaced, so the runner reallocates its device copy. */
+  generation = 0;
+
+  reserve(seen: number, bias: number): void {
+    if (seen <= this.seenTokens.length && bias <= this.biasTokens.length) return;
+    const grow = (have: number, need: number) => Math.max(need, have * 2, 1024);
+    const ns = grow(this.seenTokens.length, seen), nb = grow(this.biasTokens.length, bias);
+    const st = new Int32Array(ns), sc = new Int32Array(ns), bt = new Int32Array(nb), bv = new Float32Array(nb);
+    st.set(this.seenTokens); sc.set(this.seenCounts); bt.set(this.biasTokens); bv.set(this.biasValues);
+    [this.seenTokens, this.seenCounts, this.biasTokens, this.biasValues] = [st, sc, bt, bv];
+    this.generation++;
+  }
+}
+
+export class StepInputs {
+  readonly layout: MetaLayout;
+  readonly meta: Int32Array; // the metadata region, as i32
+  readonly metaF32: Float32Array; // the same bytes, for the float sections
+  readonly lists = new TokenLists();
+  /** Index into `scheduled` of each sampling row, and back (-1: does not sample). */
+  readonly sampleOf: Int32Array;
+  nTokens = 0;
+  nSeqs = 0;
+  nSample = 0;
+  maxBlocks = 0; // row stride of this step's block tables
+  nTop = -1; // most top-logprobs any sampling request wants (-1: none want logprobs)
+
+  constructor(readonly shape: StepShape) {
+    this.layout = metaLayout(shape);
+    this.meta = new Int32Array(this.layout.total);
+    this.metaF32 = new Float32Array(this.meta.buffer);
+    this.sampleOf = new Int32Array(shape.maxSeqs);
+  }
+
+  /** Bytes of the metadata region that this step uses (a prefix: block tables come last). */
+  get usedMetaBytes(): number {
+    return (this.layout.blockTables + this.nSeqs * this.maxBlocks) * 4;
+  }
+
+  pack(out: SchedulerOutput): void {
+    const L = this.layout, m = this.meta;
+    const sched = out.scheduled;
+    if (sched.length > this.shape.maxSeqs) throw new Error(`step has ${sched.length} sequences > maxSeqs`);
+    let stride = 1;
+    for (const s of sched) stride = Math.max(stride, s.req.blockIds.length);
+    this.maxBlocks = stride;
+    let t = 0, nSample = 0, nTop = -1;
+    for (let i = 0; i < sched.length; i++) {
+      const { req, numNewTokens: n } = sched[i]!;
+      const start = req.numComputedTokens - n;
+      if (t + n > this.shape.maxTokens) throw new Error(`step has more than ${this.shape.maxTokens} tokens`);
+      m[L.queryStart + i] = t;
+      m[L.seqLens + i] = start + n;
+      this.packTokens(req, start, n, t);
+      this.packBlockTable(req, L.blockTables + i * stride, stride);
+      t += n;
+      if (start + n === req.numTokens) {
+        m[L.sampleRows + nSample] = t - 1;
+        this.packSamplingRow(req, nSample);
+        this.sampleOf[nSample++] = i;
+        nTop = Math.max(nTop, req.params.logprobs);
+      }
+    }
+    m[L.queryStart + sched.length] = t;
+    [this.nTokens, this.nSeqs, this.nSample, this.nTop] = [t, sched.length, nSample, nTop];
+    this.packTokenLists(sched, nSample);
+  }
+
+  private packTokens(req: Request, start: number, n: number, t0: number): void {
+    const L = this.layout, m = this.meta, B = this.shape.blockSize, blocks = req.blockIds;
+    const p = req.numPromptTokens;
+    for (let j = 0; j < n; j++) {
+      const pos = start + j;
+      m[L.tokenIds + t0 + j] = pos < p ? req.promptTokenIds[pos]! : req.outputTokenIds[pos - p]!;
+      m[L.positions + t0 + j] = pos;
+      m[L.slotMapping + t0 + j] = blocks[(pos / B) | 0]! * B + (pos % B);
+    }
+  }
+
+  private packBlockTable(req: Request, at: number, stride: number): void {
+    const m = this.meta, blocks = req.blockIds;
+    for (let j = 0; j < blocks.length; j++) m[at + j] = blocks[j]!;
+    for (let j = blocks.length; j < stride; j++) m[at + j] = 0;
+  }
+
+  private packSamplingRow(req: Request, row: number): void {
+    const f = this.metaF32, m = this.meta, p = req.params;
+    const fo = this.layout.fparams + row * SP.nf, io = this.layout.iparams + row * SP.ni;
+    f[fo + SP.temperature] = p.temperature;
+    f[fo + SP.topP] = p.topP;
+    f[fo + SP.minP] = p.minP;
+    f[fo + SP.repetition] = p.repetitionPenalty;
+    f[fo + SP.presence] = p.presencePenalty;
+    f[fo + SP.frequency] = p.frequencyPenalty;
+    m[io + SP.topK] = p.topK;
+    m[io + SP.seedLo] = req.seedLo;
+    m[io + SP.seedHi] = req.seedHi;
+    m[io + SP.step] = req.numOutputTokens;
+  }
+
+  /** CSR lists of seen tokens (penalties) and logit biases for the sampling rows. */
+  private packTokenLists(sched: SchedulerOutput["scheduled"], nSample: number): void {
+    const L = this.layout, m = this.meta, lists = this.lists;
+    let nSeen = 0, nBias = 0;
+    for (let r = 0; r < nSample; r++) {
+      const req = sched[this.sampleOf[r]!]!.req;
+      if (needsPenalties(req.params)) nSeen += updateSeenCounts(req).size;
+      nBias += req.params.logitBias.size;
+    }
+    lists.reserve(nSeen, nBias);
+    nSeen = 0;
+    nBias = 0;
+    for (let r = 0; r < nSample; r++) {
+      const req = sched[this.sampleOf[r]!]!.req;
+      m[L.seenOffsets + r] = nSeen;
+      m[L.biasOffsets + r] = nBias;
+      if (req.seenCounts && needsPenalties(req.params)) {
+        for (const [tok, c] of req.seenCounts) {
+          lists.seenTokens[nSeen] = tok;
+          lists.seenCounts[nSeen++] = c;
+        }
+      }
+      for (const [tok, v] of req.params.logitBias) {
+        lists.biasTokens[nBias] = tok;
+        lists.biasValues[nBias++] = v;
+      }
+    }
+    m[L.seenOffsets + nSample] = nSeen;
+    m[L.biasOffsets + nSample] = nBias;
+    lists.nSeen = nSeen;
+    lists.nBias = nBias;
+  }
+}
+
+/** Brings req.seenCounts up to date with its outputs; returns it. */
+function updateSeenCounts(req: Request): Map<number, number> {
+  if (!req.seenCounts) {
+    req.seenCounts = new Map();
+    for (const t of req.promptTokenIds) if (!req.seenCounts.has(t)) req.seenCounts.set(t, 0);
+  }
+  const seen = req.seenCounts;
+  for (; req.seenUpTo < req.numOutputTokens; req.seenUpTo++) {
+    const t = req.outputTokenIds[req.seenUpTo]!;
+    seen.set(t, (seen.get(t) ?? 0) + 1);
+  }
+  return seen;
+}

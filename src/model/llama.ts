@@ -1,0 +1,179 @@
+// The decoder of Llama, Mistral and Qwen2 (they differ only in config: GQA ratios, qkv bias,
+// tied embeddings, RoPE scaling). One function per block; every tensor's shape in a comment.
+// T = tokens in the step, S = sequences to sample, h = hidden, H/KVH = heads, D = head dim,
+// I = intermediate size, V = vocab; shapes are per rank under tensor parallelism.
+import type { Backend, Buf } from "../native/types.ts";
+import { DType } from "../native/types.ts";
+import type { ModelConfig } from "./config.ts";
+import { ropeCosSinTable } from "./rope.ts";
+import type { LayerWeights, ModelWeights } from "./weights.ts";
+
+/** The paged KV cache: per layer, K and V of [numBlocks, KVH, blockSize, D]. */
+export interface KvCache {
+  numBlocks: number;
+  blockSize: number;
+  k: Buf[];
+  v: Buf[];
+}
+
+/** Device views of one step's metadata, filled by the runner with one copy. */
+export interface StepBatch {
+  nTokens: number; // T
+  nSeqs: number; // sequences with query rows this step
+  nSample: number; // S: sequences that sample (their last row's logits are computed)
+  maxBlocks: number; // row stride of blockTables
+  tokenIds: Buf; // i32 [T]
+  positions: Buf; // i32 [T]
+  slotMapping: Buf; // i32 [T]
+  queryStart: Buf; // i32 [nSeqs + 1]
+  seqLens: Buf; // i32 [nSeqs]
+  blockTables: Buf; // i32 [nSeqs, maxBlocks]
+  sampleRows: Buf; // i32 [S]: the query row whose logits are wanted
+}
+
+/** Activation buffers sized once for the largest step, so a step allocates nothing. */
+interface Scratch {
+  residual: Buf; // [T, h]
+  normed: Buf; // [T, h]
+  delta: Buf; // [T, h]: a block's output before it joins the residual
+  q: Buf; // [T, H*D]
+  k: Buf; // [T, KVH*D]
+  v: Buf; // [T, KVH*D]
+  attn: Buf; // [T, H*D]
+  gateUp: Buf; // [T, 2I]
+  act: Buf; // [T, I]
+  last: Buf; // [S, h]
+  logits: Buf; // [S, V] f32
+  cosSin: Buf; // f32 [maxPositions, D]
+}
+
+const ACT = DType.f32;
+
+export class LlamaModel {
+  private readonly s: Scratch;
+  private readonly buffers: Buf[] = [];
+  private readonly nh: number;
+  private readonly nkv: number;
+  private readonly inter: number;
+
+  constructor(
+    private readonly be: Backend,
+    readonly cfg: ModelConfig,
+    private readonly w: ModelWeights,
+    readonly cache: KvCache,
+    readonly maxTokens: number,
+    readonly maxSeqs: number,
+    maxPositions: number,
+  ) {
+    this.nh = cfg.numHeads / be.tp;
+    this.nkv = cfg.numKvHeads / be.tp;
+    this.inter = cfg.intermediateSize / be.tp;
+    this.s = this.allocScratch(maxPositions);
+  }
+
+  /** Runs the step; returns the f32 logits [S, V] of the sampled rows. */
+  forward(b: StepBatch): Buf {
+    const { be, s, cfg } = this;
+    const T = b.nTokens;
+    be.embedding(s.residual, this.w.embed, b.tokenIds, T, cfg.hiddenSize, cfg.vocabSize, ACT, this.w.dtype);
+    for (let i = 0; i < this.w.layers.length; i++) this.decoderLayer(this.w.layers[i]!, i, b);
+    this.norm(this.w.norm, T, true); // normed = norm(residual + delta)
+    return this.lmHead(b);
+  }
+
+  /** residual += attention(norm(residual)); residual += mlp(norm(residual)). */
+  private decoderLayer(lw: LayerWeights, i: number, b: StepBatch): void {
+    this.norm(lw.inputNorm, b.nTokens, i > 0);
+    this.attention(lw, i, b);
+    this.norm(lw.postNorm, b.nTokens, true);
+    this.mlp(lw, b.nTokens);
+  }
+
+  /** normed[T, h] = rmsnorm(residual (+= delta when `addDelta`)) * w. */
+  private norm(w: Buf, T: number, addDelta: boolean): void {
+    const { be, s, cfg } = this;
+    if (addDelta) be.rmsnorm(s.normed, s.residual, s.delta, w, T, cfg.hiddenSize, cfg.rmsNormEps, ACT, this.w.dtype);
+    else be.rmsnorm(s.normed, 0, s.residual, w, T, cfg.hiddenSize, cfg.rmsNormEps, ACT, this.w.dtype);
+  }
+
+  /** delta[T, h] = o_proj(paged_attention(rope(q), rope(k) → cache, v → cache)). */
+  private attention(lw: LayerWeights, layer: number, b: StepBatch): void {
+    const { be, s, cfg, nh, nkv } = this;
+    const T = b.nTokens, h = cfg.hiddenSize, D = cfg.headDim, wd = this.w.dtype;
+    be.gemm(s.q, s.normed, lw.q, lw.qBias, T, nh * D, h, ACT, wd); // q [T, H*D]
+    be.gemm(s.k, s.normed, lw.k, lw.kBias, T, nkv * D, h, ACT, wd); // k [T, KVH*D]
+    be.gemm(s.v, s.normed, lw.v, lw.vBias, T, nkv * D, h, ACT, wd); // v [T, KVH*D]
+    const kc = this.cache.k[layer]!, vc = this.cache.v[layer]!, B = this.cache.blockSize;
+    be.ropeWriteKv(s.q, s.k, s.v, b.positions, s.cosSin, b.slotMapping, kc, vc, T, nh, nkv, D, B, ACT);
+    be.attention(
+      s.attn, s.q, kc, vc, b.blockTables, b.seqLens, b.queryStart,
+      b.nSeqs, T, nh, nkv, D, B, b.maxBlocks, 1 / Math.sqrt(D), ACT,
+    ); // attn [T, H*D]
+    be.gemm(s.delta, s.attn, lw.o, 0, T, h, nh * D, ACT, wd); // delta [T, h] (partial sum per rank)
+    if (be.tp > 1) be.allReduce(s.delta, T * h, ACT);
+  }
+
+  /** delta[T, h] = down(silu(gate(normed)) * up(normed)). */
+  private mlp(lw: LayerWeights, T: number): void {
+    const { be, s, cfg, inter } = this;
+    const h = cfg.hiddenSize, wd = this.w.dtype;
+    be.gemm(s.gateUp, s.normed, lw.gateUp, 0, T, 2 * inter, h, ACT, wd); // gateUp [T, 2I]
+    be.siluMul(s.act, s.gateUp, T, inter, ACT); // act [T, I]
+    be.gemm(s.delta, s.act, lw.down, 0, T, h, inter, ACT, wd); // delta [T, h]
+    if (be.tp > 1) be.allReduce(s.delta, T * h, ACT);
+  }
+
+  /** logits[S, V] = lm_head(normed[sampleRows]). */
+  private lmHead(b: StepBatch): Buf {
+    const { be, s, cfg } = this;
+    be.gatherRows(s.last, s.normed, b.sampleRows, b.nSample, cfg.hiddenSize, ACT); // last [S, h]
+    be.gemm(s.logits, s.last, this.w.lmHead, 0, b.nSample, cfg.vocabSize, cfg.hiddenSize, ACT, this.w.dtype);
+    return s.logits;
+  }
+
+  private allocScratch(maxPositions: number): Scratch {
+    const { cfg, maxTokens: T, maxSeqs: S, nh, nkv, inter } = this;
+    const f = (elems: number): Buf => {
+      const buf = this.be.alloc(Math.max(1, elems) * 4);
+      this.buffers.push(buf);
+      return buf;
+    };
+    const h = cfg.hiddenSize, D = cfg.headDim;
+    const cosSin = f(maxPositions * D);
+    const table = ropeCosSinTable(cfg, maxPositions);
+    this.be.copyFromHost(cosSin, 0, table);
+    return {
+      residual: f(T * h), normed: f(T * h), delta: f(T * h),
+      q: f(T * nh * D), k: f(T * nkv * D), v: f(T * nkv * D), attn: f(T * nh * D),
+      gateUp: f(T * 2 * inter), act: f(T * inter),
+      last: f(S * h), logits: f(S * cfg.vocabSize), cosSin,
+    };
+  }
+
+  /** Frees the activation buffers (weights and cache belong to their owners). */
+  dispose(): void {
+    for (const b of this.buffers) this.be.free(b);
+    this.buffers.length = 0;
+  }
+}
+
+/** Bytes one KV block takes on one rank, over all layers. */
+export function kvBlockBytes(cfg: ModelConfig, blockSize: number, tp: number): number {
+  return 2 * cfg.numLayers * (cfg.numKvHeads / tp) * blockSize * cfg.headDim * 4; // f32 cache
+}
+
+export function allocKvCache(be: Backend, cfg: ModelConfig, numBlocks: number, blockSize: number): KvCache {
+  const perLayer = numBlocks * (cfg.numKvHeads / be.tp) * blockSize * cfg.headDim * 4;
+  const k: Buf[] = [], v: Buf[] = [];
+  for (let i = 0; i < cfg.numLayers; i++) {
+    k.push(be.alloc(perLayer));
+    v.push(be.alloc(perLayer));
+  }
+  return { numBlocks, blockSize, k, v };
+}
+
+export function freeKvCache(be: Backend, c: KvCache): void {
+  for (const b of [...c.k, ...c.v]) be.free(b);
+  c.k.length = 0;
+  c.v.length = 0;
+}

@@ -25,7 +25,7 @@ $(BUILD)/libvllmd_cpu.so: $(CPU_SRCS) $(CPU_HDRS)
 vllmd: deps cpu $(TS_SRCS)
 	$(BUN) build --compile src/cli.ts src/engine/worker.ts --outfile vllmd
 
-test: deps cpu
+test: deps cpu vllmd
 	node_modules/.bin/tsc -p .
 	$(BUN) test
 

@@ -9,6 +9,7 @@ import type { Backend } from "../native/types.ts";
 import { Request, type FinishReason, type SamplingParams } from "./request.ts";
 import { ModelRunner, type TokenLogprobs } from "./runner.ts";
 import { Scheduler } from "./scheduler.ts";
+import { scoreSequence } from "./scorer.ts";
 
 export interface EngineOutput {
   id: string;
@@ -115,6 +116,20 @@ export class Engine {
         numPromptTokens: o.req.numPromptTokens, numCachedTokens: o.req.numCachedTokens,
       };
     });
+  }
+
+  /**
+   * log p(ids[i] | ids[<i]) for every i >= 1, from one chunked prefill. Borrows the KV cache, so
+   * only while no request is in flight; the prefix cache is emptied afterwards.
+   */
+  score(ids: readonly number[]): Float64Array {
+    if (this.hasUnfinished) throw new Error("score() needs an idle engine");
+    if (ids.length > this.info.maxModelLen) throw new Error(`${ids.length} tokens exceed max_model_len ${this.info.maxModelLen}`);
+    try {
+      return scoreSequence(this.be, this.model, this.cache, ids, { rowsPerForward: this.info.maxNumSeqs, blockSize: this.info.blockSize });
+    } finally {
+      this.scheduler.kv.resetPrefixCache();
+    }
   }
 
   stats(): EngineStats {

@@ -1,0 +1,43 @@
+// Shared command-line plumbing: usage errors and number parsing.
+export class UsageError extends Error {}
+
+export function numArg(v: string | undefined, name: string, dflt: number): number {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (v.trim() === "" || !Number.isFinite(n)) throw new UsageError(`--${name} expects a number, got '${v}'`);
+  return n;
+}
+
+export function optNumArg(v: string | undefined, name: string): number | undefined {
+  return v === undefined ? undefined : numArg(v, name, 0);
+}
+
+/** Engine flags every command that loads a model shares. */
+export const engineOptions = {
+  model: { type: "string" },
+  device: { type: "string" },
+  "max-model-len": { type: "string" },
+  "max-num-seqs": { type: "string" },
+  "max-num-batched-tokens": { type: "string" },
+  "block-size": { type: "string" },
+  "num-blocks": { type: "string" },
+  "gpu-memory-utilization": { type: "string" },
+  "tensor-parallel-size": { type: "string" },
+} as const;
+
+export function engineConfigFrom(a: Record<string, unknown>, model: string) {
+  const s = (k: string) => a[k] as string | undefined;
+  const device = s("device") ?? "auto";
+  if (!["auto", "cpu", "cuda", "hip"].includes(device)) throw new UsageError(`--device must be auto, cpu, cuda or hip, got '${device}'`);
+  return {
+    model,
+    device: device as "auto" | "cpu" | "cuda" | "hip",
+    maxModelLen: optNumArg(s("max-model-len"), "max-model-len"),
+    maxNumSeqs: optNumArg(s("max-num-seqs"), "max-num-seqs"),
+    maxNumBatchedTokens: optNumArg(s("max-num-batched-tokens"), "max-num-batched-tokens"),
+    blockSize: optNumArg(s("block-size"), "block-size"),
+    numBlocksOverride: optNumArg(s("num-blocks"), "num-blocks"),
+    gpuMemoryUtilization: optNumArg(s("gpu-memory-utilization"), "gpu-memory-utilization"),
+    tensorParallelSize: optNumArg(s("tensor-parallel-size"), "tensor-parallel-size"),
+  };
+}

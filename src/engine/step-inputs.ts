@@ -162,7 +162,7 @@ export class StepInputs {
     for (let r = 0; r < nSample; r++) {
       const req = sched[this.sampleOf[r]!]!.req;
       if (needsPenalties(req.params)) nSeen += updateSeenCounts(req).size;
-      nBias += req.params.logitBias.size;
+      nBias += req.params.logitBias.size + bannedStopTokens(req).length;
     }
     lists.reserve(nSeen, nBias);
     nSeen = 0;
@@ -181,12 +181,27 @@ export class StepInputs {
         lists.biasTokens[nBias] = tok;
         lists.biasValues[nBias++] = v;
       }
+      for (const tok of bannedStopTokens(req)) {
+        lists.biasTokens[nBias] = tok;
+        lists.biasValues[nBias++] = BAN;
+      }
     }
     m[L.seenOffsets + nSample] = nSeen;
     m[L.biasOffsets + nSample] = nBias;
     lists.nSeen = nSeen;
     lists.nBias = nBias;
   }
+}
+
+/** Added to a logit to rule its token out (finite: the sampler rejects non-finite biases). */
+const BAN = -1e30;
+const NONE: readonly number[] = [];
+
+/** Stop tokens (EOS unless ignored, stop ids) may not be sampled before min_tokens outputs, as in vLLM. */
+function bannedStopTokens(req: Request): readonly number[] {
+  const p = req.params;
+  if (req.numOutputTokens >= p.minTokens) return NONE;
+  return p.ignoreEos ? p.stopTokenIds : [...req.eosTokenIds, ...p.stopTokenIds];
 }
 
 /** Brings req.seenCounts up to date with its outputs; returns it. */

@@ -1,0 +1,21 @@
+// What every front end (HTTP, msgpack) is given: the generation service and the model's facts.
+import type { EngineClient } from "../engine/client.ts";
+import type { TextTokenizer } from "../tokenizer/tokenizer.ts";
+import type { GenerationService } from "./generation.ts";
+import type { ServingMetrics } from "./metrics.ts";
+
+export interface ServingContext {
+  service: GenerationService;
+  tokenizer: TextTokenizer | null;
+  metrics: ServingMetrics;
+  client: EngineClient;
+  /** The name clients must send as `model` (--served-model-name, else the directory). */
+  modelName: string;
+  maxModelLen: number;
+  /** Bearer token required on /v1/* when set (--api-key). */
+  apiKey: string | null;
+  /** Largest request body accepted, in bytes (HTTP 413 beyond; msgpack frames likewise). */
+  maxBodyBytes: number;
+  /** Unix seconds when the server started (OpenAI's `created` of the model). */
+  startedAt: number;
+}

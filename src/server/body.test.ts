@@ -1,0 +1,53 @@
+import { describe, expect, test } from "bun:test";
+import { ApiError } from "./errors.ts";
+import { readJsonBody } from "./body.ts";
+
+const post = (body: RequestInit["body"], headers: Record<string, string> = {}) =>
+  new Request("http://x/", { method: "POST", body, headers });
+
+async function failure(p: Promise<unknown>): Promise<ApiError> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof ApiError) return e;
+    throw e;
+  }
+  throw new Error("expected an ApiError");
+}
+
+function chunked(parts: string[]): ReadableStream<Uint8Array> {
+  const enc = new TextEncoder();
+  return new ReadableStream({
+    start(c) {
+      for (const p of parts) c.enqueue(enc.encode(p));
+      c.close();
+    },
+  });
+}
+
+describe("readJsonBody", () => {
+  test("parses a JSON object", async () => {
+    expect(await readJsonBody(post('{"a": [1, "é"]}'), 100)).toEqual({ a: [1, "é"] });
+  });
+
+  test("a declared length over the limit is 413 before reading", async () => {
+    const e = await failure(readJsonBody(post("{}", { "content-length": "5000" }), 100));
+    expect(e.status).toBe(413);
+  });
+
+  test("a streamed body that grows past the limit is 413", async () => {
+    const e = await failure(readJsonBody(post(chunked(['{"a": "', "x".repeat(80), "x".repeat(80), '"}'])), 100));
+    expect(e.status).toBe(413);
+  });
+
+  test("a streamed body within the limit is reassembled", async () => {
+    expect(await readJsonBody(post(chunked(['{"a"', ': 1', "}"])), 100)).toEqual({ a: 1 });
+  });
+
+  test("malformed JSON, empty bodies, arrays and bad UTF-8 are 400", async () => {
+    for (const body of ["{bad", "", "[1]", "null", new Uint8Array([0x7b, 0xff, 0x7d])]) {
+      const e = await failure(readJsonBody(post(body), 100));
+      expect(e.status).toBe(400);
+    }
+  });
+});

@@ -1,0 +1,45 @@
+// POST /tokenize and POST /detokenize, as vLLM serves them (outside /v1).
+import type { Context } from "hono";
+import type { ServingContext } from "../serving/context.ts";
+import { requireTokenizer, encodeChat } from "./chat.ts";
+import { badRequest, fromZodError } from "./errors.ts";
+import { checkModel, parseBody } from "./route-utils.ts";
+import { DetokenizeRequestSchema, TokenizeChatSchema, TokenizePromptSchema } from "./schemas.ts";
+import { readJsonBody } from "./body.ts";
+
+/** {prompt} encodes text (special tokens by default); {messages} renders the chat template first. */
+async function tokenIdsOf(ctx: ServingContext, req: Request): Promise<{ ids: number[]; strs: boolean }> {
+  const body = await readJsonBody(req, ctx.maxBodyBytes);
+  const tok = requireTokenizer(ctx);
+  if ("messages" in body) {
+    const r = TokenizeChatSchema.safeParse(body);
+    if (!r.success) throw fromZodError(r.error);
+    checkModel(ctx, r.data.model);
+    const ids = encodeChat(tok, r.data.messages, {
+      addGenerationPrompt: r.data.add_generation_prompt ?? true, addSpecialTokens: r.data.add_special_tokens ?? false,
+    });
+    return { ids, strs: r.data.return_token_strs ?? false };
+  }
+  const r = TokenizePromptSchema.safeParse(body);
+  if (!r.success) throw fromZodError(r.error);
+  checkModel(ctx, r.data.model);
+  return { ids: tok.encode(r.data.prompt, r.data.add_special_tokens ?? true), strs: r.data.return_token_strs ?? false };
+}
+
+export async function tokenize(c: Context, ctx: ServingContext): Promise<Response> {
+  const { ids, strs } = await tokenIdsOf(ctx, c.req.raw);
+  const tok = requireTokenizer(ctx);
+  return c.json({
+    count: ids.length, max_model_len: ctx.maxModelLen, tokens: ids,
+    token_strs: strs ? ids.map((id) => tok.idToToken(id) ?? "") : null,
+  });
+}
+
+export async function detokenize(c: Context, ctx: ServingContext): Promise<Response> {
+  const req = await parseBody(ctx, c.req.raw, DetokenizeRequestSchema);
+  checkModel(ctx, req.model);
+  const tok = requireTokenizer(ctx);
+  const unknown = req.tokens.find((id) => tok.idToToken(id) === undefined);
+  if (unknown !== undefined) throw badRequest(`token id ${unknown} is not in the tokenizer's vocabulary`, "tokens");
+  return c.json({ prompt: tok.decode(req.tokens, false) });
+}

@@ -1,0 +1,168 @@
+// One client connection of the msgpack protocol: reassembles frames, answers hello, starts and
+// aborts generations, and writes their outputs with backpressure. Nothing a client sends may
+// throw out of here: every bad frame becomes an error frame and the connection carries on,
+// except a frame over the size limit, after which the stream cannot be trusted and is closed.
+import type { Decoder } from "@msgpack/msgpack";
+import type { ServingContext } from "../serving/context.ts";
+import { ServiceError } from "../serving/generation.ts";
+import { FrameDecoder, FrameEncoder, FrameTooLargeError, normalizeIntegers, strictDecoder } from "./frame.ts";
+import { InvalidGenerateError, toGenerateInput } from "./generate-input.ts";
+import { OutputCollector } from "./output.ts";
+import {
+  errorFrame, parseClientFrame, PROTOCOL_VERSION, type ErrorCode, type GenerateFrame, type HelloFrame,
+  type RequestId, type ServerFrame,
+} from "./messages.ts";
+import { WriteQueue, type ByteSink } from "./write-queue.ts";
+
+export interface ConnectionSocket extends ByteSink {
+  /** Closes after the bytes already handed to write(). */
+  end(): void;
+  /** Closes at once. */
+  terminate(): void;
+}
+
+export interface ConnectionOptions {
+  /** Output a client may leave unread before it is disconnected. */
+  maxQueuedBytes: number;
+  /** How long a closing connection may take to flush its last error frame. */
+  closeGraceMs: number;
+}
+
+export const DEFAULT_CONNECTION_OPTIONS: ConnectionOptions = { maxQueuedBytes: 64 * 2 ** 20, closeGraceMs: 2000 };
+
+interface Running {
+  abort(): void;
+}
+
+export class Connection {
+  private readonly frames: FrameDecoder;
+  private readonly msgpack: Decoder = strictDecoder();
+  private readonly encoder = new FrameEncoder({ forceFloat32: true });
+  private readonly out: WriteQueue;
+  /** In-flight generations by the client's id (a JS Map keeps 1 and "1" apart, as the spec does). */
+  private readonly running = new Map<RequestId, Running>();
+  private greeted = false;
+  private closing = false;
+
+  constructor(
+    private readonly ctx: ServingContext,
+    private readonly socket: ConnectionSocket,
+    private readonly opts: ConnectionOptions = DEFAULT_CONNECTION_OPTIONS,
+  ) {
+    this.frames = new FrameDecoder(ctx.maxBodyBytes);
+    this.out = new WriteQueue(socket, {
+      highWaterBytes: opts.maxQueuedBytes,
+      onOverflow: () => this.fail("internal", `more than ${opts.maxQueuedBytes} bytes of output left unread; closing the connection`),
+    });
+  }
+
+  get numRunning(): number {
+    return this.running.size;
+  }
+
+  onData(chunk: Uint8Array): void {
+    if (this.closing) return;
+    let payloads: Uint8Array[];
+    try {
+      payloads = this.frames.push(chunk);
+    } catch (e) {
+      if (!(e instanceof FrameTooLargeError)) throw e;
+      return this.fail("frame_too_large", `${e.message} (the server's max_frame_bytes); closing the connection`);
+    }
+    for (const p of payloads) {
+      if (this.closing) return;
+      try {
+        this.onFrame(p);
+      } catch (e) {
+        this.send(errorFrame("internal", `internal error: ${e instanceof Error ? e.message : String(e)}`));
+      }
+    }
+  }
+
+  onDrain(): void {
+    this.out.onDrain();
+  }
+
+  /** The socket is gone: nothing more can be sent, and its generations must free their KV blocks. */
+  onClose(): void {
+    this.closing = true;
+    this.out.discard();
+    this.abortAll();
+  }
+
+  private onFrame(payload: Uint8Array): void {
+    let value: unknown;
+    try {
+      value = normalizeIntegers(this.msgpack.decode(payload));
+    } catch (e) {
+      return this.send(errorFrame("malformed_frame", `the frame is not one valid msgpack value with string map keys: ${e instanceof Error ? e.message : String(e)}`));
+    }
+    const parsed = parseClientFrame(value);
+    if (!parsed.ok) return this.send(parsed.error);
+    const f = parsed.frame;
+    if (f.type === "hello") return this.hello(f);
+    if (!this.greeted) return this.send(errorFrame("hello_required", `send {type: "hello", version: ${PROTOCOL_VERSION}} first`, f.id));
+    if (f.type === "generate") return this.generate(f);
+    this.running.get(f.id)?.abort(); // an unknown id may have just finished: nothing to do
+  }
+
+  private hello(f: HelloFrame): void {
+    if (f.version !== PROTOCOL_VERSION) {
+      return this.send(errorFrame("unsupported_version", `protocol version ${f.version} is not supported; this server speaks version ${PROTOCOL_VERSION}`));
+    }
+    this.greeted = true;
+    this.send({ type: "hello", version: PROTOCOL_VERSION, model: this.ctx.modelName, max_model_len: this.ctx.maxModelLen, max_frame_bytes: this.ctx.maxBodyBytes });
+  }
+
+  private generate(f: GenerateFrame): void {
+    const id = f.id;
+    if (this.running.has(id)) return this.send(errorFrame("duplicate_id", `id ${JSON.stringify(id)} is already in flight on this connection`, id));
+    const stream = f.stream ?? true;
+    const collector = new OutputCollector(id, stream, f.detokenize ?? true, (frame) => this.send(frame));
+    // The entry is this request's own, so that its end never removes a later request reusing the id.
+    const entry: Running = { abort: () => {} };
+    const release = () => {
+      if (this.running.get(id) === entry) this.running.delete(id);
+    };
+    try {
+      const input = toGenerateInput(f, { tokenizer: this.ctx.tokenizer, vocabSize: this.ctx.client.info.vocabSize });
+      const handle = this.ctx.service.start(input, {
+        onDelta: (d) => collector.delta(d),
+        onFinish: (fin) => (release(), collector.finish(fin)),
+        onError: (e) => (release(), collector.cancel(), this.send(errorFrame(codeOf(e), e.message, id))),
+      });
+      entry.abort = () => handle.abort();
+      this.running.set(id, entry);
+    } catch (e) {
+      if (!(e instanceof InvalidGenerateError) && !(e instanceof ServiceError)) throw e;
+      this.send(errorFrame(codeOf(e), e.message, id));
+    }
+  }
+
+  private send(frame: ServerFrame): void {
+    if (!this.closing) this.out.push(this.encoder.encode(frame));
+  }
+
+  /** Sends a last error frame, stops reading, frees every generation, and closes once the frame is out. */
+  private fail(code: ErrorCode, message: string): void {
+    if (this.closing) return;
+    this.send(errorFrame(code, message));
+    this.closing = true;
+    this.abortAll();
+    const timer = setTimeout(() => this.socket.terminate(), this.opts.closeGraceMs);
+    this.out.whenEmpty(() => {
+      clearTimeout(timer);
+      this.socket.end();
+    });
+  }
+
+  private abortAll(): void {
+    const all = [...this.running.values()];
+    this.running.clear();
+    for (const r of all) r.abort();
+  }
+}
+
+function codeOf(e: Error): ErrorCode {
+  return e instanceof ServiceError && e.status === 429 ? "busy" : "invalid_request";
+}

@@ -1,11 +1,13 @@
 #!/usr/bin/env bun
-// vllmd's command line: generate (offline), eval-ppl; serve comes with the HTTP server.
+// vllmd's command line: serve (HTTP + msgpack), generate (offline), eval-ppl.
 import { UsageError } from "./commands/args.ts";
 import { cmdEvalPpl, EVAL_PPL_USAGE } from "./commands/eval-ppl.ts";
 import { cmdGenerate, GENERATE_USAGE } from "./commands/generate.ts";
+import { cmdServe, SERVE_USAGE } from "./commands/serve.ts";
 import { defaultModelDir } from "./model/default-model.ts";
 
 const USAGE = `usage:
+${SERVE_USAGE}
 ${GENERATE_USAGE}
 ${EVAL_PPL_USAGE}
   engine options: --model DIR (a Hugging Face directory; the built-in model if absent)
@@ -18,6 +20,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     if (cmd === "generate") await cmdGenerate(rest, defaultModelDir);
     else if (cmd === "eval-ppl") await cmdEvalPpl(rest, defaultModelDir);
+    else if (cmd === "serve") await cmdServe(rest, defaultModelDir);
     else {
       console.log(USAGE);
       return cmd === undefined || cmd === "help" || cmd === "--help" ? 0 : 2;

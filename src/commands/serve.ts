@@ -1,0 +1,66 @@
+// `vllmd serve [MODEL_DIR]`: the OpenAI-compatible HTTP server, and the msgpack socket protocol
+// when --socket or --msgpack-port is given. Shows a progress bar while weights load, then a summary.
+import { parseArgs } from "node:util";
+import type { EngineInfo } from "../engine/engine.ts";
+import { startServer, type RunningServer } from "../serving/start.ts";
+import { engineConfigFrom, engineOptions, numArg, optNumArg, UsageError } from "./args.ts";
+
+export const SERVE_USAGE = `  vllmd serve [MODEL_DIR] [--host 127.0.0.1] [--port 8000] [--served-model-name NAME] [--api-key KEY]
+    [--max-queue N (256)] [--socket PATH] [--msgpack-port N]`;
+
+function progressBar(): (done: number, total: number) => void {
+  const tty = process.stderr.isTTY;
+  let lastPct = -1;
+  return (done, total) => {
+    const pct = total ? Math.floor((100 * done) / total) : 100;
+    if (pct === lastPct || (!tty && pct !== 100)) return;
+    lastPct = pct;
+    const width = 30, filled = Math.round((width * pct) / 100);
+    const bar = `loading weights [${"#".repeat(filled)}${".".repeat(width - filled)}] ${pct}% ${(done / 2 ** 20).toFixed(1)}/${(total / 2 ** 20).toFixed(1)} MiB`;
+    process.stderr.write(tty ? `\r${bar}${pct === 100 ? "\n" : ""}` : `${bar}\n`);
+  };
+}
+
+function summary(srv: RunningServer, info: EngineInfo, seconds: number, endpoints: string[]): string {
+  const tokens = info.numBlocks * info.blockSize;
+  return [
+    `model       ${info.model} (${info.architecture}, ${info.dtype}) served as '${srv.ctx.modelName}'`,
+    `device      ${info.device}`,
+    `KV cache    ${info.numBlocks} blocks of ${info.blockSize} tokens = ${tokens} tokens; ` +
+      `${(tokens / info.maxModelLen).toFixed(1)} full-length (${info.maxModelLen}-token) requests fit`,
+    `batching    max ${info.maxNumSeqs} sequences, ${info.maxNumBatchedTokens} tokens per step`,
+    ...endpoints,
+    `ready in    ${seconds.toFixed(2)} s`,
+  ].join("\n");
+}
+
+export async function cmdServe(argv: string[], defaultModel: () => string): Promise<void> {
+  const t0 = performance.now();
+  const { values: a, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      ...engineOptions, host: { type: "string" }, port: { type: "string" }, "served-model-name": { type: "string" },
+      "api-key": { type: "string" }, "max-queue": { type: "string" }, socket: { type: "string" }, "msgpack-port": { type: "string" },
+    },
+    strict: true,
+  });
+  if (positionals.length > 1) throw new UsageError(`serve takes one MODEL_DIR, got ${positionals.length}`);
+  const model = positionals[0] ?? a.model ?? defaultModel();
+  const port = numArg(a.port, "port", 8000);
+  const srv = await startServer({
+    engine: engineConfigFrom(a, model), host: a.host ?? "127.0.0.1", port,
+    servedModelName: a["served-model-name"], apiKey: a["api-key"] ?? process.env.VLLM_API_KEY ?? null,
+    maxQueue: numArg(a["max-queue"], "max-queue", 256), socketPath: a.socket ?? null,
+    msgpackPort: optNumArg(a["msgpack-port"], "msgpack-port") ?? null, onProgress: progressBar(),
+  });
+  const endpoints = [`http        ${srv.url}/v1 (OpenAI API), ${srv.url}/metrics`];
+  if (srv.msgpack.socketPath) endpoints.push(`msgpack     unix:${srv.msgpack.socketPath}`);
+  if (srv.msgpack.tcpPort !== null) endpoints.push(`msgpack     tcp:${a.host ?? "127.0.0.1"}:${srv.msgpack.tcpPort}`);
+  console.log(summary(srv, srv.info, (performance.now() - t0) / 1000, endpoints));
+  await new Promise<void>((resolve) => {
+    const stop = () => void srv.close().then(resolve);
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+  });
+}

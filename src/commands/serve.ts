@@ -2,6 +2,7 @@
 // when --socket or --msgpack-port is given. Shows a progress bar while weights load, then a summary.
 import { parseArgs } from "node:util";
 import type { EngineInfo } from "../engine/engine.ts";
+import { DEFAULT_MODEL_NAME } from "../model/default-model.ts";
 import { startServer, type RunningServer } from "../serving/start.ts";
 import { engineConfigFrom, engineOptions, numArg, optNumArg, UsageError } from "./args.ts";
 
@@ -46,11 +47,12 @@ export async function cmdServe(argv: string[], defaultModel: () => string): Prom
     strict: true,
   });
   if (positionals.length > 1) throw new UsageError(`serve takes one MODEL_DIR, got ${positionals.length}`);
-  const model = positionals[0] ?? a.model ?? defaultModel();
+  const given = positionals[0] ?? a.model;
+  const model = given ?? defaultModel();
   const port = numArg(a.port, "port", 8000);
   const srv = await startServer({
     engine: engineConfigFrom(a, model), host: a.host ?? "127.0.0.1", port,
-    servedModelName: a["served-model-name"], apiKey: a["api-key"] ?? process.env.VLLM_API_KEY ?? null,
+    servedModelName: a["served-model-name"] ?? (given ? undefined : DEFAULT_MODEL_NAME), apiKey: a["api-key"] ?? process.env.VLLM_API_KEY ?? null,
     maxQueue: numArg(a["max-queue"], "max-queue", 256), socketPath: a.socket ?? null,
     msgpackPort: optNumArg(a["msgpack-port"], "msgpack-port") ?? null, onProgress: progressBar(),
   });

@@ -20,6 +20,9 @@ const FILES: Record<string, string> = {
   "tokenizer_config.json": tokenizerConfig as unknown as string,
 };
 
+/** The name the built-in model is served under (OpenAI's `model`). */
+export const DEFAULT_MODEL_NAME = "vllmd-default";
+
 const isEmbedded = (p: string) => p.startsWith("/$bunfs/") || p.startsWith("B:/~BUN/");
 
 /** A directory holding the built-in model, ready for loadModelDir. */

@@ -22,14 +22,14 @@ test("serve with no model serves the built-in one under its name, then exits on 
   const { proc, url, out } = await startServe([]);
   try {
     expect(out).toContain("KV cache");
-    const models = await (await fetch(`${url}/v1/models`)).json();
-    expect(models.data[0].id).toBe("vllmd-default");
+    const models = (await (await fetch(`${url}/v1/models`)).json()) as { data: { id: string }[] };
+    expect(models.data[0]?.id).toBe("vllmd-default");
     const r = await fetch(`${url}/v1/completions`, {
       method: "POST", headers: { "content-type": "application/json" },
       body: JSON.stringify({ model: "vllmd-default", prompt: "And God said", max_tokens: 8, temperature: 0 }),
     });
-    const body = await r.json();
-    expect(body.choices[0].text).toStartWith(" unto him");
+    const body = (await r.json()) as { choices: { text: string }[] };
+    expect(body.choices[0]?.text).toStartWith(" unto him");
   } finally {
     proc.kill("SIGTERM");
   }
@@ -40,8 +40,8 @@ test("serve MODEL_DIR with --served-model-name and --api-key", async () => {
   const { proc, url } = await startServe([join(ROOT, "test/fixtures/qwen2"), "--served-model-name", "tiny", "--api-key", "k"]);
   try {
     expect((await fetch(`${url}/v1/models`)).status).toBe(401);
-    const models = await (await fetch(`${url}/v1/models`, { headers: { authorization: "Bearer k" } })).json();
-    expect(models.data[0].id).toBe("tiny");
+    const models = (await (await fetch(`${url}/v1/models`, { headers: { authorization: "Bearer k" } })).json()) as { data: { id: string }[] };
+    expect(models.data[0]?.id).toBe("tiny");
     expect((await fetch(`${url}/health`)).status).toBe(200);
   } finally {
     proc.kill("SIGTERM");

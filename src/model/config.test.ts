@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { parseConfig, type ModelConfig } from "./config.ts";
 import { ModelDirError } from "./errors.ts";
+import { errorOf } from "./testing.ts";
 
 // config.json of meta-llama/Llama-3.1-8B as transformers 4.43 wrote it.
 const LLAMA31_V4 = {
@@ -181,15 +182,6 @@ const LLAMA31_EXPECTED: ModelConfig = {
   eosTokenIds: [128001],
 };
 
-function errorOf(fn: () => unknown): ModelDirError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof ModelDirError) return e;
-    throw e;
-  }
-  throw new Error("expected a ModelDirError, nothing was thrown");
-}
 
 describe("parseConfig: real configs", () => {
   test("Llama-3.1-8B (4.x) gives llama3 rope scaling", () => {

@@ -5,21 +5,13 @@ import { join } from "node:path";
 import { decode, writeRawSafetensors, writeTinyModelDir, type WriterDtype } from "../../test/helpers/model-dir-writer.ts";
 import { ModelDirError } from "./errors.ts";
 import { loadModelDir } from "./model-dir.ts";
+import { errorOf } from "./testing.ts";
 
 const root = mkdtempSync(join(tmpdir(), "vllmd-modeldir-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 let counter = 0;
 const freshDir = (): string => join(root, `m${counter++}`);
 
-function errorOf(fn: () => unknown): ModelDirError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof ModelDirError) return e;
-    throw e;
-  }
-  throw new Error("expected a ModelDirError, nothing was thrown");
-}
 
 describe("loadModelDir", () => {
   test.each(["F32", "F16", "BF16"] as WriterDtype[])("%s: every tensor's offset points at the weights written", (dtype) => {

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { decode, writeRawSafetensors, writeSafetensors, writeTinyModelDir } from "../../test/helpers/model-dir-writer.ts";
 import { ModelDirError } from "./errors.ts";
 import { indexTensors, readSafetensorsHeader } from "./safetensors.ts";
+import { errorOf } from "./testing.ts";
 
 const root = mkdtempSync(join(tmpdir(), "vllmd-st-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -15,15 +16,6 @@ const fresh = (name: string): string => {
   return join(dir, name);
 };
 
-function errorOf(fn: () => unknown): ModelDirError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof ModelDirError) return e;
-    throw e;
-  }
-  throw new Error("expected a ModelDirError, nothing was thrown");
-}
 
 const values = (n: number, scale: number) => Float32Array.from({ length: n }, (_, i) => (i - n / 2) * scale);
 

@@ -7,6 +7,7 @@ import { parseConfig, type ModelConfig } from "./config.ts";
 import { ModelDirError } from "./errors.ts";
 import { indexTensors } from "./safetensors.ts";
 import { checkTensors, expectedTensors } from "./tensors.ts";
+import { errorOf } from "./testing.ts";
 
 const root = mkdtempSync(join(tmpdir(), "vllmd-tensors-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -29,15 +30,6 @@ const QWEN_LIKE: ModelConfig = parseConfig(
   "config.json",
 );
 
-function errorOf(fn: () => unknown): ModelDirError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof ModelDirError) return e;
-    throw e;
-  }
-  throw new Error("expected a ModelDirError, nothing was thrown");
-}
 
 describe("expectedTensors", () => {
   test("names and [out, in] shapes of a layer, with qkv bias and tied embeddings", () => {

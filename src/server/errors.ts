@@ -4,33 +4,24 @@ import { z } from "zod";
 import { ServiceError } from "../serving/generation.ts";
 import { ChatTemplateError } from "../tokenizer/tokenizer.ts";
 
-export class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly type: string,
-    message: string,
-    readonly param: string | null = null,
-  ) {
-    super(message);
-    this.name = "ApiError";
-  }
-}
+/** The server's errors are the service's: one status/type/message/param shape for every front end. */
+export { ServiceError as ApiError };
 
-export const badRequest = (message: string, param: string | null = null): ApiError =>
-  new ApiError(400, "invalid_request_error", message, param);
+export const badRequest = (message: string, param: string | null = null): ServiceError =>
+  new ServiceError(400, "invalid_request_error", message, param);
 
-export const notFound = (message: string, param: string | null = null): ApiError =>
-  new ApiError(404, "not_found_error", message, param);
+export const notFound = (message: string, param: string | null = null): ServiceError =>
+  new ServiceError(404, "not_found_error", message, param);
 
 export interface ErrorBody {
   error: { message: string; type: string; param: string | null; code: number };
 }
 
-export function errorBody(e: ApiError): ErrorBody {
+export function errorBody(e: ServiceError): ErrorBody {
   return { error: { message: e.message, type: e.type, param: e.param, code: e.status } };
 }
 
-export function errorResponse(e: ApiError, headers: Record<string, string> = {}): Response {
+export function errorResponse(e: ServiceError, headers: Record<string, string> = {}): Response {
   return Response.json(errorBody(e), { status: e.status, headers });
 }
 
@@ -45,7 +36,7 @@ export function paramName(path: readonly PropertyKey[]): string | null {
 }
 
 /** The first issue names the field; the others are listed too, so one reply shows every fault. */
-export function fromZodError(err: z.ZodError): ApiError {
+export function fromZodError(err: z.ZodError): ServiceError {
   const first = err.issues[0];
   const param = first ? paramName(first.path) : null;
   const parts = err.issues.map((i) => {
@@ -56,9 +47,8 @@ export function fromZodError(err: z.ZodError): ApiError {
 }
 
 /** Turns whatever a handler threw into the error the client gets. */
-export function toApiError(e: unknown): ApiError {
-  if (e instanceof ApiError) return e;
-  if (e instanceof ServiceError) return new ApiError(e.status, e.type, e.message, e.param);
+export function toApiError(e: unknown): ServiceError {
+  if (e instanceof ServiceError) return e;
   if (e instanceof z.ZodError) return fromZodError(e);
   if (e instanceof ChatTemplateError) {
     const message = e.reason === "missing"
@@ -67,5 +57,5 @@ export function toApiError(e: unknown): ApiError {
     return badRequest(message, "messages");
   }
   const message = e instanceof Error ? e.message : String(e);
-  return new ApiError(500, "internal_server_error", `internal error: ${message}`);
+  return new ServiceError(500, "internal_server_error", `internal error: ${message}`);
 }

@@ -149,3 +149,29 @@ VD_API int32_t vd_all_reduce(uint64_t ctx, uint64_t buf, int64_t n, int32_t act_
   Span sb;
   return lookup_sized(ctx, buf, "vd_all_reduce(buf)", bytes_of(n, 1, 4), &sb) ? VD_OK : VD_ERR_INVALID_ARGUMENT;
 }
+
+namespace {
+void store_from_f32(void *p, int64_t i, int32_t dtype, float v) {
+  switch (dtype) {
+  case VD_F32: static_cast<float *>(p)[i] = v; break;
+  case VD_BF16: static_cast<uint16_t *>(p)[i] = f32_to_bf16(v); break;
+  default: static_cast<uint16_t *>(p)[i] = f32_to_f16(v); break;
+  }
+}
+} // namespace
+
+VD_API int32_t vd_cast(uint64_t ctx, uint64_t out, uint64_t x, int64_t n, int32_t out_dtype, int32_t in_dtype) {
+  clear_error();
+  const char *fn = "vd_cast";
+  int32_t st = check_weight_dtype(fn, "out_dtype", out_dtype);
+  if (st == VD_OK) st = check_weight_dtype(fn, "in_dtype", in_dtype);
+  if (st == VD_OK) st = check_nonneg(fn, "n", n);
+  if (st != VD_OK) return st;
+  Span so, sx;
+  if (!lookup_sized(ctx, out, "vd_cast(out)", bytes_of(n, dtype_bytes(out_dtype), 1), &so) ||
+      !lookup_sized(ctx, x, "vd_cast(x)", bytes_of(n, dtype_bytes(in_dtype), 1), &sx))
+    return VD_ERR_INVALID_ARGUMENT;
+#pragma omp parallel for schedule(static) if (n >= kParallelElems)
+  for (int64_t i = 0; i < n; i++) store_from_f32(so.data, i, out_dtype, load_as_f32(sx.data, i, in_dtype));
+  return VD_OK;
+}

@@ -138,6 +138,10 @@ int32_t vd_silu_mul(uint64_t ctx, uint64_t out, uint64_t gate_up, int64_t n_toke
 int32_t vd_gather_rows(uint64_t ctx, uint64_t out, uint64_t x, uint64_t rows, int64_t n_rows, int64_t cols,
                        int32_t act_dtype);
 
+/* out[n] of out_dtype = x[n] of in_dtype (f32, f16, bf16; round to nearest even). E.g. logits made in
+ * the activation dtype, cast to f32 for the sampler. */
+int32_t vd_cast(uint64_t ctx, uint64_t out, uint64_t x, int64_t n, int32_t out_dtype, int32_t in_dtype);
+
 /* Sums buf [n] of act_dtype over the ranks, in place (a no-op with tp = 1). */
 int32_t vd_all_reduce(uint64_t ctx, uint64_t buf, int64_t n, int32_t act_dtype);
 

@@ -5,7 +5,7 @@ import { allocKvCache, freeKvCache, kvBlockBytes, LlamaModel, type KvCache } fro
 import { loadModelDir, type ModelDir } from "../model/model-dir.ts";
 import { freeWeights, loadWeights, type LoadProgress, type ModelWeights } from "../model/weights.ts";
 import { openBackend } from "../native/backend.ts";
-import type { Backend } from "../native/types.ts";
+import type { Backend, DType } from "../native/types.ts";
 import { Request, type FinishReason, type SamplingParams } from "./request.ts";
 import { ModelRunner, type TokenLogprobs } from "./runner.ts";
 import { Scheduler } from "./scheduler.ts";
@@ -61,8 +61,9 @@ export class Engine {
     const blocksPerSeq = Math.ceil(maxModelLen / cfg.blockSize);
     const maxTokens = Math.max(cfg.maxNumBatchedTokens, 1);
     const maxSeqs = cfg.maxNumSeqs;
-    const numBlocks = sizeKvCache(be, cfg, dir, blocksPerSeq);
-    const cache = allocKvCache(be, dir.config, numBlocks, cfg.blockSize);
+    const act = be.activationDtype(weights.dtype);
+    const numBlocks = sizeKvCache(be, cfg, dir, blocksPerSeq, act);
+    const cache = allocKvCache(be, dir.config, numBlocks, cfg.blockSize, act);
     const model = new LlamaModel(be, dir.config, weights, cache, maxTokens, maxSeqs, maxModelLen);
     const runner = new ModelRunner(be, model, { maxTokens, maxSeqs, maxBlocksPerSeq: blocksPerSeq, blockSize: cfg.blockSize });
     const scheduler = new Scheduler({
@@ -160,8 +161,8 @@ function resolveMaxModelLen(cfg: EngineConfig, dir: ModelDir): number {
 }
 
 /** KV blocks: the override, or what the memory budget holds, capped at what the scheduler can use. */
-function sizeKvCache(be: Backend, cfg: EngineConfig, dir: ModelDir, blocksPerSeq: number): number {
-  const blockBytes = kvBlockBytes(dir.config, cfg.blockSize, be.tp);
+function sizeKvCache(be: Backend, cfg: EngineConfig, dir: ModelDir, blocksPerSeq: number, act: DType): number {
+  const blockBytes = kvBlockBytes(dir.config, cfg.blockSize, be.tp, act);
   let n = cfg.numBlocksOverride;
   if (n === undefined) {
     const mem = be.memInfo();

@@ -3,15 +3,16 @@
 // T = tokens in the step, S = sequences to sample, h = hidden, H/KVH = heads, D = head dim,
 // I = intermediate size, V = vocab; shapes are per rank under tensor parallelism.
 import type { Backend, Buf } from "../native/types.ts";
-import { DType } from "../native/types.ts";
+import { DType, dtypeBytes } from "../native/types.ts";
 import type { ModelConfig } from "./config.ts";
 import { ropeCosSinTable } from "./rope.ts";
 import type { LayerWeights, ModelWeights } from "./weights.ts";
 
-/** The paged KV cache: per layer, K and V of [numBlocks, KVH, blockSize, D]. */
+/** The paged KV cache: per layer, K and V of [numBlocks, KVH, blockSize, D] in the activation dtype. */
 export interface KvCache {
   numBlocks: number;
   blockSize: number;
+  dtype: DType;
   k: Buf[];
   v: Buf[];
 }
@@ -43,11 +44,10 @@ interface Scratch {
   gateUp: Buf; // [T, 2I]
   act: Buf; // [T, I]
   last: Buf; // [S, h]
+  logitsAct: Buf; // [S, V] in the activation dtype (the logits buffer itself when that is f32)
   logits: Buf; // [S, V] f32
   cosSin: Buf; // f32 [maxPositions, D]
 }
-
-const ACT = DType.f32;
 
 export class LlamaModel {
   private readonly s: Scratch;
@@ -55,6 +55,8 @@ export class LlamaModel {
   private readonly nh: number;
   private readonly nkv: number;
   private readonly inter: number;
+  /** Activations and KV cache: f32 on cpu, the weights' dtype on GPUs. */
+  private readonly act: DType;
 
   constructor(
     private readonly be: Backend,
@@ -68,6 +70,7 @@ export class LlamaModel {
     this.nh = cfg.numHeads / be.tp;
     this.nkv = cfg.numKvHeads / be.tp;
     this.inter = cfg.intermediateSize / be.tp;
+    this.act = cache.dtype;
     this.s = this.allocScratch(maxPositions);
   }
 
@@ -75,7 +78,7 @@ export class LlamaModel {
   forward(b: StepBatch): Buf {
     const { be, s, cfg } = this;
     const T = b.nTokens;
-    be.embedding(s.residual, this.w.embed, b.tokenIds, T, cfg.hiddenSize, cfg.vocabSize, ACT, this.w.dtype);
+    be.embedding(s.residual, this.w.embed, b.tokenIds, T, cfg.hiddenSize, cfg.vocabSize, this.act, this.w.dtype);
     for (let i = 0; i < this.w.layers.length; i++) this.decoderLayer(this.w.layers[i]!, i, b);
     this.norm(this.w.norm, T, true); // normed = norm(residual + delta)
     return this.lmHead(b);
@@ -92,61 +95,65 @@ export class LlamaModel {
   /** normed[T, h] = rmsnorm(residual (+= delta when `addDelta`)) * w. */
   private norm(w: Buf, T: number, addDelta: boolean): void {
     const { be, s, cfg } = this;
-    if (addDelta) be.rmsnorm(s.normed, s.residual, s.delta, w, T, cfg.hiddenSize, cfg.rmsNormEps, ACT, this.w.dtype);
-    else be.rmsnorm(s.normed, 0, s.residual, w, T, cfg.hiddenSize, cfg.rmsNormEps, ACT, this.w.dtype);
+    if (addDelta) be.rmsnorm(s.normed, s.residual, s.delta, w, T, cfg.hiddenSize, cfg.rmsNormEps, this.act, this.w.dtype);
+    else be.rmsnorm(s.normed, 0, s.residual, w, T, cfg.hiddenSize, cfg.rmsNormEps, this.act, this.w.dtype);
   }
 
   /** delta[T, h] = o_proj(paged_attention(rope(q), rope(k) → cache, v → cache)). */
   private attention(lw: LayerWeights, layer: number, b: StepBatch): void {
     const { be, s, cfg, nh, nkv } = this;
     const T = b.nTokens, h = cfg.hiddenSize, D = cfg.headDim, wd = this.w.dtype;
-    be.gemm(s.q, s.normed, lw.q, lw.qBias, T, nh * D, h, ACT, wd); // q [T, H*D]
-    be.gemm(s.k, s.normed, lw.k, lw.kBias, T, nkv * D, h, ACT, wd); // k [T, KVH*D]
-    be.gemm(s.v, s.normed, lw.v, lw.vBias, T, nkv * D, h, ACT, wd); // v [T, KVH*D]
+    be.gemm(s.q, s.normed, lw.q, lw.qBias, T, nh * D, h, this.act, wd); // q [T, H*D]
+    be.gemm(s.k, s.normed, lw.k, lw.kBias, T, nkv * D, h, this.act, wd); // k [T, KVH*D]
+    be.gemm(s.v, s.normed, lw.v, lw.vBias, T, nkv * D, h, this.act, wd); // v [T, KVH*D]
     const kc = this.cache.k[layer]!, vc = this.cache.v[layer]!, B = this.cache.blockSize;
-    be.ropeWriteKv(s.q, s.k, s.v, b.positions, s.cosSin, b.slotMapping, kc, vc, T, nh, nkv, D, B, ACT);
+    be.ropeWriteKv(s.q, s.k, s.v, b.positions, s.cosSin, b.slotMapping, kc, vc, T, nh, nkv, D, B, this.act);
     be.attention(
       s.attn, s.q, kc, vc, b.blockTables, b.seqLens, b.queryStart,
-      b.nSeqs, T, nh, nkv, D, B, b.maxBlocks, 1 / Math.sqrt(D), ACT,
+      b.nSeqs, T, nh, nkv, D, B, b.maxBlocks, 1 / Math.sqrt(D), this.act,
     ); // attn [T, H*D]
-    be.gemm(s.delta, s.attn, lw.o, 0, T, h, nh * D, ACT, wd); // delta [T, h] (partial sum per rank)
-    if (be.tp > 1) be.allReduce(s.delta, T * h, ACT);
+    be.gemm(s.delta, s.attn, lw.o, 0, T, h, nh * D, this.act, wd); // delta [T, h] (partial sum per rank)
+    if (be.tp > 1) be.allReduce(s.delta, T * h, this.act);
   }
 
   /** delta[T, h] = down(silu(gate(normed)) * up(normed)). */
   private mlp(lw: LayerWeights, T: number): void {
     const { be, s, cfg, inter } = this;
     const h = cfg.hiddenSize, wd = this.w.dtype;
-    be.gemm(s.gateUp, s.normed, lw.gateUp, 0, T, 2 * inter, h, ACT, wd); // gateUp [T, 2I]
-    be.siluMul(s.act, s.gateUp, T, inter, ACT); // act [T, I]
-    be.gemm(s.delta, s.act, lw.down, 0, T, h, inter, ACT, wd); // delta [T, h]
-    if (be.tp > 1) be.allReduce(s.delta, T * h, ACT);
+    be.gemm(s.gateUp, s.normed, lw.gateUp, 0, T, 2 * inter, h, this.act, wd); // gateUp [T, 2I]
+    be.siluMul(s.act, s.gateUp, T, inter, this.act); // act [T, I]
+    be.gemm(s.delta, s.act, lw.down, 0, T, h, inter, this.act, wd); // delta [T, h]
+    if (be.tp > 1) be.allReduce(s.delta, T * h, this.act);
   }
 
   /** logits[S, V] = lm_head(normed[sampleRows]). */
   private lmHead(b: StepBatch): Buf {
     const { be, s, cfg } = this;
-    be.gatherRows(s.last, s.normed, b.sampleRows, b.nSample, cfg.hiddenSize, ACT); // last [S, h]
-    be.gemm(s.logits, s.last, this.w.lmHead, 0, b.nSample, cfg.vocabSize, cfg.hiddenSize, ACT, this.w.dtype);
+    be.gatherRows(s.last, s.normed, b.sampleRows, b.nSample, cfg.hiddenSize, this.act); // last [S, h]
+    be.gemm(s.logitsAct, s.last, this.w.lmHead, 0, b.nSample, cfg.vocabSize, cfg.hiddenSize, this.act, this.w.dtype);
+    if (s.logitsAct !== s.logits) be.cast(s.logits, s.logitsAct, b.nSample * cfg.vocabSize, DType.f32, this.act);
     return s.logits;
   }
 
   private allocScratch(maxPositions: number): Scratch {
     const { cfg, maxTokens: T, maxSeqs: S, nh, nkv, inter } = this;
-    const f = (elems: number): Buf => {
-      const buf = this.be.alloc(Math.max(1, elems) * 4);
+    const alloc = (elems: number, bytes: number): Buf => {
+      const buf = this.be.alloc(Math.max(1, elems) * bytes);
       this.buffers.push(buf);
       return buf;
     };
+    const f = (elems: number) => alloc(elems, dtypeBytes(this.act));
+    const f32 = (elems: number) => alloc(elems, 4);
     const h = cfg.hiddenSize, D = cfg.headDim;
-    const cosSin = f(maxPositions * D);
+    const cosSin = f32(maxPositions * D);
+    const logits = f32(S * cfg.vocabSize);
     const table = ropeCosSinTable(cfg, maxPositions);
     this.be.copyFromHost(cosSin, 0, table);
     return {
       residual: f(T * h), normed: f(T * h), delta: f(T * h),
       q: f(T * nh * D), k: f(T * nkv * D), v: f(T * nkv * D), attn: f(T * nh * D),
       gateUp: f(T * 2 * inter), act: f(T * inter),
-      last: f(S * h), logits: f(S * cfg.vocabSize), cosSin,
+      last: f(S * h), logitsAct: this.act === DType.f32 ? logits : f(S * cfg.vocabSize), logits, cosSin,
     };
   }
 
@@ -158,18 +165,18 @@ export class LlamaModel {
 }
 
 /** Bytes one KV block takes on one rank, over all layers. */
-export function kvBlockBytes(cfg: ModelConfig, blockSize: number, tp: number): number {
-  return 2 * cfg.numLayers * (cfg.numKvHeads / tp) * blockSize * cfg.headDim * 4; // f32 cache
+export function kvBlockBytes(cfg: ModelConfig, blockSize: number, tp: number, dtype: DType): number {
+  return 2 * cfg.numLayers * (cfg.numKvHeads / tp) * blockSize * cfg.headDim * dtypeBytes(dtype);
 }
 
-export function allocKvCache(be: Backend, cfg: ModelConfig, numBlocks: number, blockSize: number): KvCache {
-  const perLayer = numBlocks * (cfg.numKvHeads / be.tp) * blockSize * cfg.headDim * 4;
+export function allocKvCache(be: Backend, cfg: ModelConfig, numBlocks: number, blockSize: number, dtype: DType): KvCache {
+  const perLayer = numBlocks * (cfg.numKvHeads / be.tp) * blockSize * cfg.headDim * dtypeBytes(dtype);
   const k: Buf[] = [], v: Buf[] = [];
   for (let i = 0; i < cfg.numLayers; i++) {
     k.push(be.alloc(perLayer));
     v.push(be.alloc(perLayer));
   }
-  return { numBlocks, blockSize, k, v };
+  return { numBlocks, blockSize, dtype, k, v };
 }
 
 export function freeKvCache(be: Backend, c: KvCache): void {

@@ -1,7 +1,7 @@
 // The Backend interface (types.ts) over bun:ffi, for any library that exports include/vllmd.h.
 import { openVllmdLibrary, type VllmdLibrary } from "./ffi.ts";
 import { type BackendName, findLibrary } from "./library.ts";
-import { type Backend, BackendError, type Buf, type DType, type SampleArgs } from "./types.ts";
+import { type Backend, BackendError, type Buf, DType, type SampleArgs } from "./types.ts";
 
 /** The VD_ABI_VERSION of the include/vllmd.h this code was written against. */
 export const EXPECTED_ABI_VERSION = 1;
@@ -152,6 +152,14 @@ class NativeBackend implements Backend {
 
   gatherRows(out: Buf, x: Buf, rows: Buf, nRows: number, cols: number, act: DType): void {
     this.check("vd_gather_rows", this.lib.symbols.vd_gather_rows(this.ctx, out, x, rows, nRows, cols, act));
+  }
+
+  activationDtype(w: DType): DType {
+    return this.name === "cpu" ? DType.f32 : w; // cpu computes in f32; GPUs in the model's dtype
+  }
+
+  cast(out: Buf, x: Buf, n: number, outDtype: DType, inDtype: DType): void {
+    this.check("vd_cast", this.lib.symbols.vd_cast(this.ctx, out, x, n, outDtype, inDtype));
   }
 
   allReduce(buf: Buf, n: number, act: DType): void {

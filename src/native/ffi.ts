@@ -56,6 +56,7 @@ export const vllmdSymbols = {
   // ctx, out, x, rows, n_rows, cols, act_dtype
   vd_gather_rows: { args: [u64, u64, u64, u64, i64, i64, i32], returns: i32 },
   // ctx, buf, n, act_dtype
+  vd_cast: { args: [u64, u64, u64, i64, i32, i32], returns: i32 },
   vd_all_reduce: { args: [u64, u64, i64, i32], returns: i32 },
 
   // ---- sampling

@@ -108,6 +108,9 @@ export interface Backend {
   gemm(out: Buf, x: Buf, w: Buf, bias: Buf, m: number, n: number, k: number, act: DType, wDtype: DType): void;
   siluMul(out: Buf, gateUp: Buf, nTokens: number, inter: number, act: DType): void;
   gatherRows(out: Buf, x: Buf, rows: Buf, nRows: number, cols: number, act: DType): void;
+  cast(out: Buf, x: Buf, n: number, outDtype: DType, inDtype: DType): void;
   allReduce(buf: Buf, n: number, act: DType): void;
+  /** The activation (and KV-cache) dtype this backend computes a model of weight dtype `w` in. */
+  activationDtype(w: DType): DType;
   sample(a: SampleArgs): void;
 }

@@ -13,14 +13,14 @@ function i32(be: Backend, values: number[]): Buf {
   return b;
 }
 
-export function lastPositionLogits(dir: string, tokenIds: number[], blockSize = 16): Float32Array {
+export function lastPositionLogits(dir: string, tokenIds: number[], blockSize = 16, backend: "cpu" | "cuda" = "cpu"): Float32Array {
   const md = loadModelDir(dir);
-  const be = openBackend("cpu");
+  const be = openBackend(backend);
   try {
     const T = tokenIds.length;
     const nBlocks = Math.ceil(T / blockSize);
     const w = loadWeights(be, md.config, md.tensors);
-    const cache = allocKvCache(be, md.config, nBlocks + 1, blockSize);
+    const cache = allocKvCache(be, md.config, nBlocks + 1, blockSize, be.activationDtype(w.dtype));
     const model = new LlamaModel(be, md.config, w, cache, T, 1, Math.max(T, 2));
     const blocks = Array.from({ length: nBlocks }, (_, i) => nBlocks - i); // reversed: not contiguous
     const bufs = {

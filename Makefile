@@ -8,7 +8,7 @@ CPU_SRCS := $(wildcard cpu/*.cpp)
 CPU_HDRS := $(wildcard cpu/*.h) include/vllmd.h
 TS_SRCS  := $(shell find src -name '*.ts' 2>/dev/null)
 
-.PHONY: all test deps cpu clean
+.PHONY: all test deps cpu cuda clean
 all: vllmd
 
 deps: node_modules/.installed
@@ -22,12 +22,24 @@ $(BUILD)/libvllmd_cpu.so: $(CPU_SRCS) $(CPU_HDRS)
 	$(CXX) $(CXXFLAGS) -Iinclude -shared -o $@ $(CPU_SRCS)
 	cp $@ libvllmd_cpu.so
 
+# The CUDA backend (on a machine with nvcc and cuBLAS): Hopper (sm_90a) and Ampere (sm_80).
+NVCC       ?= nvcc
+CUDA_ARCH  ?= -gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_80,code=sm_80
+NVCCFLAGS  ?= -O3 -std=c++17 -Xcompiler -fPIC,-fvisibility=hidden -Iinclude -Icpu $(CUDA_ARCH) -lineinfo
+CUDA_SRCS  := $(wildcard cuda/*.cu)
+CUDA_HDRS  := $(wildcard cuda/*.cuh cuda/*.h) include/vllmd.h cpu/rng.h
+cuda: $(BUILD)/libvllmd_cuda.so
+$(BUILD)/libvllmd_cuda.so: $(CUDA_SRCS) $(CUDA_HDRS)
+	@mkdir -p $(BUILD)
+	$(NVCC) $(NVCCFLAGS) -shared -o $@ $(CUDA_SRCS) -lcublas
+	cp $@ libvllmd_cuda.so
+
 vllmd: deps cpu $(TS_SRCS)
 	$(BUN) build --compile src/cli.ts src/engine/worker.ts --outfile vllmd
 
 test: deps cpu vllmd
 	node_modules/.bin/tsc -p .
-	$(BUN) test
+	$(BUN) test --timeout 120000
 
 clean:
 	rm -rf $(BUILD) vllmd libvllmd_*.so

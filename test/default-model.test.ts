@@ -29,7 +29,7 @@ describe("default model", () => {
     } finally {
       engine.dispose();
     }
-  });
+  }, 60_000);
 
   test("eval-ppl reproduces the model card's held-out perplexity (within 0.5%)", () => {
     const p = Bun.spawnSync([process.execPath, join(ROOT, "src/cli.ts"), "eval-ppl", "--file", join(ROOT, "corpus/heldout.txt"), "--json"]);
@@ -39,7 +39,7 @@ describe("default model", () => {
     expect(Math.abs(r.perplexity / golden.heldout_ppl - 1)).toBeLessThan(0.005);
     const card = readFileSync(join(MODEL, "README.md"), "utf8");
     expect(card).toContain(golden.heldout_ppl.toFixed(2));
-  });
+  }, 120_000);
 
   test("the compiled ./vllmd generates with no --model, from anywhere", () => {
     const bin = join(ROOT, "vllmd");
@@ -53,5 +53,5 @@ describe("default model", () => {
     expect(out.token_ids).toEqual(g.greedy);
     expect(out.text).toBe(g.greedy_text);
     expect(existsSync(join(cwd, "cache"))).toBe(true); // the embedded model was unpacked there
-  });
+  }, 60_000);
 });

@@ -56,7 +56,7 @@ export class Engine {
   static create(cfg: EngineConfig, onProgress?: LoadProgress): Engine {
     const dir = loadModelDir(cfg.model);
     const maxModelLen = resolveMaxModelLen(cfg, dir);
-    const be = openBackend(pickDevice(cfg.device), { tp: cfg.tensorParallelSize });
+    const be = openDevice(cfg.device, cfg.tensorParallelSize);
     const weights = loadWeights(be, dir.config, dir.tensors, onProgress);
     const blocksPerSeq = Math.ceil(maxModelLen / cfg.blockSize);
     const maxTokens = Math.max(cfg.maxNumBatchedTokens, 1);
@@ -147,8 +147,17 @@ export class Engine {
   }
 }
 
-function pickDevice(d: EngineConfig["device"]): "cpu" | "cuda" | "hip" {
-  return d === "auto" ? "cpu" : d; // the GPU backends join `auto` once they exist
+/** The named backend, or for `auto` the first of cuda, hip, cpu whose library and device are there. */
+function openDevice(d: EngineConfig["device"], tp: number): Backend {
+  if (d !== "auto") return openBackend(d, { tp });
+  for (const name of ["cuda", "hip"] as const) {
+    try {
+      return openBackend(name, { tp });
+    } catch {
+      // no library next to the binary, or no device: fall through to the next backend
+    }
+  }
+  return openBackend("cpu", { tp });
 }
 
 function resolveMaxModelLen(cfg: EngineConfig, dir: ModelDir): number {

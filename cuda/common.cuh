@@ -1,0 +1,91 @@
+// Shared internals of the CUDA backend: contexts, handle lookup, error reporting, element access.
+// Declarations here; definitions in cuda/context.cu. Every entry point calls clear_error() first.
+#pragma once
+
+#include <cstdint>
+#include <cuda_runtime.h>
+#include <mutex>
+
+#include "vllmd.h"
+
+#define VD_API extern "C" __attribute__((visibility("default")))
+
+namespace vd {
+
+// Records the message of a failure for vd_last_error() (printf-style) and returns `status`.
+int32_t fail(int32_t status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void clear_error();
+
+// One context: one device (tp = 1 for now), one stream all ops are queued on, a cuBLAS handle,
+// and a pinned host staging buffer for uploads.
+struct Context {
+  int device = 0;
+  int tp = 1;
+  cudaStream_t stream = nullptr;
+  void *cublas = nullptr;       // cublasHandle_t, created lazily by gemm.cu (see cublas_handle)
+  void *staging = nullptr;      // pinned host memory
+  uint64_t staging_bytes = 0;
+  int sm_count = 0;
+  // Added with cuda/context.cu:
+  std::mutex staging_mu;              // held by whoever fills `staging` (uploads, weight loads)
+  cudaEvent_t staging_free[2] = {};   // recorded after the copy out of each half of `staging`
+  int staging_turn = 0;               // the half the next upload fills
+  int32_t *fault = nullptr;           // device address of a pinned host word: see record_fault
+};
+
+// The context behind a handle (records an error and returns nullptr if there is none).
+// Also makes its device current on the calling thread.
+Context *context(uint64_t ctx, const char *fn);
+
+// Device bytes behind a buffer handle. Views point into their parent's bytes.
+struct Span {
+  uint8_t *data;
+  uint64_t bytes;
+};
+bool lookup(uint64_t ctx, uint64_t buf, const char *what, Span *out);
+bool lookup_sized(uint64_t ctx, uint64_t buf, const char *what, uint64_t need_bytes, Span *out);
+
+// VD_OK, or VD_ERR_DEVICE naming fn and the CUDA error (cudaGetLastError after a launch).
+int32_t check_launch(const char *fn);
+int32_t check_cuda(cudaError_t e, const char *fn, const char *what);
+
+// Argument checks shared by the ops (record an error naming fn and arg).
+int32_t check_float_dtype(const char *fn, const char *arg, int32_t dtype); // f32, f16 or bf16
+int32_t check_nonneg(const char *fn, const char *arg, int64_t v);
+uint64_t bytes_of(int64_t a, int64_t b, int64_t c); // a*b*c, saturating on overflow
+
+// lookup_sized for `count` elements of `dtype`, and also checks the address is a multiple of the
+// element size (a view at an odd offset would otherwise fault on the device).
+bool lookup_array(uint64_t ctx, uint64_t buf, const char *what, int64_t count, int32_t dtype, Span *out);
+
+// The pinned staging buffer is used in two halves in turn, so filling one on the host overlaps the
+// copy out of the other. Call with staging_mu held: next_staging_half waits until the next half's
+// previous copy has finished and returns it; staging_half_queued marks the copy out of it, just
+// queued on the stream, as that half's last use.
+int32_t next_staging_half(Context *c, const char *fn, uint8_t **half, uint64_t *half_bytes);
+int32_t staging_half_queued(Context *c, const char *fn);
+
+// Kernels cannot return a status. A kernel that meets a bad value only the device can see (an
+// index read from a device buffer) skips the access, records a code in Context::fault and carries
+// on; vd_sync and vd_copy_to_host report it as VD_ERR_INVALID_ARGUMENT and clear it.
+enum FaultCode : int32_t {
+  kFaultNone = 0,
+  kFaultTokenId = 1,   // vd_embedding: a token id outside [0, vocab)
+  kFaultPosition = 2,  // vd_rope_write_kv: a position outside the cos_sin table
+  kFaultSlot = 3,      // vd_rope_write_kv: a slot outside the KV cache
+  kFaultRowIndex = 4,  // vd_gather_rows: a row index outside x
+  kFaultOther = 5,     // any other kernel (see its file)
+};
+__device__ __forceinline__ void record_fault(int32_t *fault, int32_t code) {
+  *reinterpret_cast<volatile int32_t *>(fault) = code; // a plain store: any one code will do
+}
+
+inline int64_t dtype_bytes(int32_t dtype) { return dtype == VD_F32 || dtype == VD_I32 ? 4 : (dtype == VD_F16 || dtype == VD_BF16 ? 2 : 0); }
+
+// Element access by run-time dtype (f32, f16, bf16), converting through f32.
+__device__ __forceinline__ float load_f32(const void *p, int64_t i, int32_t dtype);
+__device__ __forceinline__ void store_f32(void *p, int64_t i, int32_t dtype, float v);
+
+} // namespace vd
+
+#include "dtype.cuh" // definitions of load_f32 / store_f32

@@ -1,0 +1,52 @@
+// Launch shapes and block-level helpers shared by the element-wise, row-wise and GEMM kernels of
+// the CUDA backend (cuda/ops.cu, rope.cu, gemm.cu, weights.cu).
+#pragma once
+
+#include <cstdint>
+
+namespace vd {
+
+constexpr int kThreads = 256; // every row / flat kernel here; block_sum relies on a multiple of 32
+
+// Row kernels loop over rows with a grid stride, so any row count fits a capped grid.
+inline int row_blocks(int64_t rows) { return int(rows < 65535 ? rows : 65535); }
+
+// Flat kernels: one element per thread up to 65535 full blocks, then a grid stride.
+inline int flat_blocks(int64_t n) {
+  const int64_t blocks = (n + kThreads - 1) / kThreads;
+  return int(blocks < 65535 ? blocks : 65535);
+}
+
+// a * b for sizes already checked non-negative, saturating so that a size check fails instead of
+// wrapping.
+inline int64_t mul_sat(int64_t a, int64_t b) {
+  if (a != 0 && b > INT64_MAX / a) return INT64_MAX;
+  return a * b;
+}
+
+__device__ __forceinline__ float nan_f32() { return __int_as_float(0x7fc00000); }
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int d = 16; d > 0; d >>= 1) v += __shfl_xor_sync(0xffffffffu, v, d);
+  return v;
+}
+
+// Sum of v over the block, in a fixed order for a given blockDim (scratch: 33 floats of shared
+// memory). Every thread gets the total; ends with a barrier, so scratch may be reused at once.
+__device__ __forceinline__ float block_sum(float v, float *scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = (blockDim.x + 31) >> 5;
+  v = warp_sum(v);
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    float s = lane < n_warps ? scratch[lane] : 0.0f;
+    s = warp_sum(s);
+    if (lane == 0) scratch[32] = s;
+  }
+  __syncthreads();
+  const float total = scratch[32];
+  __syncthreads();
+  return total;
+}
+
+} // namespace vd

@@ -1,0 +1,48 @@
+// The handle table of the CUDA backend, shared by cuda/context.cu (contexts) and cuda/copy.cu
+// (buffers and copies); the ops see only what cuda/common.cuh declares.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "common.cuh"
+
+namespace vd {
+
+// One vd_buffer_alloc (root == its own handle) or a view of one (root == the allocation's handle).
+struct Buffer {
+  uint8_t *base = nullptr; // the allocation's device address
+  uint64_t offset = 0;
+  uint64_t bytes = 0;
+  uint64_t root = 0;
+};
+
+struct ContextEntry {
+  Context ctx;
+  int32_t *fault_host = nullptr; // host address of ctx.fault
+  std::map<uint64_t, Buffer> buffers;
+};
+
+// One process-wide table is what a C ABI with opaque integer handles implies; the mutex makes it
+// safe from the engine worker and the main thread at once. Contexts and buffers share one
+// counter, so a handle is never reused within a process and stays far below 2^53.
+struct Registry {
+  std::mutex mu;
+  uint64_t next_handle = 1;
+  std::map<uint64_t, std::unique_ptr<ContextEntry>> contexts;
+};
+
+Registry &registry();
+
+// Caller holds registry().mu. Records an error naming fn and returns null for a bad handle.
+ContextEntry *find_entry(Registry &r, uint64_t ctx, const char *fn);
+
+// After the stream has drained: VD_OK, or VD_ERR_INVALID_ARGUMENT describing the fault a kernel
+// recorded since the last check (and clears it).
+int32_t take_fault(uint64_t ctx, const char *fn);
+
+const char *last_error_text();
+
+} // namespace vd

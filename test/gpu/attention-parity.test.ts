@@ -1,0 +1,120 @@
+// vd_attention of the backend under test (cuda) against the cpu backend: mixed batches of
+// decodes and prefill chunks over cached prefixes, GQA 8:2 and 4:4, head_dim 64 and 128, block
+// size 16, scrambled block tables, partial last blocks, contexts long enough to need several
+// thread blocks (split-KV) per sequence. Skipped unless VLLMD_GPU_TESTS=1 (see harness.ts).
+import { test } from "bun:test";
+import { randomF32, seededRandom } from "../../src/native/testing.ts";
+import { type Backend, DType } from "../../src/native/types.ts";
+import { ACT_DTYPES, backends, dtypeName, expectClose, gpuSuite, roundTo, run, tolerance } from "./harness.ts";
+
+const B = 16;
+
+interface Seq {
+  qLen: number;
+  seqLen: number;
+  blocks: number[];
+}
+interface Geometry {
+  H: number;
+  KVH: number;
+  D: number;
+}
+
+// [q_len, seq_len]: a first token; a decode one token into its second block; a decode ending on
+// a block boundary; a 1000-token decode; a whole 37-token prompt; a 100-token chunk over a
+// 300-token cached prefix; a decode one past a boundary at 513; small chunks over short prefixes.
+const MIXED: [number, number][] = [[1, 1], [1, 17], [1, 16], [1, 1000], [37, 37], [100, 400], [1, 513], [5, 70], [16, 32]];
+
+/** 64 decodes of lengths 1..300: many sequences, none alike (the mixed batch has the long one). */
+function manyDecodes(): [number, number][] {
+  const rand = seededRandom(64);
+  return Array.from({ length: 64 }, () => [1, 1 + (Math.floor(((rand() + 1) / 2) * 300) % 300)]);
+}
+
+interface Batch {
+  seqs: Seq[];
+  numBlocks: number;
+  maxBlocks: number;
+  nTokens: number;
+  q: Float32Array;
+  kc: Float32Array;
+  vc: Float32Array;
+}
+
+/** Random q and caches; each sequence takes blocks from a shuffled free list (not contiguous). */
+function makeBatch(g: Geometry, shape: [number, number][], seed: number): Batch {
+  const rand = seededRandom(seed);
+  const need = shape.reduce((a, [, len]) => a + Math.ceil(len / B), 0);
+  const numBlocks = need + 7;
+  const free = Array.from({ length: numBlocks }, (_, i) => i);
+  for (let i = numBlocks - 1; i > 0; i--) {
+    const j = Math.floor(((rand() + 1) / 2) * (i + 1)) % (i + 1);
+    [free[i], free[j]] = [free[j]!, free[i]!];
+  }
+  const seqs = shape.map(([qLen, seqLen]) => ({ qLen, seqLen, blocks: free.splice(0, Math.ceil(seqLen / B)) }));
+  const nTokens = seqs.reduce((a, s) => a + s.qLen, 0);
+  const cacheLen = numBlocks * g.KVH * B * g.D;
+  return {
+    seqs, numBlocks, nTokens,
+    maxBlocks: Math.max(...seqs.map((s) => s.blocks.length)) + 3,
+    q: randomF32(nTokens * g.H * g.D, rand, 3),
+    kc: randomF32(cacheLen, rand),
+    vc: randomF32(cacheLen, rand),
+  };
+}
+
+/** Runs vd_attention on `be` in dtype `act` (inputs already rounded to it); returns out as f32. */
+function attend(be: Backend, g: Geometry, bt: Batch, act: DType, q: Float32Array, kc: Float32Array, vc: Float32Array): Float32Array {
+  const tables = new Int32Array(bt.seqs.length * bt.maxBlocks).fill(1 << 30); // unused entries must never be read
+  bt.seqs.forEach((s, i) => tables.set(s.blocks, i * bt.maxBlocks));
+  const qStart = [0];
+  for (const s of bt.seqs) qStart.push(qStart.at(-1)! + s.qLen);
+  const n = bt.nTokens * g.H * g.D;
+  return run(be, (b) => {
+    const out = b.poisoned(n, act);
+    be.attention(
+      out, b.put(q, act), b.put(kc, act), b.put(vc, act), b.i32(tables), b.i32(bt.seqs.map((s) => s.seqLen)), b.i32(qStart),
+      bt.seqs.length, bt.nTokens, g.H, g.KVH, g.D, B, bt.maxBlocks, 1 / Math.sqrt(g.D), act,
+    );
+    return b.get(out, n, act);
+  });
+}
+
+const GEOMETRIES: Geometry[] = [
+  { H: 8, KVH: 2, D: 64 },
+  { H: 8, KVH: 2, D: 128 },
+  { H: 4, KVH: 4, D: 64 },
+  { H: 4, KVH: 4, D: 128 },
+];
+
+gpuSuite("attention parity", () => {
+  for (const [batchName, shape] of [["mixed batch", MIXED], ["64 decodes", manyDecodes()]] as const)
+    GEOMETRIES.forEach((g, gi) => {
+      let batch: Batch | null = null; // made once per geometry, shared by the dtypes
+      for (const act of ACT_DTYPES)
+        test(`${batchName}: H=${g.H} KVH=${g.KVH} D=${g.D} B=${B}, act ${dtypeName(act)}`, () => {
+          batch ??= makeBatch(g, shape, 100 + gi + shape.length);
+          const [q, kc, vc] = [batch.q, batch.kc, batch.vc].map((a) => roundTo(a, act)) as [Float32Array, Float32Array, Float32Array];
+          const { cpu, dev } = backends();
+          const want = attend(cpu, g, batch, DType.f32, q, kc, vc);
+          const got = attend(dev, g, batch, act, q, kc, vc);
+          expectClose(got, want, tolerance(act), `attention ${batchName} D=${g.D} ${dtypeName(act)}`);
+          if (act === DType.f32 && shape === MIXED) checkRowsAlone(dev, g, batch, got);
+        }, 60_000);
+    });
+});
+
+/** The decode of 1000 tokens and the 100-token chunk, each run alone, give what the batch gave (to 1e-6). */
+function checkRowsAlone(dev: Backend, g: Geometry, bt: Batch, batchOut: Float32Array): void {
+  const rowLen = g.H * g.D;
+  let start = 0;
+  bt.seqs.forEach((s) => {
+    if (s.seqLen >= 400) {
+      const alone: Batch = { ...bt, seqs: [s], nTokens: s.qLen };
+      const q = bt.q.subarray(start * rowLen, (start + s.qLen) * rowLen);
+      const got = attend(dev, g, alone, DType.f32, q, bt.kc, bt.vc);
+      expectClose(got, batchOut.subarray(start * rowLen, (start + s.qLen) * rowLen), 1e-6, `attention alone vs in batch D=${g.D}`);
+    }
+    start += s.qLen;
+  });
+}

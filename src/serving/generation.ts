@@ -176,7 +176,7 @@ class Generation {
       completionTokens: this.completionTokens,
       cachedTokens: o.numCachedTokens,
     };
-    this.metrics.requestFinished((performance.now() - this.t0) / 1000, f.promptTokens, f.completionTokens);
+    this.metrics.requestFinished((performance.now() - this.t0) / 1000, f.promptTokens, f.completionTokens, f.finishReason);
     ev.onFinish(f);
   }
 

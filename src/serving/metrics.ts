@@ -36,7 +36,8 @@ const E2E_BUCKETS = [0.3, 0.5, 0.8, 1, 1.5, 2, 2.5, 5, 10, 15, 20, 30, 40, 50, 6
 export class ServingMetrics {
   private promptTokens = 0;
   private generationTokens = 0;
-  private requestsFinished = 0;
+  /** Finished requests by finish reason (stop, length, abort), as vLLM labels them. */
+  private readonly finishedBy = new Map<string, number>();
   private readonly ttft = new Histogram("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", TTFT_BUCKETS);
   private readonly itl = new Histogram("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", ITL_BUCKETS);
   private readonly e2e = new Histogram("vllm:e2e_request_latency_seconds", "Histogram of end to end request latency in seconds.", E2E_BUCKETS);
@@ -54,11 +55,23 @@ export class ServingMetrics {
     this.itl.observe(seconds);
   }
 
-  requestFinished(e2eSeconds: number, promptTokens: number, generationTokens: number): void {
+  requestFinished(e2eSeconds: number, promptTokens: number, generationTokens: number, reason: string): void {
     this.e2e.observe(e2eSeconds);
     this.promptTokens += promptTokens;
     this.generationTokens += generationTokens;
-    this.requestsFinished++;
+    this.finishedBy.set(reason, this.finished(reason) + 1);
+  }
+
+  /** How many requests have finished for `reason`. */
+  finished(reason: string): number {
+    return this.finishedBy.get(reason) ?? 0;
+  }
+
+  private renderFinished(labels: string): string {
+    const name = "vllm:request_success_total";
+    const lines = [`# HELP ${name} Count of successfully processed requests.`, `# TYPE ${name} counter`];
+    for (const r of ["stop", "length", "abort"]) lines.push(`${name}{${labels},finished_reason="${r}"} ${this.finished(r)}`);
+    return lines.join("\n");
   }
 
   /** The Prometheus text exposition of every metric. */
@@ -74,7 +87,7 @@ export class ServingMetrics {
       scalar("vllm:num_preemptions_total", "counter", "Cumulative number of preemptions from the engine.", s.numPreemptionsTotal),
       scalar("vllm:prompt_tokens_total", "counter", "Number of prefill tokens processed.", this.promptTokens),
       scalar("vllm:generation_tokens_total", "counter", "Number of generation tokens processed.", this.generationTokens),
-      scalar("vllm:request_success_total", "counter", "Count of finished requests.", this.requestsFinished),
+      this.renderFinished(labels),
       this.ttft.render(labels),
       this.itl.render(labels),
       this.e2e.render(labels),

@@ -4,8 +4,8 @@ BUN      := node_modules/.bin/bun
 CXX      ?= g++
 CXXFLAGS ?= -O3 -std=c++17 -fPIC -fopenmp -Wall -Wextra -fvisibility=hidden
 BUILD    := build
-CPU_SRCS := $(wildcard cpu/*.cpp)
-CPU_HDRS := $(wildcard cpu/*.h) include/vllmd.h
+CPU_SRCS := $(wildcard cpu/*.cpp common/*.cpp)
+CPU_HDRS := $(wildcard cpu/*.h common/*.h) include/vllmd.h
 TS_SRCS  := $(shell find src -name '*.ts' 2>/dev/null)
 
 .PHONY: all test deps cpu cuda clean
@@ -26,8 +26,8 @@ $(BUILD)/libvllmd_cpu.so: $(CPU_SRCS) $(CPU_HDRS)
 NVCC       ?= nvcc
 CUDA_ARCH  ?= -gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_80,code=sm_80
 NVCCFLAGS  ?= -O3 -std=c++17 -Xcompiler -fPIC,-fvisibility=hidden -Iinclude -Icpu $(CUDA_ARCH) -lineinfo
-CUDA_SRCS  := $(wildcard cuda/*.cu)
-CUDA_HDRS  := $(wildcard cuda/*.cuh cuda/*.h) include/vllmd.h cpu/rng.h
+CUDA_SRCS  := $(wildcard cuda/*.cu) $(wildcard common/*.cpp)
+CUDA_HDRS  := $(wildcard cuda/*.cuh cuda/*.h common/*.h) include/vllmd.h cpu/rng.h
 cuda: $(BUILD)/libvllmd_cuda.so
 $(BUILD)/libvllmd_cuda.so: $(CUDA_SRCS) $(CUDA_HDRS)
 	@mkdir -p $(BUILD)

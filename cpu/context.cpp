@@ -14,7 +14,6 @@
 namespace vd {
 namespace {
 
-thread_local std::string last_error;
 
 // Memory of one vd_buffer_alloc; views share it and keep their parent's handle as `root`.
 struct Storage {
@@ -58,17 +57,6 @@ Context *find_context(Registry &r, uint64_t ctx, const char *fn) {
 
 } // namespace
 
-int32_t fail(int32_t status, const char *fmt, ...) {
-  char buf[1024];
-  va_list ap;
-  va_start(ap, fmt);
-  std::vsnprintf(buf, sizeof buf, fmt, ap);
-  va_end(ap);
-  last_error = buf;
-  return status;
-}
-
-void clear_error() { last_error.clear(); }
 
 bool valid_context(uint64_t ctx) {
   Registry &r = registry();
@@ -106,7 +94,7 @@ bool lookup_sized(uint64_t ctx, uint64_t buf, const char *what, uint64_t need_by
 using namespace vd;
 
 VD_API int32_t vd_abi_version(void) { return VD_ABI_VERSION; }
-VD_API const char *vd_last_error(void) { return last_error.c_str(); }
+VD_API const char *vd_last_error(void) { return last_error_text(); }
 VD_API const char *vd_backend_name(void) { return "cpu"; }
 
 VD_API int32_t vd_context_create(int32_t first_device, int32_t tp, uint64_t *out_ctx) {

@@ -6,16 +6,13 @@
 #include <cstring>
 
 #include "vllmd.h"
+#include "../common/status.h"
 
 #define VD_API extern "C" __attribute__((visibility("default")))
 
 namespace vd {
 
-// Records the message of a failure for vd_last_error() (printf-style) and returns `status`.
-int32_t fail(int32_t status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-// Marks the calling thread's last error as empty; every entry point calls it first.
-void clear_error();
 
 // The bytes behind a buffer handle of a context. Views point into their parent's bytes.
 struct Span {
@@ -63,11 +60,9 @@ uint16_t f32_to_f16(float f);
 // Argument checks shared by the ops (cpu/checks.cpp). Each returns VD_OK or records a message
 // naming `fn` and the argument, and returns the status.
 int32_t check_act_dtype(const char *fn, int32_t act_dtype); // f32 only on cpu: else VD_ERR_UNSUPPORTED
-int32_t check_weight_dtype(const char *fn, const char *arg, int32_t w_dtype); // f32, f16 or bf16
-int32_t check_nonneg(const char *fn, const char *arg, int64_t v);
+inline int32_t check_weight_dtype(const char *fn, const char *arg, int32_t w_dtype) { return check_float_dtype(fn, arg, w_dtype); }
 
 // a * b * c as a byte count, saturating at UINT64_MAX (so a size check fails instead of wrapping).
-uint64_t bytes_of(int64_t a, int64_t b, int64_t c);
 
 // Reads element i of a weight array of `dtype` (f32, f16 or bf16) as f32.
 inline float load_as_f32(const void *p, int64_t i, int32_t dtype) {

@@ -7,14 +7,12 @@
 #include <mutex>
 
 #include "vllmd.h"
+#include "../common/status.h"
 
 #define VD_API extern "C" __attribute__((visibility("default")))
 
 namespace vd {
 
-// Records the message of a failure for vd_last_error() (printf-style) and returns `status`.
-int32_t fail(int32_t status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void clear_error();
 
 // One context: one device (tp = 1 for now), one stream all ops are queued on, a cuBLAS handle,
 // and a pinned host staging buffer for uploads.
@@ -50,9 +48,6 @@ int32_t check_launch(const char *fn);
 int32_t check_cuda(cudaError_t e, const char *fn, const char *what);
 
 // Argument checks shared by the ops (record an error naming fn and arg).
-int32_t check_float_dtype(const char *fn, const char *arg, int32_t dtype); // f32, f16 or bf16
-int32_t check_nonneg(const char *fn, const char *arg, int64_t v);
-uint64_t bytes_of(int64_t a, int64_t b, int64_t c); // a*b*c, saturating on overflow
 
 // lookup_sized for `count` elements of `dtype`, and also checks the address is a multiple of the
 // element size (a view at an odd offset would otherwise fault on the device).

@@ -14,27 +14,12 @@
 namespace vd {
 namespace {
 
-thread_local std::string last_error;
-
 // Pinned host memory for uploads, used in two 8 MiB halves: a chunk's copy (~0.4 ms) costs far
 // more than the per-chunk bookkeeping, and the tests' 12-24 MiB transfers take several chunks.
 constexpr uint64_t kStagingBytes = uint64_t(16) << 20;
 
 } // namespace
 
-int32_t fail(int32_t status, const char *fmt, ...) {
-  char buf[1024];
-  va_list ap;
-  va_start(ap, fmt);
-  std::vsnprintf(buf, sizeof buf, fmt, ap);
-  va_end(ap);
-  last_error = buf;
-  return status;
-}
-
-void clear_error() { last_error.clear(); }
-
-const char *last_error_text() { return last_error.c_str(); }
 
 Registry &registry() {
   static Registry r;
@@ -109,24 +94,6 @@ int32_t check_cuda(cudaError_t e, const char *fn, const char *what) {
   if (e == cudaSuccess) return VD_OK;
   cudaGetLastError(); // a failed call also leaves its error behind; a later check_launch must not see it
   return fail(VD_ERR_DEVICE, "%s: %s: %s", fn, what, cudaGetErrorString(e));
-}
-
-int32_t check_float_dtype(const char *fn, const char *arg, int32_t dtype) {
-  if (dtype == VD_F32 || dtype == VD_F16 || dtype == VD_BF16) return VD_OK;
-  return fail(VD_ERR_INVALID_ARGUMENT, "%s: %s %d, expected f32 (0), f16 (1) or bf16 (2)", fn, arg, dtype);
-}
-
-int32_t check_nonneg(const char *fn, const char *arg, int64_t v) {
-  if (v >= 0) return VD_OK;
-  return fail(VD_ERR_INVALID_ARGUMENT, "%s: %s is %lld, must be >= 0", fn, arg, (long long)v);
-}
-
-uint64_t bytes_of(int64_t a, int64_t b, int64_t c) {
-  if (a < 0 || b < 0 || c < 0) return UINT64_MAX;
-  unsigned __int128 p = (unsigned __int128)uint64_t(a) * uint64_t(b);
-  if (p > UINT64_MAX) return UINT64_MAX;
-  p *= uint64_t(c);
-  return p > UINT64_MAX ? UINT64_MAX : uint64_t(p);
 }
 
 // After the stream has drained: the fault a kernel recorded since the last check, if any.

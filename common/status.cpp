@@ -43,4 +43,49 @@ uint64_t bytes_of(int64_t a, int64_t b, int64_t c) {
   return p > UINT64_MAX ? UINT64_MAX : uint64_t(p);
 }
 
+bool lookup_sized(uint64_t ctx, uint64_t buf, const char *what, uint64_t need_bytes, Span *out) {
+  if (!lookup(ctx, buf, what, out)) return false;
+  if (out->bytes < need_bytes) {
+    fail(VD_ERR_INVALID_ARGUMENT, "%s: buffer %llu holds %llu bytes, the shape needs %llu", what,
+         (unsigned long long)buf, (unsigned long long)out->bytes, (unsigned long long)need_bytes);
+    return false;
+  }
+  return true;
+}
+
+int32_t check_attention_shape(const AttentionShape &s) {
+  const char *fn = "vd_attention";
+  int32_t st = check_nonneg(fn, "n_seqs", s.n_seqs);
+  if (st == VD_OK) st = check_nonneg(fn, "n_tokens", s.n_tokens);
+  if (st == VD_OK) st = check_nonneg(fn, "max_blocks", s.max_blocks);
+  if (st != VD_OK) return st;
+  if (s.n_kv_heads <= 0 || s.n_heads <= 0 || s.n_heads % s.n_kv_heads != 0)
+    return fail(VD_ERR_INVALID_ARGUMENT, "%s: n_heads %lld must be a positive multiple of n_kv_heads %lld", fn,
+                (long long)s.n_heads, (long long)s.n_kv_heads);
+  if (s.head_dim <= 0 || s.block_size <= 0)
+    return fail(VD_ERR_INVALID_ARGUMENT, "%s: head_dim %lld and block_size %lld must be > 0", fn,
+                (long long)s.head_dim, (long long)s.block_size);
+  return VD_OK;
+}
+
+namespace {
+bool is_float_dtype(int32_t d) { return d == VD_F32 || d == VD_F16 || d == VD_BF16; }
+} // namespace
+
+int32_t check_load_weight_args(int32_t dst_dtype, int32_t file_dtype, int64_t rows, int64_t cols, int32_t shard_dim,
+                               const char *path) {
+  const char *fn = "vd_load_weight";
+  if (!path) return fail(VD_ERR_INVALID_ARGUMENT, "%s: path is null", fn);
+  if (rows < 0 || cols < 0)
+    return fail(VD_ERR_INVALID_ARGUMENT, "%s: negative shape [%lld, %lld]", fn, (long long)rows, (long long)cols);
+  if (shard_dim < -1 || shard_dim > 1)
+    return fail(VD_ERR_INVALID_ARGUMENT, "%s: shard_dim %d, expected -1, 0 or 1", fn, shard_dim);
+  bool both_int = dst_dtype == VD_I32 && file_dtype == VD_I32;
+  if (!both_int && !(is_float_dtype(dst_dtype) && is_float_dtype(file_dtype)))
+    return fail(VD_ERR_INVALID_ARGUMENT, "%s: cannot convert file_dtype %d to dst_dtype %d", fn, file_dtype, dst_dtype);
+  if (rows > 0 && cols > (int64_t(1) << 46) / rows)
+    return fail(VD_ERR_INVALID_ARGUMENT, "%s: shape [%lld, %lld] is too large", fn, (long long)rows, (long long)cols);
+  return VD_OK;
+}
+
 } // namespace vd

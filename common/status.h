@@ -19,4 +19,25 @@ int32_t check_float_dtype(const char *fn, const char *arg, int32_t dtype); // f3
 int32_t check_nonneg(const char *fn, const char *arg, int64_t v);
 uint64_t bytes_of(int64_t a, int64_t b, int64_t c); // a*b*c, saturating on overflow
 
+// The bytes behind a buffer handle (host memory on cpu, device memory on GPUs).
+struct Span {
+  uint8_t *data;
+  uint64_t bytes;
+};
+// Defined by each backend: looks `buf` up in context `ctx`; on a bad handle records an error
+// naming `what` and returns false.
+bool lookup(uint64_t ctx, uint64_t buf, const char *what, Span *out);
+// Like lookup, and also checks the buffer holds at least `need_bytes`.
+bool lookup_sized(uint64_t ctx, uint64_t buf, const char *what, uint64_t need_bytes, Span *out);
+
+// vd_attention's checks that need only its scalar arguments.
+struct AttentionShape {
+  int64_t n_seqs, n_tokens, n_heads, n_kv_heads, head_dim, block_size, max_blocks;
+};
+int32_t check_attention_shape(const AttentionShape &s);
+
+// vd_load_weight's checks that need only its scalar arguments.
+int32_t check_load_weight_args(int32_t dst_dtype, int32_t file_dtype, int64_t rows, int64_t cols, int32_t shard_dim,
+                               const char *path);
+
 } // namespace vd

@@ -61,21 +61,6 @@ void attend_one(float *out, const float *q, const float *k_cache, const float *v
   for (int64_t i = 0; i < d; i++) out[i] = acc[i] / denom;
 }
 
-int32_t check_attn_shape(const AttnShape &s) {
-  const char *fn = "vd_attention";
-  int32_t st = check_nonneg(fn, "n_seqs", s.n_seqs);
-  if (st == VD_OK) st = check_nonneg(fn, "n_tokens", s.n_tokens);
-  if (st == VD_OK) st = check_nonneg(fn, "max_blocks", s.max_blocks);
-  if (st != VD_OK) return st;
-  if (s.n_kv_heads <= 0 || s.n_heads <= 0 || s.n_heads % s.n_kv_heads != 0)
-    return fail(VD_ERR_INVALID_ARGUMENT, "%s: n_heads %lld must be a positive multiple of n_kv_heads %lld", fn,
-                (long long)s.n_heads, (long long)s.n_kv_heads);
-  if (s.head_dim <= 0 || s.block_size <= 0)
-    return fail(VD_ERR_INVALID_ARGUMENT, "%s: head_dim %lld and block_size %lld must be > 0", fn,
-                (long long)s.head_dim, (long long)s.block_size);
-  return VD_OK;
-}
-
 // Checks the batch metadata against the shapes and fills row_seq[t] with the sequence owning
 // query row t (-1 for rows no sequence owns, which are left untouched).
 int32_t check_batch(const AttnShape &s, const int32_t *qstart, const int32_t *lens, const int32_t *tables,
@@ -141,7 +126,7 @@ VD_API int32_t vd_attention(uint64_t ctx, uint64_t out, uint64_t q, uint64_t k_c
   clear_error();
   const AttnShape s{n_seqs, n_tokens, n_heads, n_kv_heads, head_dim, block_size, max_blocks, scale};
   int32_t st = check_act_dtype("vd_attention", act_dtype);
-  if (st == VD_OK) st = check_attn_shape(s);
+  if (st == VD_OK) st = check_attention_shape({n_seqs, n_tokens, n_heads, n_kv_heads, head_dim, block_size, max_blocks});
   if (st != VD_OK) return st;
   const uint64_t act_bytes = bytes_of(n_tokens, n_heads * head_dim, 4);
   Span so, sq, skc, svc, sbt, ssl, sqs;

@@ -79,16 +79,6 @@ bool lookup(uint64_t ctx, uint64_t buf, const char *what, Span *out) {
   return true;
 }
 
-bool lookup_sized(uint64_t ctx, uint64_t buf, const char *what, uint64_t need_bytes, Span *out) {
-  if (!lookup(ctx, buf, what, out)) return false;
-  if (out->bytes < need_bytes) {
-    fail(VD_ERR_INVALID_ARGUMENT, "%s: buffer %llu holds %llu bytes, the shape needs %llu", what,
-         (unsigned long long)buf, (unsigned long long)out->bytes, (unsigned long long)need_bytes);
-    return false;
-  }
-  return true;
-}
-
 } // namespace vd
 
 using namespace vd;

@@ -14,17 +14,8 @@ namespace vd {
 
 
 
-// The bytes behind a buffer handle of a context. Views point into their parent's bytes.
-struct Span {
-  uint8_t *data;
-  uint64_t bytes;
-};
 
-// Looks up `buf` in context `ctx`. On a bad handle records an error naming `what` and returns false.
-bool lookup(uint64_t ctx, uint64_t buf, const char *what, Span *out);
 
-// Like lookup, and also checks the buffer holds at least `need_bytes`.
-bool lookup_sized(uint64_t ctx, uint64_t buf, const char *what, uint64_t need_bytes, Span *out);
 
 // True if ctx is a live context handle (records an error otherwise).
 bool valid_context(uint64_t ctx);
@@ -70,6 +61,15 @@ inline float load_as_f32(const void *p, int64_t i, int32_t dtype) {
   case VD_F32: return static_cast<const float *>(p)[i];
   case VD_BF16: return bf16_to_f32(static_cast<const uint16_t *>(p)[i]);
   default: return f16_to_f32(static_cast<const uint16_t *>(p)[i]);
+  }
+}
+
+// Writes v to element i of an array of `dtype` (f32, f16 or bf16), rounding to nearest even.
+inline void store_from_f32(void *p, int64_t i, int32_t dtype, float v) {
+  switch (dtype) {
+  case VD_F32: static_cast<float *>(p)[i] = v; break;
+  case VD_BF16: static_cast<uint16_t *>(p)[i] = f32_to_bf16(v); break;
+  default: static_cast<uint16_t *>(p)[i] = f32_to_f16(v); break;
   }
 }
 

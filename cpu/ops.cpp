@@ -150,16 +150,6 @@ VD_API int32_t vd_all_reduce(uint64_t ctx, uint64_t buf, int64_t n, int32_t act_
   return lookup_sized(ctx, buf, "vd_all_reduce(buf)", bytes_of(n, 1, 4), &sb) ? VD_OK : VD_ERR_INVALID_ARGUMENT;
 }
 
-namespace {
-void store_from_f32(void *p, int64_t i, int32_t dtype, float v) {
-  switch (dtype) {
-  case VD_F32: static_cast<float *>(p)[i] = v; break;
-  case VD_BF16: static_cast<uint16_t *>(p)[i] = f32_to_bf16(v); break;
-  default: static_cast<uint16_t *>(p)[i] = f32_to_f16(v); break;
-  }
-}
-} // namespace
-
 VD_API int32_t vd_cast(uint64_t ctx, uint64_t out, uint64_t x, int64_t n, int32_t out_dtype, int32_t in_dtype) {
   clear_error();
   const char *fn = "vd_cast";

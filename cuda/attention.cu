@@ -12,24 +12,7 @@ namespace {
 
 const char *const kFn = "vd_attention";
 
-struct AttnShape {
-  int64_t n_seqs, n_tokens, n_heads, n_kv_heads, head_dim, block_size, max_blocks;
-};
-
-// The checks of the cpu backend that need only the arguments.
-int32_t check_shape(const AttnShape &s) {
-  int32_t st = check_nonneg(kFn, "n_seqs", s.n_seqs);
-  if (st == VD_OK) st = check_nonneg(kFn, "n_tokens", s.n_tokens);
-  if (st == VD_OK) st = check_nonneg(kFn, "max_blocks", s.max_blocks);
-  if (st != VD_OK) return st;
-  if (s.n_kv_heads <= 0 || s.n_heads <= 0 || s.n_heads % s.n_kv_heads != 0)
-    return fail(VD_ERR_INVALID_ARGUMENT, "%s: n_heads %lld must be a positive multiple of n_kv_heads %lld", kFn,
-                (long long)s.n_heads, (long long)s.n_kv_heads);
-  if (s.head_dim <= 0 || s.block_size <= 0)
-    return fail(VD_ERR_INVALID_ARGUMENT, "%s: head_dim %lld and block_size %lld must be > 0", kFn,
-                (long long)s.head_dim, (long long)s.block_size);
-  return VD_OK;
-}
+using AttnShape = AttentionShape;
 
 // Limits of this kernel: the batch metadata is i32, so larger counts cannot be addressed anyway.
 int32_t check_limits(const AttnShape &s) {
@@ -135,7 +118,7 @@ VD_API int32_t vd_attention(uint64_t ctx, uint64_t out, uint64_t q, uint64_t k_c
   clear_error();
   const AttnShape s{n_seqs, n_tokens, n_heads, n_kv_heads, head_dim, block_size, max_blocks};
   int32_t st = check_float_dtype(kFn, "act_dtype", act_dtype);
-  if (st == VD_OK) st = check_shape(s);
+  if (st == VD_OK) st = check_attention_shape(s);
   if (st == VD_OK) st = check_limits(s);
   if (st != VD_OK) return st;
   Context *c = context(ctx, kFn);

@@ -35,13 +35,6 @@ struct Context {
 // Also makes its device current on the calling thread.
 Context *context(uint64_t ctx, const char *fn);
 
-// Device bytes behind a buffer handle. Views point into their parent's bytes.
-struct Span {
-  uint8_t *data;
-  uint64_t bytes;
-};
-bool lookup(uint64_t ctx, uint64_t buf, const char *what, Span *out);
-bool lookup_sized(uint64_t ctx, uint64_t buf, const char *what, uint64_t need_bytes, Span *out);
 
 // VD_OK, or VD_ERR_DEVICE naming fn and the CUDA error (cudaGetLastError after a launch).
 int32_t check_launch(const char *fn);

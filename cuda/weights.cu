@@ -15,8 +15,6 @@ namespace {
 
 const char *const kFn = "vd_load_weight";
 
-bool is_float_dtype(int32_t d) { return d == VD_F32 || d == VD_F16 || d == VD_BF16; }
-
 __global__ void convert_kernel(void *dst, const void *src, int64_t n, int32_t dst_dtype, int32_t src_dtype) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
     store_f32(dst, i, dst_dtype, load_f32(src, i, src_dtype));
@@ -85,28 +83,13 @@ int32_t upload_chunks(const Load &l) {
   return VD_OK;
 }
 
-int32_t check_load_args(int32_t dst_dtype, int32_t file_dtype, int64_t rows, int64_t cols, int32_t shard_dim,
-                        const char *path) {
-  if (!path) return fail(VD_ERR_INVALID_ARGUMENT, "%s: path is null", kFn);
-  if (rows < 0 || cols < 0)
-    return fail(VD_ERR_INVALID_ARGUMENT, "%s: negative shape [%lld, %lld]", kFn, (long long)rows, (long long)cols);
-  if (shard_dim < -1 || shard_dim > 1)
-    return fail(VD_ERR_INVALID_ARGUMENT, "%s: shard_dim %d, expected -1, 0 or 1", kFn, shard_dim);
-  bool both_int = dst_dtype == VD_I32 && file_dtype == VD_I32;
-  if (!both_int && !(is_float_dtype(dst_dtype) && is_float_dtype(file_dtype)))
-    return fail(VD_ERR_INVALID_ARGUMENT, "%s: cannot convert file_dtype %d to dst_dtype %d", kFn, file_dtype, dst_dtype);
-  if (rows > 0 && cols > (int64_t(1) << 46) / rows)
-    return fail(VD_ERR_INVALID_ARGUMENT, "%s: shape [%lld, %lld] is too large", kFn, (long long)rows, (long long)cols);
-  return VD_OK;
-}
-
 } // namespace
 
 // With tp = 1 every shard_dim gives rank 0 the whole tensor.
 VD_API int32_t vd_load_weight(uint64_t ctx, uint64_t dst, int32_t dst_dtype, const char *path, uint64_t file_offset,
                               int32_t file_dtype, int64_t rows, int64_t cols, int32_t shard_dim) {
   clear_error();
-  int32_t st = check_load_args(dst_dtype, file_dtype, rows, cols, shard_dim, path);
+  int32_t st = check_load_weight_args(dst_dtype, file_dtype, rows, cols, shard_dim, path);
   if (st != VD_OK) return st;
   const uint64_t count = uint64_t(rows) * uint64_t(cols);
   Context *c = context(ctx, kFn);

@@ -12,7 +12,9 @@ import { RawConnection, waitFor } from "./raw-client.ts";
 
 setDefaultTimeout(30_000); // generous: the suite may share 2 cores with other work
 
-const ENGINE = { model: "test/fixtures/llama", device: "cpu" as const, cpuKvCacheBytes: 32 * 2 ** 20 };
+// The built-in model, not a tiny fixture: its steps are slow enough and its context (512) long
+// enough that an abort or a disconnect reliably lands while generation is still under way.
+const ENGINE = { model: "models/default", device: "cpu" as const, cpuKvCacheBytes: 64 * 2 ** 20 };
 let srv: RunningServer;
 let dir: string;
 let sock: string;
@@ -29,7 +31,7 @@ afterAll(async () => {
 });
 
 const prompt = [0, 11, 22, 33, 44, 55, 66, 77, 88, 99, 111, 122, 133, 144, 155, 166, 177, 188];
-const long = { max_tokens: 200, ignore_eos: true, temperature: 0 };
+const long = { max_tokens: 400, ignore_eos: true, temperature: 0 };
 
 /** vllm:generation_tokens_total, which counts every finished request's tokens, aborted ones too. */
 const generatedTokens = () => Number(/^vllm:generation_tokens_total\{[^}]*\} (\S+)$/m.exec(srv.ctx.metrics.render())![1]);
@@ -51,7 +53,7 @@ describe("aborts and disconnects", () => {
     }
     const last = frames.at(-1)!;
     expect(last).toMatchObject({ finished: true, finish_reason: "abort" });
-    expect(last.usage!.completion_tokens).toBeLessThan(200);
+    expect(last.usage!.completion_tokens).toBeLessThan(400);
     expect(last.usage!.completion_tokens).toBe(frames.reduce((n, f) => n + f.token_ids.length, 0));
     await engineIdle();
     await c.close();
@@ -67,17 +69,23 @@ describe("aborts and disconnects", () => {
   });
 
   test("closing a connection with requests in flight frees their blocks", async () => {
+    // The server shares this thread with the test, so by the time the test sees the first frame
+    // a starved test may find every request run to the end. Each try checks that every request
+    // ended exactly once and every block came back; some try must catch requests mid-way.
     const m = srv.ctx.metrics;
-    const [aborted, ran] = [m.finished("abort"), m.finished("length")];
-    const c = await RawConnection.greeted(sock);
-    for (let i = 0; i < 8; i++) c.send({ type: "generate", id: i, prompt_token_ids: [...prompt, i], params: long });
-    await c.next(); // generation is under way
-    expect(srv.ctx.client.stats.kvCacheUsage).toBeGreaterThan(0);
-    c.destroy();
-    await engineIdle();
-    // Cut short by the disconnect (the fixture model is fast, so a few may have run to the end).
-    expect(m.finished("abort") - aborted).toBeGreaterThan(0);
-    expect(m.finished("abort") - aborted + m.finished("length") - ran).toBe(8);
+    const n = 16, params = long;
+    let cutShort = 0;
+    for (let attempt = 0; attempt < 5 && cutShort === 0; attempt++) {
+      const [aborted, ran] = [m.finished("abort"), m.finished("length")];
+      const c = await RawConnection.greeted(sock);
+      for (let i = 0; i < n; i++) c.send({ type: "generate", id: i, prompt_token_ids: [...prompt, i], params });
+      await c.next(); // generation is under way
+      c.destroy();
+      await engineIdle();
+      cutShort = m.finished("abort") - aborted;
+      expect(cutShort + m.finished("length") - ran).toBe(n);
+    }
+    expect(cutShort).toBeGreaterThan(0);
   });
 
   test("the client library fails requests in flight when the connection goes", async () => {
@@ -201,7 +209,7 @@ describe("after all of it", () => {
     await engineIdle();
     for (const target of [sock, srv.msgpack.tcpPort!]) {
       const c = await connect(target);
-      expect(c.server.model).toBe("llama");
+      expect(c.server.model).toBe("default");
       const r = await c.generate({ prompt: "the end", params: { max_tokens: 3, temperature: 0 }, stream: false });
       expect(r.usage.completion_tokens).toBeGreaterThan(0);
       expect(typeof r.text).toBe("string");

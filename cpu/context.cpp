@@ -145,6 +145,34 @@ VD_API int32_t vd_sync(uint64_t ctx) {
   return valid_context(ctx) ? VD_OK : VD_ERR_INVALID_ARGUMENT;
 }
 
+// The cpu runs each op as it is called; there is no launch cost for a graph to save.
+VD_API int32_t vd_graph_begin(uint64_t ctx) {
+  clear_error();
+  if (!valid_context(ctx)) return VD_ERR_INVALID_ARGUMENT;
+  return fail(VD_ERR_UNSUPPORTED, "vd_graph_begin: the cpu backend has no graphs");
+}
+
+VD_API int32_t vd_graph_end(uint64_t ctx, uint64_t *out_graph) {
+  clear_error();
+  if (!valid_context(ctx)) return VD_ERR_INVALID_ARGUMENT;
+  if (!out_graph) return fail(VD_ERR_INVALID_ARGUMENT, "vd_graph_end: out_graph is null");
+  return fail(VD_ERR_INVALID_ARGUMENT, "vd_graph_end: the context is not capturing (the cpu backend has no graphs)");
+}
+
+VD_API int32_t vd_graph_launch(uint64_t ctx, uint64_t graph) {
+  clear_error();
+  if (!valid_context(ctx)) return VD_ERR_INVALID_ARGUMENT;
+  return fail(VD_ERR_INVALID_ARGUMENT, "vd_graph_launch: bad graph handle %llu (the cpu backend has no graphs)",
+              (unsigned long long)graph);
+}
+
+VD_API int32_t vd_graph_destroy(uint64_t ctx, uint64_t graph) {
+  clear_error();
+  if (!valid_context(ctx)) return VD_ERR_INVALID_ARGUMENT;
+  return fail(VD_ERR_INVALID_ARGUMENT, "vd_graph_destroy: bad graph handle %llu (the cpu backend has no graphs)",
+              (unsigned long long)graph);
+}
+
 VD_API int32_t vd_buffer_alloc(uint64_t ctx, uint64_t bytes, uint64_t *out_buf) {
   clear_error();
   if (!out_buf) return fail(VD_ERR_INVALID_ARGUMENT, "vd_buffer_alloc: out_buf is null");

@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "attention.cuh"
+#include "attention_prefill.cuh"
 #include "common.cuh"
 
 using namespace vd;
@@ -82,31 +83,69 @@ attn::Params make_params(const Context &c, const Buffers &b, const AttnShape &s,
   const uint64_t cache_bytes = b.k_cache.bytes < b.v_cache.bytes ? b.k_cache.bytes : b.v_cache.bytes;
   p.n_blocks = int64_t(cache_bytes / block_bytes);
   p.scale = scale;
+  p.skip_q_len = INT32_MAX;
   // Rows start at multiples of head_dim elements, so aligned bases and whole vectors per row suffice.
   const uintptr_t bases = uintptr_t(p.q) | uintptr_t(p.k_cache) | uintptr_t(p.v_cache);
   p.vec16 = (bases % 16 == 0) && (s.head_dim * elem) % 16 == 0;
   return p;
 }
 
-template <typename T>
-int32_t launch(const Context &c, const attn::Params &p, int64_t n_tokens, uint64_t smem) {
-  const void *kernel = reinterpret_cast<const void *>(&attn::attention_kernel<T>);
-  if (smem > 48 * 1024) {
-    int optin = 0;
-    int32_t st = check_cuda(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, c.device), kFn,
-                            "cudaDeviceGetAttribute");
-    if (st != VD_OK) return st;
-    if (smem > uint64_t(optin))
-      return fail(VD_ERR_UNSUPPORTED, "%s: %d query heads per kv head of dim %d need %llu bytes of shared memory, "
-                  "the device allows %d", kFn, p.group, p.head_dim, (unsigned long long)smem, optin);
-    // Always the device maximum, so the attribute never shrinks under a launch captured earlier.
-    st = check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, optin), kFn,
+// Lets `kernel` use `smem` bytes of dynamic shared memory (above 48 KiB needs the device's opt-in).
+int32_t allow_smem(const Context &c, const void *kernel, uint64_t smem, const char *what) {
+  if (smem <= 48 * 1024) return VD_OK;
+  int optin = 0;
+  int32_t st = check_cuda(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, c.device), kFn,
+                          "cudaDeviceGetAttribute");
+  if (st != VD_OK) return st;
+  if (smem > uint64_t(optin))
+    return fail(VD_ERR_UNSUPPORTED, "%s: %s needs %llu bytes of shared memory, the device allows %d", kFn, what,
+                (unsigned long long)smem, optin);
+  // Always the device maximum, so the attribute never shrinks under a launch captured earlier.
+  return check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, optin), kFn,
                     "cudaFuncSetAttribute");
-    if (st != VD_OK) return st;
-  }
+}
+
+template <typename T>
+int32_t launch_rows(const Context &c, const attn::Params &p, int64_t n_tokens, uint64_t smem) {
+  const void *kernel = reinterpret_cast<const void *>(&attn::attention_kernel<T>);
+  const int32_t st = allow_smem(c, kernel, smem, "the query heads of one kv head");
+  if (st != VD_OK) return st;
   const dim3 grid(unsigned(n_tokens), unsigned(p.n_kv_heads));
   attn::attention_kernel<T><<<grid, attn::kThreads, size_t(smem), c.stream>>>(p);
   return check_launch(kFn);
+}
+
+attn_tc::Params prefill_params(const attn::Params &p) {
+  return attn_tc::Params{p.out, p.fault, p.q, p.k_cache, p.v_cache, p.block_tables, p.seq_lens, p.query_start,
+                         p.n_seqs, p.n_tokens, p.n_heads, p.n_kv_heads, p.group, p.block_size, p.max_blocks,
+                         p.n_blocks, p.scale * attn_tc::kLog2e};
+}
+
+// The tensor-core kernel over the sequences with long query ranges; the grid is an upper bound
+// on their tiles (see attention_prefill.cuh).
+template <typename T, int D>
+int32_t launch_prefill(const Context &c, const attn::Params &p) {
+  const void *kernel = reinterpret_cast<const void *>(&attn_tc::prefill_kernel<T, D>);
+  constexpr int smem = attn_tc::smem_bytes(D);
+  const int32_t st = allow_smem(c, kernel, smem, "the prefill kernel");
+  if (st != VD_OK) return st;
+  const int64_t tiles = (int64_t(p.n_tokens) + attn_tc::kRows - 1) / attn_tc::kRows + p.n_tokens / attn_tc::kMinQueryRows;
+  const dim3 grid(unsigned(tiles), unsigned(p.n_heads));
+  attn_tc::prefill_kernel<T, D><<<grid, attn_tc::kThreads, smem, c.stream>>>(prefill_params(p));
+  return check_launch(kFn);
+}
+
+// Prefill rows on tensor cores where the dtype, head_dim and alignment allow, then the rest by row.
+template <typename T>
+int32_t launch(const Context &c, attn::Params p, int64_t n_tokens, uint64_t smem) {
+  if constexpr (sizeof(T) == 2) {
+    if (p.vec16 && p.n_tokens >= attn_tc::kMinQueryRows && (p.head_dim == 64 || p.head_dim == 128)) {
+      const int32_t st = p.head_dim == 64 ? launch_prefill<T, 64>(c, p) : launch_prefill<T, 128>(c, p);
+      if (st != VD_OK) return st;
+      p.skip_q_len = attn_tc::kMinQueryRows;
+    }
+  }
+  return launch_rows<T>(c, p, n_tokens, smem);
 }
 
 } // namespace

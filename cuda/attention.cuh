@@ -19,12 +19,10 @@
 // sequence owns are left untouched, as on the cpu. Unlike the cpu, block ids past a sequence's
 // last query row's position (never read) are not checked.
 //
-// What the fast versions change: prefill becomes FlashAttention-2 style (a tile of 64-128 query
-// rows of one sequence per block, Q·Kᵀ and P·V on tensor cores — wgmma on sm_90a, mma.sync on
-// sm_80 — K/V tiles double-buffered with cp.async / TMA, the causal mask applied only on diagonal
-// tiles), and decode becomes split-KV (several blocks per (sequence, kv head) over slices of the
-// context, each writing a partial max/sum/accumulator, merged by a second small kernel), so
-// long contexts at small batch fill the chip. Both keep the accumulator in registers.
+// Long query ranges (prefill chunks) go to the tensor-core kernel of attention_prefill.cuh when the
+// dtype and head_dim allow; this kernel then skips their rows. What a faster decode changes:
+// split-KV (several blocks per (sequence, kv head) over slices of the context, merged by a
+// second small kernel), so long contexts at small batch fill the chip.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -48,6 +46,7 @@ struct Params {
   int32_t n_seqs, n_tokens, n_heads, n_kv_heads, head_dim, group, block_size, max_blocks;
   int64_t n_blocks; // blocks the caches hold: block ids must lie in [0, n_blocks)
   float scale;
+  int32_t skip_q_len; // sequences with at least this many query rows are the prefill kernel's
   bool vec16; // every row of q, k_cache and v_cache is 16-byte aligned and head_dim fills whole vectors
 };
 
@@ -228,6 +227,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const Params a) {
 
   // Query row t sits at position seq_len - q_len + (t - first row) and sees keys 0..position.
   const int64_t first = a.query_start[seq], q_len = int64_t(a.query_start[seq + 1]) - first;
+  if (q_len >= a.skip_q_len) return; // attention_prefill.cuh serves this sequence
   const int64_t cap = int64_t(a.max_blocks) * a.block_size; // positions the block table can name
   const int64_t n_keys = min(cap, int64_t(a.seq_lens[seq]) - q_len + (t - first) + 1);
   const int64_t row = int64_t(t) * a.n_heads * D + int64_t(g) * G * D; // the group's heads are contiguous

@@ -29,7 +29,13 @@ struct Context {
   cudaEvent_t staging_free[2] = {};   // recorded after the copy out of each half of `staging`
   int staging_turn = 0;               // the half the next upload fills
   int32_t *fault = nullptr;           // device address of a pinned host word: see record_fault
+  bool capturing = false;             // between vd_graph_begin and vd_graph_end (cuda/graph.cu)
+  void *cublas_workspace = nullptr;   // cuBLAS's workspace, ours so that graph capture allocates nothing
 };
+
+// VD_OK, or VD_ERR_INVALID_ARGUMENT naming fn when the context is capturing a graph (host copies,
+// syncs and allocations cannot be captured).
+int32_t check_not_capturing(const Context *c, const char *fn);
 
 // The context behind a handle (records an error and returns nullptr if there is none).
 // Also makes its device current on the calling thread.

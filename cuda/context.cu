@@ -123,6 +123,9 @@ int32_t release_context(ContextEntry &e) {
   for (auto &kv : e.buffers)
     if (kv.second.root == kv.first) keep(check_cuda(cudaFree(kv.second.base), fn, "cudaFree"));
   e.buffers.clear();
+  for (auto &kv : e.graphs) keep(check_cuda(cudaGraphExecDestroy(kv.second), fn, "cudaGraphExecDestroy"));
+  e.graphs.clear();
+  if (c.cublas_workspace) keep(check_cuda(cudaFree(c.cublas_workspace), fn, "cudaFree(cublas workspace)"));
   if (c.cublas && cublasDestroy_v2(static_cast<cublasHandle_t>(c.cublas)) != CUBLAS_STATUS_SUCCESS && st == VD_OK)
     st = fail(VD_ERR_DEVICE, "%s: cublasDestroy failed", fn);
   for (cudaEvent_t ev : c.staging_free)
@@ -219,6 +222,7 @@ VD_API int32_t vd_sync(uint64_t ctx) {
   clear_error();
   Context *c = context(ctx, "vd_sync");
   if (!c) return VD_ERR_INVALID_ARGUMENT;
+  if (check_not_capturing(c, "vd_sync") != VD_OK) return VD_ERR_INVALID_ARGUMENT;
   int32_t st = check_cuda(cudaStreamSynchronize(c->stream), "vd_sync", "cudaStreamSynchronize");
   return st != VD_OK ? st : take_fault(ctx, "vd_sync");
 }

@@ -74,7 +74,8 @@ VD_API int32_t vd_buffer_alloc(uint64_t ctx, uint64_t bytes, uint64_t *out_buf) 
   clear_error();
   const char *fn = "vd_buffer_alloc";
   if (!out_buf) return fail(VD_ERR_INVALID_ARGUMENT, "%s: out_buf is null", fn);
-  if (!context(ctx, fn)) return VD_ERR_INVALID_ARGUMENT;
+  const Context *c = context(ctx, fn);
+  if (!c || check_not_capturing(c, fn) != VD_OK) return VD_ERR_INVALID_ARGUMENT;
   if (bytes > (uint64_t(1) << 52))
     return fail(VD_ERR_OUT_OF_MEMORY, "%s: %llu bytes is more than any device holds", fn, (unsigned long long)bytes);
   const uint64_t rounded = std::max<uint64_t>(256, (bytes + 255) / 256 * 256); // cudaMalloc aligns to 256 bytes
@@ -121,7 +122,7 @@ VD_API int32_t vd_buffer_free(uint64_t ctx, uint64_t buf) {
   clear_error();
   const char *fn = "vd_buffer_free";
   Context *c = context(ctx, fn);
-  if (!c) return VD_ERR_INVALID_ARGUMENT;
+  if (!c || check_not_capturing(c, fn) != VD_OK) return VD_ERR_INVALID_ARGUMENT;
   uint8_t *to_free = nullptr;
   {
     Registry &r = registry();
@@ -154,7 +155,7 @@ VD_API int32_t vd_copy_from_host(uint64_t ctx, uint64_t dst, uint64_t dst_offset
   if (bytes == 0) return VD_OK;
   if (!src) return fail(VD_ERR_INVALID_ARGUMENT, "%s: src is null", fn);
   Context *c = context(ctx, fn);
-  if (!c) return VD_ERR_INVALID_ARGUMENT;
+  if (!c || check_not_capturing(c, fn) != VD_OK) return VD_ERR_INVALID_ARGUMENT;
   std::lock_guard<std::mutex> lock(c->staging_mu);
   const uint8_t *from = static_cast<const uint8_t *>(src);
   for (uint64_t done = 0; done < bytes;) {
@@ -182,7 +183,7 @@ VD_API int32_t vd_copy_to_host(uint64_t ctx, uint64_t src, uint64_t src_offset, 
   if (bytes == 0) return VD_OK;
   if (!dst) return fail(VD_ERR_INVALID_ARGUMENT, "%s: dst is null", fn);
   Context *c = context(ctx, fn);
-  if (!c) return VD_ERR_INVALID_ARGUMENT;
+  if (!c || check_not_capturing(c, fn) != VD_OK) return VD_ERR_INVALID_ARGUMENT;
   int32_t st = check_cuda(cudaMemcpyAsync(dst, s.data + src_offset, bytes, cudaMemcpyDeviceToHost, c->stream), fn,
                           "cudaMemcpyAsync");
   int32_t synced = check_cuda(cudaStreamSynchronize(c->stream), fn, "cudaStreamSynchronize");

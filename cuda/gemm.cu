@@ -14,6 +14,7 @@ using namespace vd;
 namespace {
 
 const char *const kFn = "vd_gemm";
+constexpr uint64_t kCublasWorkspaceBytes = uint64_t(32) << 20; // what cuBLAS suggests for Hopper
 
 // Tiled kernel: a 64x64 output tile per block of 16x16 threads, each thread 4x4 outputs strided
 // by 16 (so a warp's shared-memory reads are conflict-free), k in steps of 16.
@@ -83,13 +84,23 @@ int32_t cublas_handle(Context *c, cublasHandle_t *out) {
   static std::mutex mu; // two threads' first GEMMs on one context must not both create one
   std::lock_guard<std::mutex> lock(mu);
   if (!c->cublas) {
+    if (c->capturing) // creating a handle allocates: a warm-up GEMM must come before any capture
+      return fail(VD_ERR_INVALID_ARGUMENT, "%s: the first GEMM of a context may not be captured into a graph", kFn);
     cublasHandle_t h = nullptr;
     cublasStatus_t s = cublasCreate_v2(&h);
     if (s != CUBLAS_STATUS_SUCCESS) return fail(VD_ERR_DEVICE, "%s: cublasCreate failed (status %d)", kFn, int(s));
     s = cublasSetStream_v2(h, c->stream);
+    // Our own workspace: with it cuBLAS allocates nothing per call, which graph capture requires.
+    if (s == CUBLAS_STATUS_SUCCESS && cudaMalloc(&c->cublas_workspace, kCublasWorkspaceBytes) != cudaSuccess) {
+      cudaGetLastError();
+      cublasDestroy_v2(h);
+      return fail(VD_ERR_OUT_OF_MEMORY, "%s: no room for cuBLAS's %llu-byte workspace", kFn,
+                  (unsigned long long)kCublasWorkspaceBytes);
+    }
+    if (s == CUBLAS_STATUS_SUCCESS) s = cublasSetWorkspace_v2(h, c->cublas_workspace, kCublasWorkspaceBytes);
     if (s != CUBLAS_STATUS_SUCCESS) {
       cublasDestroy_v2(h);
-      return fail(VD_ERR_DEVICE, "%s: cublasSetStream failed (status %d)", kFn, int(s));
+      return fail(VD_ERR_DEVICE, "%s: cublasSetStream/SetWorkspace failed (status %d)", kFn, int(s));
     }
     c->cublas = h;
   }

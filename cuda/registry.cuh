@@ -23,6 +23,7 @@ struct ContextEntry {
   Context ctx;
   int32_t *fault_host = nullptr; // host address of ctx.fault
   std::map<uint64_t, Buffer> buffers;
+  std::map<uint64_t, cudaGraphExec_t> graphs; // vd_graph_end's instantiated graphs
 };
 
 // One process-wide table is what a C ABI with opaque integer handles implies; the mutex makes it

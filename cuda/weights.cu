@@ -94,7 +94,8 @@ VD_API int32_t vd_load_weight(uint64_t ctx, uint64_t dst, int32_t dst_dtype, con
   const uint64_t count = uint64_t(rows) * uint64_t(cols);
   Context *c = context(ctx, kFn);
   Span d;
-  if (!c || !lookup_array(ctx, dst, "vd_load_weight(dst)", int64_t(count), dst_dtype, &d)) return VD_ERR_INVALID_ARGUMENT;
+  if (!c || check_not_capturing(c, kFn) != VD_OK) return VD_ERR_INVALID_ARGUMENT;
+  if (!lookup_array(ctx, dst, "vd_load_weight(dst)", int64_t(count), dst_dtype, &d)) return VD_ERR_INVALID_ARGUMENT;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return fail(VD_ERR_IO, "%s: cannot open %s: %s", kFn, path, std::strerror(errno));
   std::lock_guard<std::mutex> lock(c->staging_mu);

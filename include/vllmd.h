@@ -27,7 +27,7 @@
 extern "C" {
 #endif
 
-#define VD_ABI_VERSION 1
+#define VD_ABI_VERSION 2
 
 /* Status codes. */
 #define VD_OK 0
@@ -61,6 +61,22 @@ int32_t vd_context_destroy(uint64_t ctx);
 int32_t vd_mem_info(uint64_t ctx, uint64_t *out);
 /* Wait until all work queued on the context has finished. */
 int32_t vd_sync(uint64_t ctx);
+
+/* ---- graphs ----------------------------------------------------------------------------- */
+
+/*
+ * Captures the ops queued on the context between vd_graph_begin and vd_graph_end into a graph
+ * that vd_graph_launch replays (CUDA graphs: one launch instead of hundreds). While capturing,
+ * ops are recorded, not run: their handles and sizes are fixed into the graph, while the
+ * contents of their buffers are read when the graph runs. Copies to or from the host, vd_sync,
+ * allocation and weight loading fail while capturing. If an op fails during capture,
+ * vd_graph_end fails too and the context leaves capture mode. Backends without graphs
+ * (cpu) return VD_ERR_UNSUPPORTED from vd_graph_begin.
+ */
+int32_t vd_graph_begin(uint64_t ctx);
+int32_t vd_graph_end(uint64_t ctx, uint64_t *out_graph);
+int32_t vd_graph_launch(uint64_t ctx, uint64_t graph);
+int32_t vd_graph_destroy(uint64_t ctx, uint64_t graph);
 
 /* ---- buffers and copies ----------------------------------------------------------------- */
 

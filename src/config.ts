@@ -16,6 +16,8 @@ export const EngineConfigSchema = z.object({
   /** Bytes the cpu backend gives the KV cache (as vLLM's VLLM_CPU_KVCACHE_SPACE). */
   cpuKvCacheBytes: z.number().int().min(1).default(4 * 2 ** 30),
   enablePrefixCaching: z.boolean().default(true),
+  /** Decode steps as replayed graphs (see src/engine/decode-graphs.ts); "off" is vLLM's --enforce-eager. */
+  decodeGraphs: z.enum(["auto", "off", "replay"]).default("auto"),
 });
 
 export type EngineConfigInput = z.input<typeof EngineConfigSchema>;

@@ -55,6 +55,16 @@ describe("batch invariance (greedy, bitwise)", () => {
     expect(run({}, [target, ...others]).get("target")).toEqual(alone);
   });
 
+  test("with decode steps padded into graph buckets (replayed; every request as when eager)", () => {
+    const reqs = [target, ...others];
+    const eager = run({ decodeGraphs: "off" }, reqs);
+    let graphSteps = 0;
+    const padded = run({ decodeGraphs: "replay" }, reqs, (e) => (graphSteps = e.numGraphSteps));
+    expect(graphSteps).toBeGreaterThan(10);
+    expect(padded.get("target")).toEqual(alone);
+    for (const r of reqs) expect(padded.get(r.id)).toEqual(eager.get(r.id)!);
+  });
+
   test("with chunked prefill (8-token budget)", () => {
     const out = run({ maxNumBatchedTokens: 8 }, [{ ...target, atStep: 1 }, ...others]);
     expect(out.get("target")).toEqual(alone);

@@ -23,6 +23,7 @@ export const engineOptions = {
   "num-blocks": { type: "string" },
   "gpu-memory-utilization": { type: "string" },
   "tensor-parallel-size": { type: "string" },
+  "enforce-eager": { type: "boolean" },
 } as const;
 
 export function engineConfigFrom(a: Record<string, unknown>, model: string) {
@@ -39,5 +40,6 @@ export function engineConfigFrom(a: Record<string, unknown>, model: string) {
     numBlocksOverride: optNumArg(s("num-blocks"), "num-blocks"),
     gpuMemoryUtilization: optNumArg(s("gpu-memory-utilization"), "gpu-memory-utilization"),
     tensorParallelSize: optNumArg(s("tensor-parallel-size"), "tensor-parallel-size"),
+    decodeGraphs: a["enforce-eager"] === true ? ("off" as const) : undefined,
   };
 }

@@ -29,7 +29,8 @@ function summary(srv: RunningServer, info: EngineInfo, seconds: number, endpoint
     `device      ${info.device}`,
     `KV cache    ${info.numBlocks} blocks of ${info.blockSize} tokens = ${tokens} tokens; ` +
       `${(tokens / info.maxModelLen).toFixed(1)} full-length (${info.maxModelLen}-token) requests fit`,
-    `batching    max ${info.maxNumSeqs} sequences, ${info.maxNumBatchedTokens} tokens per step`,
+    `batching    max ${info.maxNumSeqs} sequences, ${info.maxNumBatchedTokens} tokens per step; ` +
+      (info.numGraphs > 0 ? `${info.numGraphs} decode batch sizes as graphs` : "no graphs (eager)"),
     ...endpoints,
     `ready in    ${seconds.toFixed(2)} s`,
   ].join("\n");

@@ -33,6 +33,8 @@ export interface EngineInfo {
   maxNumBatchedTokens: number;
   vocabSize: number;
   eosTokenIds: number[];
+  /** Decode batch sizes captured as graphs (0: every step runs eagerly). */
+  numGraphs: number;
 }
 
 export interface EngineStats {
@@ -66,6 +68,7 @@ export class Engine {
     const cache = allocKvCache(be, dir.config, numBlocks, cfg.blockSize, act);
     const model = new LlamaModel(be, dir.config, weights, cache, maxTokens, maxSeqs, maxModelLen);
     const runner = new ModelRunner(be, model, { maxTokens, maxSeqs, maxBlocksPerSeq: blocksPerSeq, blockSize: cfg.blockSize });
+    const numGraphs = runner.captureGraphs(cfg.decodeGraphs);
     const scheduler = new Scheduler({
       maxNumSeqs: maxSeqs, maxNumBatchedTokens: cfg.maxNumBatchedTokens, maxModelLen,
       blockSize: cfg.blockSize, numBlocks, enablePrefixCaching: cfg.enablePrefixCaching,
@@ -74,7 +77,7 @@ export class Engine {
       model: dir.dir, architecture: dir.config.architecture, dtype: dir.config.dtype, device: be.name,
       numBlocks, blockSize: cfg.blockSize, maxModelLen, maxNumSeqs: maxSeqs,
       maxNumBatchedTokens: cfg.maxNumBatchedTokens, vocabSize: dir.config.vocabSize,
-      eosTokenIds: dir.generation.eosTokenIds,
+      eosTokenIds: dir.generation.eosTokenIds, numGraphs,
     };
     return new Engine(info, be, weights, cache, model, runner, scheduler);
   }
@@ -131,6 +134,11 @@ export class Engine {
     } finally {
       this.scheduler.kv.resetPrefixCache();
     }
+  }
+
+  /** Steps that ran as decode graphs (see decode-graphs.ts). */
+  get numGraphSteps(): number {
+    return this.runner.graphSteps;
   }
 
   stats(): EngineStats {

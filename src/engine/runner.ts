@@ -3,6 +3,7 @@
 import type { LlamaModel, StepBatch } from "../model/llama.ts";
 import type { Backend, Buf } from "../native/types.ts";
 import { SP } from "../native/types.ts";
+import { DecodeGraphs, type DecodeGraphMode, graphBuckets } from "./decode-graphs.ts";
 import type { SchedulerOutput } from "./scheduler.ts";
 import { StepInputs, type StepShape } from "./step-inputs.ts";
 
@@ -42,11 +43,14 @@ export class ModelRunner {
   private readonly hostTopIds: Int32Array;
   private readonly hostTopLogprobs: Float32Array;
   private readonly result: StepResult;
+  private graphs: DecodeGraphs | null = null;
+  /** Steps that ran as a graph bucket (replayed or launched). */
+  graphSteps = 0;
 
   constructor(
     private readonly be: Backend,
     private readonly model: LlamaModel,
-    shape: StepShape,
+    private readonly shape: StepShape,
   ) {
     this.inputs = new StepInputs(shape);
     const L = this.inputs.layout, S = shape.maxSeqs;
@@ -78,16 +82,44 @@ export class ModelRunner {
     this.allocLists();
   }
 
+  /** Captures the decode graphs (see decode-graphs.ts); returns how many there are. */
+  captureGraphs(mode: DecodeGraphMode): number {
+    this.graphs?.dispose();
+    const { maxSeqs, maxTokens, maxBlocksPerSeq } = this.shape;
+    const writeIdle = (rows: number) => {
+      this.inputs.packIdle(rows, maxBlocksPerSeq);
+      this.be.copyFromHost(this.meta, 0, this.inputs.meta, this.inputs.usedMetaBytes);
+    };
+    this.graphs = DecodeGraphs.create(this.be, this.model, this.batch, graphBuckets(maxSeqs, maxTokens), maxBlocksPerSeq, mode, writeIdle);
+    return this.graphs?.buckets.length ?? 0;
+  }
+
   execute(sched: SchedulerOutput): StepResult {
     const inp = this.inputs;
-    inp.pack(sched);
+    const bucket = this.graphBucket(sched);
+    inp.pack(sched, bucket ? this.graphs!.stride : 0);
+    if (bucket) inp.padTo(bucket);
     const nTop = Math.min(inp.nTop, MAX_TOP_LOGPROBS);
     this.be.copyFromHost(this.meta, 0, inp.meta, inp.usedMetaBytes);
     this.copyTokenLists();
-    Object.assign(this.batch, { nTokens: inp.nTokens, nSeqs: inp.nSeqs, nSample: inp.nSample, maxBlocks: inp.maxBlocks });
-    const logits = this.model.forward(this.batch);
+    let logits: Buf;
+    if (bucket) {
+      logits = this.graphs!.run(bucket);
+      this.graphSteps++;
+    }
+    else {
+      Object.assign(this.batch, { nTokens: inp.nTokens, nSeqs: inp.nSeqs, nSample: inp.nSample, maxBlocks: inp.maxBlocks });
+      logits = this.model.forward(this.batch);
+    }
     if (inp.nSample > 0) this.sample(logits, Math.max(0, nTop));
     return this.collect(sched.scheduled.length, nTop);
+  }
+
+  /** The graph bucket of a decode-only step (every sequence adds and samples one token), or 0. */
+  private graphBucket(sched: SchedulerOutput): number {
+    if (!this.graphs) return 0;
+    for (const s of sched.scheduled) if (s.numNewTokens !== 1 || s.req.numComputedTokens !== s.req.numTokens) return 0;
+    return this.graphs.bucketFor(sched.scheduled.length);
   }
 
   private sample(logits: Buf, nTop: number): void {
@@ -154,6 +186,8 @@ export class ModelRunner {
   }
 
   dispose(): void {
+    this.graphs?.dispose();
+    this.graphs = null;
     for (const b of this.lists.all) this.be.free(b);
     this.be.free(this.meta);
     this.be.free(this.out.region);

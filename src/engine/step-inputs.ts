@@ -80,6 +80,7 @@ export class StepInputs {
   nSeqs = 0;
   nSample = 0;
   maxBlocks = 0; // row stride of this step's block tables
+  paddedRows = 0; // rows (and sequences) the metadata is padded to for a graph; 0 if not padded
   nTop = -1; // most top-logprobs any sampling request wants (-1: none want logprobs)
 
   constructor(readonly shape: StepShape) {
@@ -91,16 +92,19 @@ export class StepInputs {
 
   /** Bytes of the metadata region that this step uses (a prefix: block tables come last). */
   get usedMetaBytes(): number {
-    return (this.layout.blockTables + this.nSeqs * this.maxBlocks) * 4;
+    return (this.layout.blockTables + Math.max(this.nSeqs, this.paddedRows) * this.maxBlocks) * 4;
   }
 
-  pack(out: SchedulerOutput): void {
+  /** Packs the step; block-table rows get `fixedStride` entries if given (a graph's), else the step's longest. */
+  pack(out: SchedulerOutput, fixedStride = 0): void {
     const L = this.layout, m = this.meta;
     const sched = out.scheduled;
     if (sched.length > this.shape.maxSeqs) throw new Error(`step has ${sched.length} sequences > maxSeqs`);
     let stride = 1;
     for (const s of sched) stride = Math.max(stride, s.req.blockIds.length);
+    if (fixedStride > 0) stride = fixedStride;
     this.maxBlocks = stride;
+    this.paddedRows = 0;
     let t = 0, nSample = 0, nTop = -1;
     for (let i = 0; i < sched.length; i++) {
       const { req, numNewTokens: n } = sched[i]!;
@@ -123,6 +127,31 @@ export class StepInputs {
     this.packTokenLists(sched, nSample);
   }
 
+  /**
+   * Pads a packed decode-only step (one row per sequence) to `rows` rows and sequences: the extra
+   * sequences own no query rows and no cache, the extra rows are token 0 at position 0 with no KV
+   * slot, and the extra sampling rows point at row 0.
+   */
+  padTo(rows: number): void {
+    const L = this.layout, m = this.meta, n = this.nSeqs;
+    if (this.nTokens !== n || this.nSample !== n) throw new Error("padTo: only a decode-only step can be padded");
+    if (rows < n || rows > this.shape.maxSeqs || rows > this.shape.maxTokens) throw new Error(`padTo: ${rows} rows`);
+    m.fill(n, L.queryStart + n + 1, L.queryStart + rows + 1);
+    m.fill(0, L.seqLens + n, L.seqLens + rows);
+    m.fill(0, L.tokenIds + n, L.tokenIds + rows);
+    m.fill(0, L.positions + n, L.positions + rows);
+    m.fill(-1, L.slotMapping + n, L.slotMapping + rows);
+    m.fill(0, L.sampleRows + n, L.sampleRows + rows);
+    m.fill(0, L.blockTables + n * this.maxBlocks, L.blockTables + rows * this.maxBlocks);
+    this.paddedRows = rows;
+  }
+
+  /** A step of `rows` padding rows and nothing else (for warming up and capturing graphs). */
+  packIdle(rows: number, stride: number): void {
+    this.pack({ scheduled: [], totalTokens: 0, preempted: [] }, stride);
+    this.padTo(rows);
+  }
+
   private packTokens(req: Request, start: number, n: number, t0: number): void {
     const L = this.layout, m = this.meta, B = this.shape.blockSize, blocks = req.blockIds;
     const p = req.numPromptTokens;
@@ -137,7 +166,7 @@ export class StepInputs {
   private packBlockTable(req: Request, at: number, stride: number): void {
     const m = this.meta, blocks = req.blockIds;
     for (let j = 0; j < blocks.length; j++) m[at + j] = blocks[j]!;
-    for (let j = blocks.length; j < stride; j++) m[at + j] = 0;
+    m.fill(0, at + blocks.length, at + stride);
   }
 
   private packSamplingRow(req: Request, row: number): void {

@@ -74,6 +74,11 @@ export class LlamaModel {
     this.s = this.allocScratch(maxPositions);
   }
 
+  /** Where forward leaves the f32 logits [S, V] (the same buffer every step). */
+  get logits(): Buf {
+    return this.s.logits;
+  }
+
   /** Runs the step; returns the f32 logits [S, V] of the sampled rows. */
   forward(b: StepBatch): Buf {
     const { be, s, cfg } = this;

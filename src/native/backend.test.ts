@@ -28,7 +28,15 @@ describe("library and context", () => {
     expect(mem.free).toBeGreaterThan(0);
     expect(mem.free).toBeLessThanOrEqual(mem.total);
     be.sync();
-    expect(EXPECTED_ABI_VERSION).toBe(1);
+    expect(EXPECTED_ABI_VERSION).toBe(2);
+  });
+
+  test("graphs are unsupported on cpu, and say so", () => {
+    expect(backendError(() => be.graphBegin()).status).toBe(Status.unsupported);
+    const end = backendError(() => be.graphEnd());
+    expect(end.message).toContain("not capturing");
+    expect(backendError(() => be.graphLaunch(12345)).message).toContain("bad graph handle 12345");
+    expect(backendError(() => be.graphDestroy(12345)).status).toBe(Status.invalidArgument);
   });
 
   test("tp > 1 is unsupported on cpu", () => {

@@ -1,10 +1,10 @@
 // The Backend interface (types.ts) over bun:ffi, for any library that exports include/vllmd.h.
 import { openVllmdLibrary, type VllmdLibrary } from "./ffi.ts";
 import { type BackendName, findLibrary } from "./library.ts";
-import { type Backend, BackendError, type Buf, DType, type SampleArgs } from "./types.ts";
+import { type Backend, BackendError, type Buf, DType, type Graph, type SampleArgs } from "./types.ts";
 
 /** The VD_ABI_VERSION of the include/vllmd.h this code was written against. */
-export const EXPECTED_ABI_VERSION = 1;
+export const EXPECTED_ABI_VERSION = 2;
 
 export interface OpenBackendOptions {
   firstDevice?: number;
@@ -71,6 +71,23 @@ class NativeBackend implements Backend {
   // worker threads is not worth the risk. Later calls fail with a bad-context error.
   destroy(): void {
     this.check("vd_context_destroy", this.lib.symbols.vd_context_destroy(this.ctx));
+  }
+
+  graphBegin(): void {
+    this.check("vd_graph_begin", this.lib.symbols.vd_graph_begin(this.ctx));
+  }
+
+  graphEnd(): Graph {
+    this.check("vd_graph_end", this.lib.symbols.vd_graph_end(this.ctx, this.handleOut));
+    return Number(this.handleOut[0]);
+  }
+
+  graphLaunch(g: Graph): void {
+    this.check("vd_graph_launch", this.lib.symbols.vd_graph_launch(this.ctx, g));
+  }
+
+  graphDestroy(g: Graph): void {
+    this.check("vd_graph_destroy", this.lib.symbols.vd_graph_destroy(this.ctx, g));
   }
 
   alloc(bytes: number): Buf {

@@ -20,6 +20,12 @@ export const vllmdSymbols = {
   vd_mem_info: { args: [u64, ptr], returns: i32 }, // ctx, out[2] = free, total
   vd_sync: { args: [u64], returns: i32 },
 
+  // ---- graphs
+  vd_graph_begin: { args: [u64], returns: i32 },
+  vd_graph_end: { args: [u64, ptr], returns: i32 }, // ctx, out_graph
+  vd_graph_launch: { args: [u64, u64], returns: i32 },
+  vd_graph_destroy: { args: [u64, u64], returns: i32 },
+
   // ---- buffers and copies
   vd_buffer_alloc: { args: [u64, u64, ptr], returns: i32 }, // ctx, bytes, out_buf
   vd_buffer_view: { args: [u64, u64, u64, u64, ptr], returns: i32 }, // ctx, buf, offset, bytes, out_buf

@@ -33,6 +33,9 @@ export class BackendError extends Error {
 /** An opaque buffer handle (0 = none). */
 export type Buf = number;
 
+/** An opaque handle of a captured graph. */
+export type Graph = number;
+
 /** Column indexes of the sampling parameter rows (VD_SP_* in vllmd.h). */
 export const SP = {
   temperature: 0,
@@ -75,6 +78,16 @@ export interface Backend {
   memInfo(): { free: number; total: number };
   sync(): void;
   destroy(): void;
+
+  /**
+   * Graphs (vd_graph_* in vllmd.h): ops called between graphBegin and graphEnd are recorded, not
+   * run; graphLaunch replays them reading the buffers' contents of the moment. graphBegin throws
+   * BackendError with Status.unsupported on a backend without graphs (cpu).
+   */
+  graphBegin(): void;
+  graphEnd(): Graph;
+  graphLaunch(g: Graph): void;
+  graphDestroy(g: Graph): void;
 
   alloc(bytes: number): Buf;
   view(buf: Buf, offset: number, bytes: number): Buf;

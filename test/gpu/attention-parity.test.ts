@@ -22,8 +22,12 @@ interface Geometry {
 
 // [q_len, seq_len]: a first token; a decode one token into its second block; a decode ending on
 // a block boundary; a 1000-token decode; a whole 37-token prompt; a 100-token chunk over a
-// 300-token cached prefix; a decode one past a boundary at 513; small chunks over short prefixes.
-const MIXED: [number, number][] = [[1, 1], [1, 17], [1, 16], [1, 1000], [37, 37], [100, 400], [1, 513], [5, 70], [16, 32]];
+// 300-token cached prefix; a decode one past a boundary at 513; small chunks over short prefixes;
+// a 200-token prompt and a 130-token chunk over 970 cached (several 64-row tiles of the tensor-core
+// prefill kernel, partial last tiles); 15 rows, one short of that kernel's threshold.
+const MIXED: [number, number][] = [
+  [1, 1], [1, 17], [1, 16], [1, 1000], [37, 37], [100, 400], [1, 513], [5, 70], [16, 32], [200, 200], [130, 1100], [15, 15],
+];
 
 /** 64 decodes of lengths 1..300: many sequences, none alike (the mixed batch has the long one). */
 function manyDecodes(): [number, number][] {
@@ -99,21 +103,23 @@ gpuSuite("attention parity", () => {
           const want = attend(cpu, g, batch, DType.f32, q, kc, vc);
           const got = attend(dev, g, batch, act, q, kc, vc);
           expectClose(got, want, tolerance(act), `attention ${batchName} D=${g.D} ${dtypeName(act)}`);
-          if (act === DType.f32 && shape === MIXED) checkRowsAlone(dev, g, batch, got);
+          if (shape === MIXED) checkRowsAlone(dev, g, batch, act, got);
         }, 60_000);
     });
 });
 
-/** The decode of 1000 tokens and the 100-token chunk, each run alone, give what the batch gave (to 1e-6). */
-function checkRowsAlone(dev: Backend, g: Geometry, bt: Batch, batchOut: Float32Array): void {
+/** The long decodes and prefill chunks, each run alone, give what the batch gave (to 1e-6). */
+function checkRowsAlone(dev: Backend, g: Geometry, bt: Batch, act: DType, batchOut: Float32Array): void {
   const rowLen = g.H * g.D;
   let start = 0;
   bt.seqs.forEach((s) => {
-    if (s.seqLen >= 400) {
+    if (s.seqLen >= 400 || s.qLen >= 100) {
       const alone: Batch = { ...bt, seqs: [s], nTokens: s.qLen };
       const q = bt.q.subarray(start * rowLen, (start + s.qLen) * rowLen);
-      const got = attend(dev, g, alone, DType.f32, q, bt.kc, bt.vc);
-      expectClose(got, batchOut.subarray(start * rowLen, (start + s.qLen) * rowLen), 1e-6, `attention alone vs in batch D=${g.D}`);
+      const [qa, kc, vc] = [q, bt.kc, bt.vc].map((a) => roundTo(a, act)) as [Float32Array, Float32Array, Float32Array];
+      const got = attend(dev, g, alone, act, qa, kc, vc);
+      const label = `attention alone vs in batch D=${g.D} ${dtypeName(act)} q_len ${s.qLen}`;
+      expectClose(got, batchOut.subarray(start * rowLen, (start + s.qLen) * rowLen), 1e-6, label);
     }
     start += s.qLen;
   });

@@ -84,6 +84,24 @@ gpuSuite("model parity", () => {
     }
   }, 120_000);
 
+  test("decode graphs: launched graphs give exactly the tokens of the same padded steps run eagerly", () => {
+    const reqs = golden.prompts.map((p, i) => ({ id: `p${i}`, prompt: p.token_ids, params: { maxTokens: 16, ignoreEos: true } }));
+    const runWith = (decodeGraphs: "auto" | "replay") => {
+      const engine = makeEngine({ model: DEFAULT_MODEL, device: DEVICE, decodeGraphs, maxNumSeqs: 64 });
+      try {
+        const out = runToCompletion(engine, reqs);
+        return { out, graphs: engine.info.numGraphs, steps: engine.numGraphSteps };
+      } finally {
+        engine.dispose();
+      }
+    };
+    const launched = runWith("auto"), replayed = runWith("replay");
+    expect(launched.graphs).toBeGreaterThan(5); // 1, 2, 4, 8, ..., 64
+    expect(launched.steps).toBeGreaterThan(10);
+    expect(launched.steps).toBe(replayed.steps);
+    for (const r of reqs) expect({ id: r.id, tokens: launched.out.get(r.id) }).toEqual({ id: r.id, tokens: replayed.out.get(r.id)! });
+  }, 120_000);
+
   test(`default model (bf16 activations): eval-ppl within ${PPL_TOL * 100}% of transformers' held-out perplexity`, () => {
     const args = ["src/cli.ts", "eval-ppl", "--device", DEVICE, "--file", join(ROOT, "corpus/heldout.txt"), "--json"];
     const p = Bun.spawnSync([process.execPath, ...args], { cwd: ROOT });

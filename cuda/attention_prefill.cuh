@@ -1,0 +1,322 @@
+// The prefill half of vd_attention on tensor cores (FlashAttention-2 style), for f16/bf16 and
+// head_dim 64 or 128. cuda/attention.cu launches it beside the row kernel of attention.cuh: this
+// one takes every sequence with at least kMinQueryRows query rows, the row kernel the rest (decodes
+// and short chunks), so a mixed batch costs two launches and no host-side look at the metadata.
+//
+// Work: a thread block owns kRows query rows of one sequence and one query head; its 4 warps own
+// 16 rows each. Keys and values stream through shared memory in tiles of kKeys positions
+// (cp.async, two stages, gathered through the block table a row at a time), S = Q·Kᵀ and O += P·V
+// run as mma.sync m16n8k16 with f32 accumulation, and the softmax is online in f32, in base 2.
+// Q stays in registers for the whole walk; P goes from the S accumulators to A fragments without
+// touching shared memory (the accumulator layout of two n-tiles is the A layout of one k-step).
+//
+// Which tile a block serves is found on the device: warp 0 scans the per-sequence tile counts
+// (ceil(q_len / kRows) for long-enough sequences) with a warp prefix sum. The grid is the upper
+// bound ceil(T / kRows) + T / kMinQueryRows; blocks past the last tile exit at once.
+//
+// Invariance: a row's result depends only on its query, its keys and its values: key tiles start
+// at multiples of kKeys from position 0 and every product is per row, so a sequence gives the
+// same output alone or in any batch (the row kernel's outputs differ in rounding, so the choice
+// between the two depends only on the sequence's own q_len).
+//
+// Metadata checks (and their faults) are the row kernel's; this one only keeps its reads in
+// bounds: a block id outside the cache reads zeros and faults.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "common.cuh"
+
+namespace vd {
+namespace attn_tc {
+
+constexpr int kRows = 64;          // query rows per thread block
+constexpr int kKeys = 64;          // keys per tile
+constexpr int kWarps = kRows / 16; // one m16 slice of rows per warp
+constexpr int kThreads = 32 * kWarps;
+constexpr int kMinQueryRows = 16;  // sequences with fewer query rows go to the row kernel
+constexpr float kLog2e = 1.4426950408889634f;
+
+struct Params {
+  void *out;
+  int32_t *fault;
+  const void *q, *k_cache, *v_cache;
+  const int32_t *block_tables, *seq_lens, *query_start;
+  int32_t n_seqs, n_tokens, n_heads, n_kv_heads, group, block_size, max_blocks;
+  int64_t n_blocks;
+  float scale_log2; // softmax scale times log2(e): scores are kept in base 2
+};
+
+// Shared bytes per block: two stages of a K and a V tile.
+constexpr int smem_bytes(int head_dim) { return 2 * 2 * kKeys * head_dim * 2; }
+
+template <typename T> struct Mma;
+template <> struct Mma<__nv_bfloat16> {
+  __device__ static void run(float *d, const uint32_t *a, uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+  __device__ static uint32_t pack(float lo, float hi) {
+    const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<const uint32_t *>(&v);
+  }
+};
+template <> struct Mma<__half> {
+  __device__ static void run(float *d, const uint32_t *a, uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+  __device__ static uint32_t pack(float lo, float hi) {
+    const __half2 v = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<const uint32_t *>(&v);
+  }
+};
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t *r, uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t *r, uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+}
+// 16 bytes global → shared; src_bytes 0 writes zeros (a masked key).
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, int src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+// Byte offset of 16-byte chunk c of tile row j: rows are D/8 chunks, XOR-swizzled by j % 8 so
+// that the 8 rows an ldmatrix reads at one chunk column fall in 8 different bank groups.
+template <int D> __device__ __forceinline__ uint32_t chunk_at(int j, int c) {
+  return uint32_t((j * (D / 8) + (c ^ (j & 7))) * 16);
+}
+
+struct Tile {
+  int seq = -1;  // -1: no tile for this block
+  int first = 0; // first query row (index into the batch's rows)
+  int rows = 0;  // query rows of this tile (<= kRows)
+  int64_t pos0 = 0; // cache position of the tile's first query row
+};
+
+// The tile this block serves: the blockIdx.x-th over the sequences taken, in sequence order.
+__device__ Tile find_tile(const Params &a, int *shared) {
+  if (threadIdx.x < 32) {
+    const int lane = threadIdx.x, want = blockIdx.x;
+    int before = 0, found = -1;
+    for (int s0 = 0; s0 < a.n_seqs && found < 0; s0 += 32) {
+      const int s = s0 + lane;
+      int tiles = 0;
+      if (s < a.n_seqs) {
+        const int ql = a.query_start[s + 1] - a.query_start[s];
+        tiles = ql >= kMinQueryRows ? (ql + kRows - 1) / kRows : 0;
+      }
+      int incl = tiles; // inclusive prefix sum over the warp
+      for (int o = 1; o < 32; o <<= 1) {
+        const int v = __shfl_up_sync(0xffffffffu, incl, o);
+        if (lane >= o) incl += v;
+      }
+      const bool mine = want >= before + incl - tiles && want < before + incl;
+      const unsigned hit = __ballot_sync(0xffffffffu, mine);
+      if (hit) {
+        const int src = __ffs(hit) - 1;
+        const int idx = __shfl_sync(0xffffffffu, want - (before + incl - tiles), src);
+        found = s0 + src;
+        if (lane == 0) shared[0] = found, shared[1] = idx;
+      }
+      before += __shfl_sync(0xffffffffu, incl, 31);
+    }
+    if (lane == 0 && found < 0) shared[0] = -1;
+  }
+  __syncthreads();
+  Tile t;
+  t.seq = shared[0];
+  if (t.seq < 0) return t;
+  const int lo = a.query_start[t.seq], hi = a.query_start[t.seq + 1];
+  t.first = lo + shared[1] * kRows;
+  t.rows = min(kRows, hi - t.first);
+  t.pos0 = int64_t(a.seq_lens[t.seq]) - (hi - lo) + shared[1] * kRows;
+  return t;
+}
+
+// Queues the K and V rows of key tile `kt` into one stage (cp.async; the caller commits).
+template <int D>
+__device__ void load_kv_tile(const Params &a, const Tile &t, int g, int64_t n_keys, int kt, uint32_t k_smem,
+                             uint32_t v_smem) {
+  constexpr int kChunks = D / 8; // 16-byte chunks per row
+  const char *kc = static_cast<const char *>(a.k_cache), *vc = static_cast<const char *>(a.v_cache);
+  for (int e = threadIdx.x; e < kKeys * kChunks; e += kThreads) {
+    const int j = e / kChunks, c = e % kChunks;
+    const int64_t pos = int64_t(kt) * kKeys + j;
+    int64_t off = 0;
+    int bytes = 0;
+    if (pos < n_keys) {
+      const int32_t id = a.block_tables[int64_t(t.seq) * a.max_blocks + pos / a.block_size];
+      if (id >= 0 && id < a.n_blocks) {
+        off = (((int64_t(id) * a.n_kv_heads + g) * a.block_size + pos % a.block_size) * D + c * 8) * 2;
+        bytes = 16;
+      } else if (a.fault != nullptr) {
+        record_fault(a.fault, kFaultOther);
+      }
+    }
+    cp_async16(k_smem + chunk_at<D>(j, c), kc + off, bytes);
+    cp_async16(v_smem + chunk_at<D>(j, c), vc + off, bytes);
+  }
+}
+
+// This warp's 16 query rows as A fragments, one per k-step of 16 head dims (zeros past the tile).
+template <typename T, int D>
+__device__ void load_q(const Params &a, const Tile &t, int h, int warp, uint32_t (*qa)[4]) {
+  const int lane = threadIdx.x & 31, r = warp * 16 + (lane >> 2), c = (lane & 3) * 2;
+  const T *q = static_cast<const T *>(a.q) + int64_t(h) * D;
+  const int64_t stride = int64_t(a.n_heads) * D;
+  const bool ok0 = r < t.rows, ok1 = r + 8 < t.rows;
+  const uint32_t *row0 = reinterpret_cast<const uint32_t *>(q + (t.first + r) * stride + c);
+  const uint32_t *row1 = reinterpret_cast<const uint32_t *>(q + (t.first + r + 8) * stride + c);
+#pragma unroll
+  for (int kk = 0; kk < D / 16; kk++) {
+    qa[kk][0] = ok0 ? row0[kk * 8] : 0u;
+    qa[kk][1] = ok1 ? row1[kk * 8] : 0u;
+    qa[kk][2] = ok0 ? row0[kk * 8 + 4] : 0u;
+    qa[kk][3] = ok1 ? row1[kk * 8 + 4] : 0u;
+  }
+}
+
+// s[n][*] = Q·Kᵀ for the warp's rows and keys n*8 .. n*8+7 of the tile.
+template <typename T, int D>
+__device__ __forceinline__ void scores(const uint32_t (*qa)[4], uint32_t k_smem, float (*s)[4]) {
+  const int lane = threadIdx.x & 31, mi = lane >> 3, mr = lane & 7;
+#pragma unroll
+  for (int n = 0; n < kKeys / 8; n++) {
+    s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll
+    for (int k2 = 0; k2 < D / 32; k2++) { // two k-steps per ldmatrix
+      uint32_t b[4];
+      ldmatrix_x4(b, k_smem + chunk_at<D>(n * 8 + mr, k2 * 4 + mi));
+      Mma<T>::run(s[n], qa[2 * k2], b[0], b[1]);
+      Mma<T>::run(s[n], qa[2 * k2 + 1], b[2], b[3]);
+    }
+  }
+}
+
+// Online softmax over one tile: masks, scales to base 2, updates m and l, rescales o, and leaves
+// the probabilities in s. Row 0 is this thread's row r, row 1 is r + 8.
+template <int D>
+__device__ __forceinline__ void softmax_tile(const Params &a, float (*s)[4], float (*o)[4], float *m, float *l,
+                                             int64_t key0, const int64_t *row_pos, int64_t n_keys) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    float mx = -INFINITY;
+#pragma unroll
+    for (int n = 0; n < kKeys / 8; n++)
+#pragma unroll
+      for (int i = 0; i < 2; i++) {
+        const int64_t kp = key0 + n * 8 + (lane & 3) * 2 + i;
+        float &v = s[n][2 * r + i];
+        v = (kp > row_pos[r] || kp >= n_keys) ? -INFINITY : v * a.scale_log2;
+        mx = fmaxf(mx, v);
+      }
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float m_new = fmaxf(m[r], mx);
+    const float corr = m_new == -INFINITY ? 1.0f : exp2f(m[r] - m_new);
+    float sum = 0.0f;
+#pragma unroll
+    for (int n = 0; n < kKeys / 8; n++)
+#pragma unroll
+      for (int i = 0; i < 2; i++) {
+        float &v = s[n][2 * r + i];
+        v = m_new == -INFINITY ? 0.0f : exp2f(v - m_new);
+        sum += v;
+      }
+    m[r] = m_new;
+    l[r] = l[r] * corr + sum; // this thread's share; the quad's shares are summed at the end
+#pragma unroll
+    for (int n = 0; n < D / 8; n++) o[n][2 * r] *= corr, o[n][2 * r + 1] *= corr;
+  }
+}
+
+// o += P·V with P (the probabilities in s) rounded to T.
+template <typename T, int D>
+__device__ __forceinline__ void accumulate(const float (*s)[4], uint32_t v_smem, float (*o)[4]) {
+  const int lane = threadIdx.x & 31, mi = lane >> 3, mr = lane & 7;
+#pragma unroll
+  for (int kk = 0; kk < kKeys / 16; kk++) {
+    const uint32_t pa[4] = {Mma<T>::pack(s[2 * kk][0], s[2 * kk][1]), Mma<T>::pack(s[2 * kk][2], s[2 * kk][3]),
+                            Mma<T>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                            Mma<T>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+    for (int n2 = 0; n2 < D / 16; n2++) { // two 8-wide head-dim tiles per ldmatrix
+      uint32_t b[4];
+      ldmatrix_x4_trans(b, v_smem + chunk_at<D>(kk * 16 + (mi & 1) * 8 + mr, 2 * n2 + (mi >> 1)));
+      Mma<T>::run(o[2 * n2], pa, b[0], b[1]);
+      Mma<T>::run(o[2 * n2 + 1], pa, b[2], b[3]);
+    }
+  }
+}
+
+// out rows of this warp = o / l (0 where a row saw no key).
+template <typename T, int D>
+__device__ void store_rows(const Params &a, const Tile &t, int h, int warp, float (*o)[4], float *l) {
+  const int lane = threadIdx.x & 31, r = warp * 16 + (lane >> 2), c = (lane & 3) * 2;
+  const int64_t stride = int64_t(a.n_heads) * D;
+  T *out = static_cast<T *>(a.out) + int64_t(h) * D + c;
+#pragma unroll
+  for (int half = 0; half < 2; half++) {
+    float sum = l[half];
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    const int row = r + 8 * half;
+    if (row >= t.rows) continue;
+    const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+    uint32_t *dst = reinterpret_cast<uint32_t *>(out + (t.first + row) * stride);
+#pragma unroll
+    for (int n = 0; n < D / 8; n++) dst[n * 4] = Mma<T>::pack(o[n][2 * half] * inv, o[n][2 * half + 1] * inv);
+  }
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads) prefill_kernel(const Params a) {
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  __shared__ int tile_info[2];
+  const Tile t = find_tile(a, tile_info);
+  if (t.seq < 0 || t.rows <= 0) return;
+  const int h = blockIdx.y, g = h / a.group, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int64_t cap = int64_t(a.max_blocks) * a.block_size;
+  const int64_t n_keys = max(int64_t(0), min(cap, t.pos0 + t.rows)); // the last row sees keys 0..pos0+rows-1
+  const int n_tiles = int((n_keys + kKeys - 1) / kKeys);
+  constexpr uint32_t kStage = kKeys * D * 2;
+  const uint32_t base = uint32_t(__cvta_generic_to_shared(smem_raw));
+  auto k_at = [&](int st) { return base + st * 2 * kStage; };
+  auto v_at = [&](int st) { return base + st * 2 * kStage + kStage; };
+
+  uint32_t qa[D / 16][4];
+  load_q<T, D>(a, t, h, warp, qa);
+  const int64_t row_pos[2] = {t.pos0 + warp * 16 + (lane >> 2), t.pos0 + warp * 16 + (lane >> 2) + 8};
+  float o[D / 8][4] = {};
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+  if (n_tiles > 0) load_kv_tile<D>(a, t, g, n_keys, 0, k_at(0), v_at(0));
+  cp_async_commit();
+  for (int kt = 0; kt < n_tiles; kt++) {
+    if (kt + 1 < n_tiles) load_kv_tile<D>(a, t, g, n_keys, kt + 1, k_at((kt + 1) & 1), v_at((kt + 1) & 1));
+    cp_async_commit();
+    cp_async_wait<1>(); // tile kt has landed (the group just committed may still be in flight)
+    __syncthreads();
+    float s[kKeys / 8][4];
+    scores<T, D>(qa, k_at(kt & 1), s);
+    softmax_tile<D>(a, s, o, m, l, int64_t(kt) * kKeys, row_pos, n_keys);
+    accumulate<T, D>(s, v_at(kt & 1), o);
+    __syncthreads(); // everyone is done with this stage before the next iteration refills it
+  }
+  store_rows<T, D>(a, t, h, warp, o, l);
+}
+
+} // namespace attn_tc
+} // namespace vd

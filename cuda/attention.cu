@@ -1,9 +1,11 @@
 // vd_attention on the GPU: argument checks (as cpu/attention.cpp, minus the ones that would read
 // device memory) and the launch of the kernel in cuda/attention.cuh.
+#include <algorithm>
 #include <climits>
 #include <cstdint>
 
 #include "attention.cuh"
+#include "attention_decode.cuh"
 #include "attention_prefill.cuh"
 #include "common.cuh"
 
@@ -100,9 +102,16 @@ int32_t allow_smem(const Context &c, const void *kernel, uint64_t smem, const ch
   if (smem > uint64_t(optin))
     return fail(VD_ERR_UNSUPPORTED, "%s: %s needs %llu bytes of shared memory, the device allows %d", kFn, what,
                 (unsigned long long)smem, optin);
-  // Always the device maximum, so the attribute never shrinks under a launch captured earlier.
-  return check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, optin), kFn,
-                    "cudaFuncSetAttribute");
+  // Always the most the kernel can have (the opt-in less its static shared memory), so the
+  // attribute never shrinks under a launch captured earlier.
+  cudaFuncAttributes attr{};
+  st = check_cuda(cudaFuncGetAttributes(&attr, kernel), kFn, "cudaFuncGetAttributes");
+  if (st != VD_OK) return st;
+  if (smem + attr.sharedSizeBytes > uint64_t(optin))
+    return fail(VD_ERR_UNSUPPORTED, "%s: %s needs %llu bytes of shared memory, the device allows %d", kFn, what,
+                (unsigned long long)(smem + attr.sharedSizeBytes), optin);
+  return check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         optin - int(attr.sharedSizeBytes)), kFn, "cudaFuncSetAttribute");
 }
 
 template <typename T>
@@ -135,14 +144,61 @@ int32_t launch_prefill(const Context &c, const attn::Params &p) {
   return check_launch(kFn);
 }
 
-// Prefill rows on tensor cores where the dtype, head_dim and alignment allow, then the rest by row.
+// The context's split-KV workspace, grown to at least `bytes` (outside graph capture only).
+int32_t attn_workspace(Context &c, uint64_t bytes, void **out) {
+  if (c.attn_workspace_bytes < bytes) {
+    if (c.capturing)
+      return fail(VD_ERR_INVALID_ARGUMENT, "%s: a graph capture needs a larger split-KV workspace than an eager "
+                  "run of the same shape made; run the step once before capturing it", kFn);
+    if (c.attn_workspace) cudaFree(c.attn_workspace); // the stream is ordered: earlier users are queued before
+    c.attn_workspace = nullptr;
+    c.attn_workspace_bytes = 0;
+    int32_t st = check_cuda(cudaMalloc(&c.attn_workspace, bytes), kFn, "cudaMalloc(attention workspace)");
+    if (st != VD_OK) return st;
+    c.attn_workspace_bytes = bytes;
+  }
+  *out = c.attn_workspace;
+  return VD_OK;
+}
+
+// Splits per row: enough blocks for two waves over the SMs, at most one per 64 keys the table can name.
+int32_t decode_splits(const Context &c, const attn::Params &p) {
+  const int64_t blocks = int64_t(p.n_tokens) * p.n_kv_heads, want = 2 * int64_t(c.sm_count > 0 ? c.sm_count : 132);
+  const int64_t by_keys = std::max<int64_t>(1, int64_t(p.max_blocks) * p.block_size / 64);
+  return int32_t(std::min<int64_t>(std::max<int64_t>(1, (want + blocks - 1) / blocks), std::min<int64_t>(by_keys, 64)));
+}
+
+// The tensor-core decode kernel (and the merge of its splits) over the rows of short query ranges.
+template <typename T, int D>
+int32_t launch_decode(Context &c, const attn::Params &p) {
+  attn_dec::Params dp{p, p.scale * attn_tc::kLog2e, decode_splits(c, p), nullptr, nullptr};
+  if (dp.n_splits > 1) {
+    const uint64_t slots = uint64_t(p.n_tokens) * p.n_heads * dp.n_splits;
+    void *ws = nullptr;
+    const int32_t st = attn_workspace(c, slots * (D + 2) * 4, &ws);
+    if (st != VD_OK) return st;
+    dp.ws_o = static_cast<float *>(ws);
+    dp.ws_ml = dp.ws_o + slots * D;
+  }
+  const dim3 grid(unsigned(p.n_tokens), unsigned(p.n_kv_heads), unsigned(dp.n_splits));
+  attn_dec::decode_kernel<T, D><<<grid, attn_dec::kThreads, attn_dec::smem_bytes<D>(), c.stream>>>(dp);
+  int32_t st = check_launch(kFn);
+  if (st != VD_OK || dp.n_splits == 1) return st;
+  attn_dec::merge_kernel<T><<<dim3(unsigned(p.n_tokens), unsigned(p.n_heads)), D, 0, c.stream>>>(dp);
+  return check_launch(kFn);
+}
+
+// f16/bf16 with head_dim 64 or 128 and at most 16 query heads per kv head run on tensor cores:
+// the prefill kernel takes long query ranges, the decode kernel the rest. Otherwise the row kernel.
 template <typename T>
-int32_t launch(const Context &c, attn::Params p, int64_t n_tokens, uint64_t smem) {
+int32_t launch(Context &c, attn::Params p, int64_t n_tokens, uint64_t smem) {
   if constexpr (sizeof(T) == 2) {
-    if (p.vec16 && p.n_tokens >= attn_tc::kMinQueryRows && (p.head_dim == 64 || p.head_dim == 128)) {
-      const int32_t st = p.head_dim == 64 ? launch_prefill<T, 64>(c, p) : launch_prefill<T, 128>(c, p);
+    if (p.vec16 && (p.head_dim == 64 || p.head_dim == 128) && p.group <= attn_dec::kMaxGroup) {
+      int32_t st = VD_OK;
+      if (p.n_tokens >= attn_tc::kMinQueryRows)
+        st = p.head_dim == 64 ? launch_prefill<T, 64>(c, p) : launch_prefill<T, 128>(c, p);
       if (st != VD_OK) return st;
-      p.skip_q_len = attn_tc::kMinQueryRows;
+      return p.head_dim == 64 ? launch_decode<T, 64>(c, p) : launch_decode<T, 128>(c, p);
     }
   }
   return launch_rows<T>(c, p, n_tokens, smem);

@@ -145,6 +145,20 @@ __device__ Tile find_tile(const Params &a, int *shared) {
   return t;
 }
 
+// Byte offset of the K/V row of cache position pos (of sequence seq, kv head g) for chunk c, or
+// -1 for a block id outside the cache (which faults).
+template <int D>
+__device__ __forceinline__ int64_t kv_offset(const int32_t *block_tables, int32_t max_blocks, int32_t block_size,
+                                             int32_t n_kv_heads, int64_t n_blocks, int32_t *fault, int seq, int g,
+                                             int64_t pos, int c) {
+  const int32_t id = block_tables[int64_t(seq) * max_blocks + pos / block_size];
+  if (id < 0 || id >= n_blocks) {
+    if (fault != nullptr) record_fault(fault, kFaultOther);
+    return -1;
+  }
+  return (((int64_t(id) * n_kv_heads + g) * block_size + pos % block_size) * D + c * 8) * 2;
+}
+
 // Queues the K and V rows of key tile `kt` into one stage (cp.async; the caller commits).
 template <int D>
 __device__ void load_kv_tile(const Params &a, const Tile &t, int g, int64_t n_keys, int kt, uint32_t k_smem,
@@ -154,17 +168,11 @@ __device__ void load_kv_tile(const Params &a, const Tile &t, int g, int64_t n_ke
   for (int e = threadIdx.x; e < kKeys * kChunks; e += kThreads) {
     const int j = e / kChunks, c = e % kChunks;
     const int64_t pos = int64_t(kt) * kKeys + j;
-    int64_t off = 0;
-    int bytes = 0;
-    if (pos < n_keys) {
-      const int32_t id = a.block_tables[int64_t(t.seq) * a.max_blocks + pos / a.block_size];
-      if (id >= 0 && id < a.n_blocks) {
-        off = (((int64_t(id) * a.n_kv_heads + g) * a.block_size + pos % a.block_size) * D + c * 8) * 2;
-        bytes = 16;
-      } else if (a.fault != nullptr) {
-        record_fault(a.fault, kFaultOther);
-      }
-    }
+    int64_t off = pos < n_keys ? kv_offset<D>(a.block_tables, a.max_blocks, a.block_size, a.n_kv_heads, a.n_blocks,
+                                              a.fault, t.seq, g, pos, c)
+                               : -1;
+    const int bytes = off >= 0 ? 16 : 0;
+    off = off >= 0 ? off : 0;
     cp_async16(k_smem + chunk_at<D>(j, c), kc + off, bytes);
     cp_async16(v_smem + chunk_at<D>(j, c), vc + off, bytes);
   }
@@ -188,12 +196,12 @@ __device__ void load_q(const Params &a, const Tile &t, int h, int warp, uint32_t
   }
 }
 
-// s[n][*] = Q·Kᵀ for the warp's rows and keys n*8 .. n*8+7 of the tile.
-template <typename T, int D>
+// s[n][*] = Q·Kᵀ for the warp's rows and keys n*8 .. n*8+7 of a tile of KEYS keys.
+template <typename T, int D, int KEYS = kKeys>
 __device__ __forceinline__ void scores(const uint32_t (*qa)[4], uint32_t k_smem, float (*s)[4]) {
   const int lane = threadIdx.x & 31, mi = lane >> 3, mr = lane & 7;
 #pragma unroll
-  for (int n = 0; n < kKeys / 8; n++) {
+  for (int n = 0; n < KEYS / 8; n++) {
     s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
 #pragma unroll
     for (int k2 = 0; k2 < D / 32; k2++) { // two k-steps per ldmatrix
@@ -207,20 +215,20 @@ __device__ __forceinline__ void scores(const uint32_t (*qa)[4], uint32_t k_smem,
 
 // Online softmax over one tile: masks, scales to base 2, updates m and l, rescales o, and leaves
 // the probabilities in s. Row 0 is this thread's row r, row 1 is r + 8.
-template <int D>
-__device__ __forceinline__ void softmax_tile(const Params &a, float (*s)[4], float (*o)[4], float *m, float *l,
+template <int D, int KEYS = kKeys>
+__device__ __forceinline__ void softmax_tile(float scale_log2, float (*s)[4], float (*o)[4], float *m, float *l,
                                              int64_t key0, const int64_t *row_pos, int64_t n_keys) {
   const int lane = threadIdx.x & 31;
 #pragma unroll
   for (int r = 0; r < 2; r++) {
     float mx = -INFINITY;
 #pragma unroll
-    for (int n = 0; n < kKeys / 8; n++)
+    for (int n = 0; n < KEYS / 8; n++)
 #pragma unroll
       for (int i = 0; i < 2; i++) {
         const int64_t kp = key0 + n * 8 + (lane & 3) * 2 + i;
         float &v = s[n][2 * r + i];
-        v = (kp > row_pos[r] || kp >= n_keys) ? -INFINITY : v * a.scale_log2;
+        v = (kp > row_pos[r] || kp >= n_keys) ? -INFINITY : v * scale_log2;
         mx = fmaxf(mx, v);
       }
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
@@ -229,7 +237,7 @@ __device__ __forceinline__ void softmax_tile(const Params &a, float (*s)[4], flo
     const float corr = m_new == -INFINITY ? 1.0f : exp2f(m[r] - m_new);
     float sum = 0.0f;
 #pragma unroll
-    for (int n = 0; n < kKeys / 8; n++)
+    for (int n = 0; n < KEYS / 8; n++)
 #pragma unroll
       for (int i = 0; i < 2; i++) {
         float &v = s[n][2 * r + i];
@@ -244,11 +252,11 @@ __device__ __forceinline__ void softmax_tile(const Params &a, float (*s)[4], flo
 }
 
 // o += P·V with P (the probabilities in s) rounded to T.
-template <typename T, int D>
+template <typename T, int D, int KEYS = kKeys>
 __device__ __forceinline__ void accumulate(const float (*s)[4], uint32_t v_smem, float (*o)[4]) {
   const int lane = threadIdx.x & 31, mi = lane >> 3, mr = lane & 7;
 #pragma unroll
-  for (int kk = 0; kk < kKeys / 16; kk++) {
+  for (int kk = 0; kk < KEYS / 16; kk++) {
     const uint32_t pa[4] = {Mma<T>::pack(s[2 * kk][0], s[2 * kk][1]), Mma<T>::pack(s[2 * kk][2], s[2 * kk][3]),
                             Mma<T>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]),
                             Mma<T>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3])};
@@ -311,7 +319,7 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const Params a) {
     __syncthreads();
     float s[kKeys / 8][4];
     scores<T, D>(qa, k_at(kt & 1), s);
-    softmax_tile<D>(a, s, o, m, l, int64_t(kt) * kKeys, row_pos, n_keys);
+    softmax_tile<D>(a.scale_log2, s, o, m, l, int64_t(kt) * kKeys, row_pos, n_keys);
     accumulate<T, D>(s, v_at(kt & 1), o);
     __syncthreads(); // everyone is done with this stage before the next iteration refills it
   }

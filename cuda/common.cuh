@@ -31,6 +31,8 @@ struct Context {
   int32_t *fault = nullptr;           // device address of a pinned host word: see record_fault
   bool capturing = false;             // between vd_graph_begin and vd_graph_end (cuda/graph.cu)
   void *cublas_workspace = nullptr;   // cuBLAS's workspace, ours so that graph capture allocates nothing
+  void *attn_workspace = nullptr;     // split-KV partials of vd_attention (grown on demand, never in capture)
+  uint64_t attn_workspace_bytes = 0;
 };
 
 // VD_OK, or VD_ERR_INVALID_ARGUMENT naming fn when the context is capturing a graph (host copies,

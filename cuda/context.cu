@@ -125,6 +125,7 @@ int32_t release_context(ContextEntry &e) {
   e.buffers.clear();
   for (auto &kv : e.graphs) keep(check_cuda(cudaGraphExecDestroy(kv.second), fn, "cudaGraphExecDestroy"));
   e.graphs.clear();
+  if (c.attn_workspace) keep(check_cuda(cudaFree(c.attn_workspace), fn, "cudaFree(attention workspace)"));
   if (c.cublas_workspace) keep(check_cuda(cudaFree(c.cublas_workspace), fn, "cudaFree(cublas workspace)"));
   if (c.cublas && cublasDestroy_v2(static_cast<cublasHandle_t>(c.cublas)) != CUBLAS_STATUS_SUCCESS && st == VD_OK)
     st = fail(VD_ERR_DEVICE, "%s: cublasDestroy failed", fn);

@@ -1,14 +1,17 @@
 // Decode speed at batch 1 (issue 5's decode_b1_tok_s): a 128-token prompt, 256 greedy tokens,
-// ignore_eos, through the in-process engine. Prints load time and tokens/s.
-// Usage: bun bench/decode.ts --model DIR [--device cuda] [--prompt-len 128] [--tokens 256]
+// ignore_eos, through the in-process engine. decode tok/s counts the tokens after the first over
+// the time after the first (the prefill is TTFT); the median of --runs timed runs is the figure.
+// Usage: bun bench/decode.ts --model DIR [--device cuda] [--prompt-len 128] [--tokens 256] [--runs 3]
+// Prints a summary line, then one JSON line (the raw figures, for bench/figures.ts).
 import { parseArgs } from "node:util";
 import { parseEngineConfig } from "../src/config.ts";
 import { Engine } from "../src/engine/engine.ts";
 import { defaultSamplingParams } from "../src/engine/request.ts";
+import { median } from "./figures.ts";
 
 const { values: a } = parseArgs({ args: Bun.argv.slice(2), options: {
   model: { type: "string" }, device: { type: "string" }, "prompt-len": { type: "string" }, tokens: { type: "string" },
-  "max-model-len": { type: "string" } } });
+  "max-model-len": { type: "string" }, runs: { type: "string" } } });
 const t0 = performance.now();
 const engine = Engine.create(parseEngineConfig({
   model: a.model!, device: (a.device ?? "cuda") as "cuda", maxModelLen: Number(a["max-model-len"] ?? 2048), maxNumSeqs: 8,
@@ -23,9 +26,18 @@ const run = (id: string, maxTokens: number) => {
     got += o.newTokenIds.length;
     if (!first && got) first = performance.now();
   }
-  return { ttftMs: first - s, decodeS: (performance.now() - first) / 1000, got };
+  const end = performance.now();
+  return { ttft_ms: first - s, decode_tok_s: (got - 1) / ((end - first) / 1000), e2e_tok_s: got / ((end - s) / 1000), tokens: got };
 };
 run("warm", 8);
-const r = run("timed", n);
-console.log(`load ${loadS.toFixed(2)} s; ttft ${r.ttftMs.toFixed(1)} ms; decode_b1_tok_s ${((r.got - 1) / r.decodeS).toFixed(1)} (${r.got} tokens)`);
+const runs = Array.from({ length: Number(a.runs ?? 3) }, (_, i) => run(`timed${i}`, n));
+const device = engine.info.device;
 engine.dispose();
+const result = {
+  bench: "decode_b1", device, load_s: loadS, prompt_len: prompt.length, tokens: n, runs,
+  decode_tok_s: median(runs.map((r) => r.decode_tok_s)), e2e_tok_s: median(runs.map((r) => r.e2e_tok_s)),
+  ttft_ms: median(runs.map((r) => r.ttft_ms)),
+};
+console.log(`load ${loadS.toFixed(2)} s; ttft ${result.ttft_ms.toFixed(1)} ms; decode_b1_tok_s ${result.decode_tok_s.toFixed(1)} ` +
+  `(median of ${runs.length} runs of ${n} tokens: ${runs.map((r) => r.decode_tok_s.toFixed(1)).join(", ")})`);
+console.log(JSON.stringify(result));

@@ -1,6 +1,7 @@
 // Where a decode step's time goes, op by op: the model's forward pass (and a greedy sample) at
-// batch B with C-token contexts, every backend call bracketed by syncs and timed on the host.
-// The syncs add a few microseconds per op, so read the table for proportions, not totals.
+// batch B with C-token contexts. Two readings per op: its calls bracketed by syncs and timed on
+// the host (adds a sync's cost to every call), and its first call's arguments replayed 50 times
+// back to back with one sync (the device time per call, or the launch cost if that is larger).
 // Usage: bun bench/op-profile.ts --model DIR [--device cuda] [--batch 1] [--context 512] [--steps 5]
 import { parseArgs } from "node:util";
 import { loadModelDir } from "../src/model/model-dir.ts";
@@ -15,6 +16,8 @@ const { values: a } = parseArgs({ args: Bun.argv.slice(2), options: {
 const B = Number(a.batch ?? 1), C = Number(a.context ?? 512), steps = Number(a.steps ?? 5), BS = 16;
 
 /** Wraps every op of `be` with syncs and adds its wall time to `times` under the op's name. */
+const firstArgs = new Map<string, unknown[]>();
+
 function timed(be: Backend, times: Map<string, { ms: number; calls: number }>, on: { enabled: boolean }): Backend {
   return new Proxy(be, {
     get(target, prop, recv) {
@@ -27,6 +30,7 @@ function timed(be: Backend, times: Map<string, { ms: number; calls: number }>, o
         const r = v.apply(target, args);
         target.sync();
         const name = prop === "gemm" ? `gemm n=${args[5]} k=${args[6]}` : String(prop);
+        if (!firstArgs.has(name)) firstArgs.set(name, args);
         const e = times.get(name) ?? { ms: 0, calls: 0 };
         e.ms += performance.now() - t0;
         e.calls++;
@@ -79,9 +83,29 @@ raw.sync();
 const plainMs = (performance.now() - t0) / steps;
 on.enabled = true;
 for (let i = 0; i < steps; i++) step();
-const rows = [...times.entries()].map(([op, t]) => ({ op, msPerStep: t.ms / steps, calls: t.calls / steps }));
+on.enabled = false;
+/** Mean microseconds per call of op `name` replayed back to back with its first call's arguments. */
+function isolatedUs(name: string): number {
+  const args = firstArgs.get(name)!, fn = name.startsWith("gemm") ? "gemm" : name;
+  const call = () => (be as unknown as Record<string, (...x: unknown[]) => unknown>)[fn]!(...args);
+  call();
+  raw.sync();
+  const t = performance.now();
+  for (let i = 0; i < 50; i++) call();
+  raw.sync();
+  return ((performance.now() - t) / 50) * 1000;
+}
+const rows = [...times.entries()].map(([op, t]) => {
+  const calls = t.calls / steps, us = isolatedUs(op);
+  return { op, msPerStep: t.ms / steps, calls, isolatedUs: us, isolatedMsPerStep: (us * calls) / 1000 };
+});
 rows.sort((x, y) => y.msPerStep - x.msPerStep);
 const total = rows.reduce((s, r) => s + r.msPerStep, 0);
-console.log(`batch ${B}, context ${C}: ${plainMs.toFixed(3)} ms per step without syncs; ${total.toFixed(3)} ms with a sync around each op`);
-for (const r of rows) console.log(`${r.op.padEnd(28)} ${r.msPerStep.toFixed(3).padStart(8)} ms  ${(100 * r.msPerStep / total).toFixed(1).padStart(5)}%  ${r.calls} calls`);
+const isolated = rows.reduce((s, r) => s + r.isolatedMsPerStep, 0);
+console.log(`batch ${B}, context ${C}: ${plainMs.toFixed(3)} ms per step without syncs; ${total.toFixed(3)} ms with a sync around each op; ${isolated.toFixed(3)} ms from the isolated replays`);
+console.log(`${"op".padEnd(28)} ${"synced".padStart(8)}     ${"share".padStart(5)}   ${"isolated".padStart(9)}  per call`);
+for (const r of rows) {
+  console.log(`${r.op.padEnd(28)} ${r.msPerStep.toFixed(3).padStart(8)} ms  ${(100 * r.msPerStep / total).toFixed(1).padStart(5)}%  ` +
+    `${r.isolatedMsPerStep.toFixed(3).padStart(7)} ms  ${r.isolatedUs.toFixed(1).padStart(7)} us x ${r.calls}`);
+}
 console.log(JSON.stringify({ bench: "op_profile", batch: B, context: C, step_ms: plainMs, synced_ms: total, ops: rows }));

@@ -1,0 +1,243 @@
+#!/usr/bin/env bash
+# Issue 5's five speed figures on the GPU machine (no network, no bun: scripts/gpu-pack.sh packed
+# .gpu/ here; carry it). Builds cuda/ and cpu/ and ./vllmd while the benchmark model is written
+# (random bf16 weights with Llama-3-8B's shapes), then runs each part in its own process, so the
+# engine and the transformers baselines never share the GPU:
+#   floors       bench/baselines/floors.py: copy bandwidth, bf16 GEMM peak, a decode step's GEMMs
+#   decode       bench/decode.ts: batch 1, 128-token prompt, 256 tokens
+#   decode-step  bench/decode-step.ts: one decode step of 256 sequences at ~512 tokens of context
+#   prefill      bench/prefill.ts: 8 x 2048 tokens in one step
+#   startup      bench/startup.ts: `vllmd serve` to GET /health 200, weights in the page cache
+#   hf-b1        bench/baselines/hf_generate.py --b1: transformers' generate at batch 1
+#   hf-mixed     bench/baselines/hf_generate.py --mixed: the first 128 of the 500 requests, batches of 64
+#   mixed        bench/mixed.ts: the 500 requests at once through the engine
+# Each part prints one JSON line last, kept as $LOGS/<part>.json (hf-b1 and hf-mixed share hf.json);
+# bench/figures.ts combines them into $LOGS/results/<card>-<date>.json and
+# bench/results/<card>-<date>.json and prints the figures' table last. Every step has a time
+# limit, later steps run when earlier ones fail, and nothing new starts after the budget.
+# Usage: bash scripts/gpu-bench.sh     (about 7-9 minutes on an H100, build included)
+#   GPU_BENCH_ONLY=decode,prefill      run only these parts (the builds and the model always)
+#   GPU_BENCH_BUDGET_S=520             start nothing new after this many seconds
+#   BENCH_MODEL_DIR=/tmp/vllmd-bench-8b  where the 8B goes (reused when complete)
+#   VLLMD_COMMIT=abc1234               the commit to record (the tree here may not be a git checkout)
+#   GPU_BENCH_HF_DURING_BUILD=1        run the transformers baselines while nvcc compiles (saves ~2 min;
+#                                      the note in the JSON says so: nvcc takes a few of the 16 cores)
+#   GPU_BENCH_MIXED_TOKENS=8192        the engine's max_num_batched_tokens in the mixed run (default: the engine's)
+#   GPU_BENCH_SMOKE=1                  a dry run of this script on a dev machine: the cpu backend, the tiny
+#                                      test/fixtures/llama, small sizes, no builds, nothing written to bench/results
+set -u
+cd "$(dirname "$0")/.." || exit 1
+LOGS=${OUT:-.gpu/logs}
+mkdir -p "$LOGS"
+BUDGET_S=${GPU_BENCH_BUDGET_S:-520}
+START=$SECONDS
+ONLY=${GPU_BENCH_ONLY:-floors,decode,decode-step,prefill,startup,hf-b1,hf-mixed,mixed}
+MODEL=${BENCH_MODEL_DIR:-/tmp/vllmd-bench-8b}
+WORK=${TMPDIR:-/tmp}/vllmd-bench
+mkdir -p "$WORK"
+export PATH="$PWD/.gpu/bin:$PATH"
+[ -d /usr/local/cuda/bin ] && export PATH="$PATH:/usr/local/cuda/bin"
+BUN=node_modules/.bin/bun
+SMOKE=${GPU_BENCH_SMOKE:-0}
+DEVICE=cuda
+MIXED_LEN=2048
+# Per-part size flags: empty for the issue's sizes; tiny ones in a smoke run.
+DECODE_ARGS=() DSTEP_ARGS=() PREFILL_ARGS=() WORKLOAD_ARGS=() HF_SIZE_ARGS=(--mixed-requests 128 --batch-size 64)
+if [ "$SMOKE" = 1 ]; then
+  DEVICE=cpu MODEL=test/fixtures/llama MIXED_LEN=128
+  DECODE_ARGS=(--tokens 16 --prompt-len 8 --max-model-len 64)
+  DSTEP_ARGS=(--seqs 16 --context 64 --steps 5 --warmup 2 --max-num-batched-tokens 256)
+  PREFILL_ARGS=(--prompts 4 --prompt-len 64)
+  WORKLOAD_ARGS=(--n 40 --prompt-min 8 --prompt-max 64 --output-min 4 --output-max 32 --token-min 4 --token-max 384)
+  HF_SIZE_ARGS=(--mixed-requests 16 --batch-size 8 --prompt-len 8 --new-tokens 16)
+fi
+for p in floors hf decode mixed decode-step prefill startup; do rm -f "$LOGS/$p.json"; done # stale parts must not count
+
+ROWS=()  # "name|status|seconds"
+NOTES=() # lines for the result JSON
+FAILED=0
+row() { ROWS+=("$1|$2|$3"); }
+left() { echo $((BUDGET_S - (SECONDS - START))); }
+want() { [[ ",$ONLY," == *",$1,"* ]]; }
+# cap N: N, or what is left of the budget when that is less.
+cap() { local l; l=$(left); if [ "$l" -lt "$1" ]; then echo "$l"; else echo "$1"; fi; }
+
+# run_step LOG TIMEOUT CMD...: CMD with its output in LOG; sets STATUS and ELAPSED; returns CMD's rc.
+run_step() {
+  local log=$1 limit=$2 t0=$SECONDS rc
+  shift 2
+  timeout --kill-after=10 "$limit" "$@" > "$log" 2>&1
+  rc=$?
+  ELAPSED=$((SECONDS - t0))
+  STATUS="ok"
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then STATUS="TIMEOUT (${limit}s)"; elif [ "$rc" -ne 0 ]; then STATUS="FAILED rc=$rc"; fi
+  [ "$rc" -ne 0 ] && FAILED=1
+  return "$rc"
+}
+
+# part NAME LIMIT CMD...: a benchmark part; its last JSON line becomes $LOGS/NAME.json.
+part() {
+  local name=$1 limit
+  limit=$(cap "$2")
+  shift 2
+  if [ "$limit" -lt 20 ]; then row "$name" "not run (time budget)" 0; FAILED=1; return 1; fi
+  echo "== $name"
+  run_step "$LOGS/$name.log" "$limit" "$@"
+  local rc=$?
+  grep '^{' "$LOGS/$name.log" | tail -1 > "$LOGS/$name.json"
+  if [ ! -s "$LOGS/$name.json" ]; then rm -f "$LOGS/$name.json"; STATUS="$STATUS, no JSON"; fi
+  row "$name" "$STATUS" "$ELAPSED"
+  if [ "$rc" -ne 0 ]; then tail -6 "$LOGS/$name.log"; else grep -v '^{' "$LOGS/$name.log" | tail -2; fi
+  return "$rc"
+}
+
+# bg NAME LOG LIMIT CMD...: runs in the background; bg_wait NAME collects its row. Sets BG_PID_NAME.
+declare -A BG_PID BG_T0 BG_LOG
+bg() {
+  local name=$1 log=$2 limit=$3
+  shift 3
+  BG_T0[$name]=$(date +%s)
+  BG_LOG[$name]=$log
+  rm -f "$log.end"
+  # The end time goes to LOG.end: bg_wait may collect the job long after it finished.
+  (timeout --kill-after=10 "$limit" "$@" > "$log" 2>&1; rc=$?; date +%s > "$log.end"; exit "$rc") &
+  BG_PID[$name]=$!
+}
+bg_wait() {
+  local name=$1 rc
+  wait "${BG_PID[$name]}"
+  rc=$?
+  STATUS="ok"
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then STATUS="TIMEOUT"; elif [ "$rc" -ne 0 ]; then STATUS="FAILED rc=$rc"; fi
+  [ "$rc" -ne 0 ] && { FAILED=1; echo "--- $name failed; the last lines of ${BG_LOG[$name]}:"; tail -15 "${BG_LOG[$name]}"; }
+  row "$name" "$STATUS" $(($(cat "${BG_LOG[$name]}.end" 2> /dev/null || date +%s) - BG_T0[$name]))
+  return "$rc"
+}
+
+skip() { row "$1" "not run ($2)" 0; FAILED=1; }
+engine_part() { # engine_part NAME LIMIT CMD...: needs the cuda library and the model
+  if [ "$CUDA_OK" -ne 1 ]; then skip "$1" "make cuda failed"; elif [ "$MODEL_OK" -ne 1 ]; then skip "$1" "no model"; else part "$@"; fi
+}
+
+write_workload() {
+  want hf-mixed || want mixed || return 0
+  run_step "$LOGS/workload.log" 60 "$BUN" bench/workload.ts --write "$WORK/workload.json" ${WORKLOAD_ARGS[@]+"${WORKLOAD_ARGS[@]}"}
+  row "workload ($(tail -1 "$LOGS/workload.log" | grep -oE '[0-9]+ requests' || echo '?'))" "$STATUS" "$ELAPSED"
+}
+
+FLOORS_DONE=0
+run_floors() {
+  want floors && [ "$FLOORS_DONE" -eq 0 ] || return 0
+  FLOORS_DONE=1
+  if [ "$MODEL_OK" -eq 1 ]; then part floors 120 python3 bench/baselines/floors.py "$MODEL"; else skip floors "no model"; fi
+}
+
+HF_DONE=0
+run_hf() {
+  [ "$HF_DONE" -eq 0 ] || return 0
+  HF_DONE=1
+  local args=()
+  want hf-b1 && args+=(--b1)
+  want hf-mixed && args+=(--mixed "$WORK/workload.json")
+  [ "${#args[@]}" -gt 0 ] || return 0
+  if [ "$MODEL_OK" -ne 1 ]; then skip "hf (transformers generate)" "no model"; return 0; fi
+  # hf_generate.py rewrites its --out after each of its parts: a timeout keeps the finished ones.
+  rm -f "$WORK/hf-partial.json"
+  part hf 300 python3 bench/baselines/hf_generate.py "$MODEL" "${args[@]}" "${HF_SIZE_ARGS[@]}" --out "$WORK/hf-partial.json"
+  [ -s "$LOGS/hf.json" ] || { [ -s "$WORK/hf-partial.json" ] && cp "$WORK/hf-partial.json" "$LOGS/hf.json"; }
+  want hf-mixed && NOTES+=("hf mixed baseline: ${HF_SIZE_ARGS[*]}")
+}
+
+# Unpacks bun; builds cuda/, cpu/ and ./vllmd on the CPU while the model is written on the GPU;
+# then, the GPU being free, measures the floors (CUDA graphs and events: the compiler's CPU load
+# does not enter them) and, with GPU_BENCH_HF_DURING_BUILD=1, the transformers baselines.
+# Sets CUDA_OK, MODEL_OK and VLLMD_CMD.
+build_all() {
+  echo "== unpack bun + node_modules"
+  run_step "$LOGS/unpack.log" 120 bash .gpu/unpack
+  row "unpack bun + node_modules" "$STATUS" "$ELAPSED"
+  cat "$LOGS/unpack.log"
+
+  export NVCC_APPEND_FLAGS="${NVCC_APPEND_FLAGS:-} --threads 0"
+  bg "make cuda" "$LOGS/build-cuda.log" 330 make -j16 cuda
+  bg "make cpu" "$LOGS/build-cpu.log" 180 make -j16 cpu
+  bg "bun build --compile vllmd" "$LOGS/build-vllmd.log" 120 "$BUN" build --compile src/cli.ts src/engine/worker.ts --outfile vllmd
+  MODEL_OK=0
+  if [ -f "$MODEL/.complete" ]; then
+    row "benchmark model (8B, bf16)" "reused $MODEL" 0
+    MODEL_OK=1
+  else
+    bg "benchmark model (8B, bf16)" "$LOGS/make-model.log" 240 bash -c \
+      'rm -rf "$1" && python3 scripts/make_bench_model.py "$1" && touch "$1/.complete"' _ "$MODEL"
+  fi
+  write_workload
+  if [ "$MODEL_OK" -eq 0 ]; then bg_wait "benchmark model (8B, bf16)" && MODEL_OK=1; tail -1 "$LOGS/make-model.log"; fi
+  run_floors
+  if [ "${GPU_BENCH_HF_DURING_BUILD:-0}" = 1 ]; then
+    NOTES+=("the transformers baselines ran while nvcc was compiling (GPU_BENCH_HF_DURING_BUILD=1)")
+    run_hf
+  fi
+  CUDA_OK=0
+  bg_wait "make cuda" && CUDA_OK=1
+  bg_wait "make cpu"
+  VLLMD_CMD=./vllmd
+  if ! bg_wait "bun build --compile vllmd"; then
+    VLLMD_CMD="$BUN src/cli.ts"
+    NOTES+=("startup measured with '$BUN src/cli.ts serve' (bun build --compile failed), not ./vllmd")
+  fi
+}
+
+GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader 2> /dev/null | head -1)
+GPU_NAME=${GPU_NAME:-unknown-gpu}
+CARD=$(echo "$GPU_NAME" | tr '[:upper:]' '[:lower:]' | sed -E 's/[^a-z0-9]+/-/g; s/^-+|-+$//g')
+DATE=$(date -u +%F)
+COMMIT=${VLLMD_COMMIT:-$(git rev-parse --short HEAD 2> /dev/null || echo unknown)}
+echo "gpu: $GPU_NAME ($(nvidia-smi --query-gpu=memory.total,driver_version --format=csv,noheader 2> /dev/null | head -1)); commit $COMMIT; parts: $ONLY"
+
+if [ "$SMOKE" = 1 ]; then
+  row "builds, unpack, model" "skipped (smoke run)" 0
+  CUDA_OK=1 MODEL_OK=1 VLLMD_CMD="$BUN src/cli.ts"
+  write_workload
+else
+  build_all
+fi
+
+run_floors
+want decode && engine_part decode 120 "$BUN" bench/decode.ts --model "$MODEL" --device "$DEVICE" ${DECODE_ARGS[@]+"${DECODE_ARGS[@]}"}
+want decode-step && engine_part decode-step 180 "$BUN" bench/decode-step.ts --model "$MODEL" --device "$DEVICE" ${DSTEP_ARGS[@]+"${DSTEP_ARGS[@]}"}
+want prefill && engine_part prefill 120 "$BUN" bench/prefill.ts --model "$MODEL" --device "$DEVICE" ${PREFILL_ARGS[@]+"${PREFILL_ARGS[@]}"}
+want startup && engine_part startup 150 "$BUN" bench/startup.ts --model "$MODEL" --cmd "$VLLMD_CMD" --device "$DEVICE" --runs 2 --timeout 60
+run_hf
+
+if want mixed; then
+  # The timed run stops at --max-seconds (reported as partial) so that the figures still get written.
+  limit=$(($(left) - 15))
+  max_s=$((limit - 45))
+  MIXED_ARGS=()
+  [ -n "${GPU_BENCH_MIXED_TOKENS:-}" ] && MIXED_ARGS+=(--max-num-batched-tokens "$GPU_BENCH_MIXED_TOKENS")
+  if [ "$max_s" -lt 30 ]; then
+    skip mixed "time budget"
+  else
+    engine_part mixed "$limit" "$BUN" bench/mixed.ts --model "$MODEL" --device "$DEVICE" --workload "$WORK/workload.json" \
+      --max-num-seqs 256 --max-model-len "$MIXED_LEN" --max-seconds "$max_s" ${MIXED_ARGS[@]+"${MIXED_ARGS[@]}"}
+  fi
+fi
+
+RESULT="$CARD-$DATE.json"
+FIG_ARGS=(--dir "$LOGS" --out "$LOGS/results/$RESULT" --gpu "$GPU_NAME" --commit "$COMMIT" --date "$DATE")
+[ "$SMOKE" = 1 ] || FIG_ARGS+=(--out "bench/results/$RESULT")
+for n in ${NOTES[@]+"${NOTES[@]}"}; do FIG_ARGS+=(--note "$n"); done
+timeout 60 "$BUN" bench/figures.ts "${FIG_ARGS[@]}" > "$LOGS/figures.log" 2>&1 || { FAILED=1; echo "bench/figures.ts failed:"; }
+
+echo
+echo "== gpu-bench: $GPU_NAME, commit $COMMIT"
+printf '%-34s %-40s %6s\n' "step" "status" "s"
+for r in "${ROWS[@]}"; do
+  IFS='|' read -r n s t <<< "$r"
+  printf '%-34s %-40s %6s\n' "$n" "$s" "$t"
+done
+printf '%-34s %-40s %6s\n' "total" "$([ "$FAILED" -eq 0 ] && echo 'all ok' || echo 'SOMETHING FAILED')" $((SECONDS - START))
+echo "logs: $LOGS; figures: $LOGS/results/$RESULT$([ "$SMOKE" = 1 ] || echo " and bench/results/$RESULT")"
+echo
+cat "$LOGS/figures.log"
+exit "$FAILED"

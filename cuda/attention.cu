@@ -180,9 +180,12 @@ int32_t launch_decode(Context &c, const attn::Params &p) {
     dp.ws_o = static_cast<float *>(ws);
     dp.ws_ml = dp.ws_o + slots * D;
   }
+  constexpr int smem = attn_dec::smem_bytes<D>();
+  int32_t st = allow_smem(c, reinterpret_cast<const void *>(&attn_dec::decode_kernel<T, D>), smem, "the decode kernel");
+  if (st != VD_OK) return st;
   const dim3 grid(unsigned(p.n_tokens), unsigned(p.n_kv_heads), unsigned(dp.n_splits));
-  attn_dec::decode_kernel<T, D><<<grid, attn_dec::kThreads, attn_dec::smem_bytes<D>(), c.stream>>>(dp);
-  int32_t st = check_launch(kFn);
+  attn_dec::decode_kernel<T, D><<<grid, attn_dec::kThreads, smem, c.stream>>>(dp);
+  st = check_launch(kFn);
   if (st != VD_OK || dp.n_splits == 1) return st;
   attn_dec::merge_kernel<T><<<dim3(unsigned(p.n_tokens), unsigned(p.n_heads)), D, 0, c.stream>>>(dp);
   return check_launch(kFn);

@@ -34,7 +34,8 @@ struct Params {
   float *ws_ml;          // [n_tokens, n_heads, n_splits, 2] their running max (base 2) and sum
 };
 
-template <int D> constexpr int smem_bytes() { return kWarps * 2 * kKeys * D * 2; } // also holds the f32 merge
+// Two stages of a K and a V tile per warp (the f32 merge of merge_warps fits in half of it).
+template <int D> constexpr int smem_bytes() { return kWarps * 2 * 2 * kKeys * D * 2; }
 
 // Query row t's owner and key count; false if another kernel (or no one) serves the row.
 __device__ bool decode_row(const attn::Params &a, int t, int *shared_seq, int64_t *n_keys) {
@@ -66,7 +67,8 @@ __device__ void load_group_q(const attn::Params &a, int t, int g, uint32_t (*qa)
   }
 }
 
-// Keys [k0, k0 + kKeys) ∩ [.., k1) of the row's sequence into this warp's K and V tiles.
+// Keys [k0, k0 + kKeys) ∩ [.., k1) of the row's sequence into this warp's K and V tiles (one
+// cp.async group, committed).
 template <int D>
 __device__ void load_warp_tile(const attn::Params &a, int seq, int g, int64_t k0, int64_t k1, uint32_t k_smem,
                                uint32_t v_smem) {
@@ -140,23 +142,32 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const Params p) {
   // This split's keys: equal ranges, rounded to whole tiles.
   const int64_t per = ((n_keys + p.n_splits - 1) / p.n_splits + kKeys - 1) / kKeys * kKeys;
   const int64_t k0 = int64_t(blockIdx.z) * per, k1 = min(n_keys, k0 + per);
-  constexpr uint32_t kTile = kKeys * D * 2;
-  const uint32_t k_smem = uint32_t(__cvta_generic_to_shared(smem_raw)) + warp * 2 * kTile, v_smem = k_smem + kTile;
+  constexpr uint32_t kTile = kKeys * D * 2; // bytes of one K (or V) tile
+  const uint32_t warp_smem = uint32_t(__cvta_generic_to_shared(smem_raw)) + warp * 4 * kTile;
+  auto k_at = [&](int stage) { return warp_smem + stage * 2 * kTile; };
   uint32_t qa[D / 16][4];
   load_group_q<T, D>(a, t, g, qa);
   float o[D / 8][4] = {};
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
   const int64_t last[2] = {k1 - 1, k1 - 1}; // every key below k1 is visible to the row
-  for (int64_t kt = k0 + warp * kKeys; kt < k1; kt += kWarps * kKeys) {
-    load_warp_tile<D>(a, seq_shared, g, kt, k1, k_smem, v_smem);
-    attn_tc::cp_async_wait<0>();
+  // The warp's tiles start at k0 + warp * kKeys, every kWarps tiles; the next one loads while
+  // this one is computed.
+  constexpr int64_t kStep = kWarps * kKeys;
+  int64_t kt = k0 + warp * kKeys;
+  if (kt < k1) load_warp_tile<D>(a, seq_shared, g, kt, k1, k_at(0), k_at(0) + kTile);
+  for (int i = 0; kt < k1; kt += kStep, i++) {
+    const int stage = i & 1;
+    if (kt + kStep < k1) load_warp_tile<D>(a, seq_shared, g, kt + kStep, k1, k_at(stage ^ 1), k_at(stage ^ 1) + kTile);
+    else attn_tc::cp_async_commit(); // an empty group keeps the wait below uniform
+    attn_tc::cp_async_wait<1>();
     __syncwarp();
     float s[kKeys / 8][4];
-    attn_tc::scores<T, D, kKeys>(qa, k_smem, s);
+    attn_tc::scores<T, D, kKeys>(qa, k_at(stage), s);
     attn_tc::softmax_tile<D, kKeys>(p.scale_log2, s, o, m, l, kt, last, k1);
-    attn_tc::accumulate<T, D, kKeys>(s, v_smem, o);
-    __syncwarp(); // the tile is consumed before the next load overwrites it
+    attn_tc::accumulate<T, D, kKeys>(s, k_at(stage) + kTile, o);
+    __syncwarp(); // the stage is consumed before the load after next overwrites it
   }
+  attn_tc::cp_async_wait<0>();
   __syncthreads(); // every warp is done with its tiles: the merge reuses their shared memory
   merge_warps<T, D>(p, t, g, o, m, l, reinterpret_cast<float *>(smem_raw), sm_ml);
 }

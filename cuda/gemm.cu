@@ -1,5 +1,6 @@
 // vd_gemm on the device: out[M, N] = x[M, K] . w[N, K]^T (+ bias[N]).
-// Same dtype for activations and weights (the model path): cuBLAS, f32 accumulation, no TF32.
+// Same dtype for activations and weights (the model path): cuBLAS, f32 accumulation, no TF32;
+// f16/bf16 with at most 8 rows of x (decode): the weight-streaming kernel of gemv.cuh.
 // Mixed dtypes (f32 activations with f16/bf16 weights, the tests' path): a plain shared-memory
 // tiled kernel on the CUDA cores, f32 accumulation in k order.
 #include <climits>
@@ -7,6 +8,7 @@
 
 #include "common.cuh"
 #include "cublas_api.h"
+#include "gemv.cuh"
 #include "launch.cuh"
 
 using namespace vd;
@@ -143,6 +145,26 @@ int32_t gemm_cublas(const GemmArgs &g) {
   return VD_OK;
 }
 
+// A few rows of x in f16/bf16 with 16-byte aligned rows: the weight-streaming kernel of gemv.cuh.
+bool gemv_fits(const GemmArgs &g) {
+  const uintptr_t bases = uintptr_t(g.x) | uintptr_t(g.w) | uintptr_t(g.bias);
+  return g.ad == g.wd && g.ad != VD_F32 && g.m <= gemv::kMaxRows && g.k % 8 == 0 && bases % 16 == 0;
+}
+
+int32_t gemm_gemv(const GemmArgs &g) {
+  const int m = int(g.m), n = int(g.n), k = int(g.k);
+  if (g.ad == VD_BF16) {
+    using T = __nv_bfloat16;
+    gemv::launch<T>(static_cast<T *>(g.out), static_cast<const T *>(g.x), static_cast<const T *>(g.w),
+                    static_cast<const T *>(g.bias), m, n, k, g.c->stream);
+  } else {
+    using T = __half;
+    gemv::launch<T>(static_cast<T *>(g.out), static_cast<const T *>(g.x), static_cast<const T *>(g.w),
+                    static_cast<const T *>(g.bias), m, n, k, g.c->stream);
+  }
+  return check_launch(kFn);
+}
+
 int32_t gemm_tiled(const GemmArgs &g) {
   const int64_t grid_x = (g.n + kTile - 1) / kTile, grid_y = (g.m + kTile - 1) / kTile;
   if (grid_x > INT_MAX || grid_y > 65535)
@@ -180,5 +202,6 @@ VD_API int32_t vd_gemm(uint64_t ctx, uint64_t out, uint64_t x, uint64_t w, uint6
     fill_bias_kernel<<<flat_blocks(m * n), kThreads, 0, c->stream>>>(g.out, g.bias, m, n, act_dtype, w_dtype);
     return check_launch(kFn);
   }
+  if (gemv_fits(g)) return gemm_gemv(g);
   return act_dtype == w_dtype ? gemm_cublas(g) : gemm_tiled(g);
 }

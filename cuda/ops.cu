@@ -45,13 +45,13 @@ __global__ void rmsnorm_kernel(void *out, void *residual, const void *x, const v
   }
 }
 
+// Flat over all T * I outputs: one row is too little work for one block at decode batch sizes.
 __global__ void silu_mul_kernel(void *out, const void *gate_up, int64_t n_tokens, int64_t inter, int32_t act) {
-  for (int64_t t = blockIdx.x; t < n_tokens; t += gridDim.x) {
-    const int64_t g0 = t * 2 * inter;
-    for (int64_t i = threadIdx.x; i < inter; i += blockDim.x) {
-      const float g = load_f32(gate_up, g0 + i, act), u = load_f32(gate_up, g0 + inter + i, act);
-      store_f32(out, t * inter + i, act, g / (1.0f + expf(-g)) * u);
-    }
+  const int64_t total = n_tokens * inter;
+  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t t = e / inter, i = e - t * inter, g0 = t * 2 * inter;
+    const float g = load_f32(gate_up, g0 + i, act), u = load_f32(gate_up, g0 + inter + i, act);
+    store_f32(out, e, act, g / (1.0f + expf(-g)) * u);
   }
 }
 
@@ -137,7 +137,7 @@ VD_API int32_t vd_silu_mul(uint64_t ctx, uint64_t out, uint64_t gate_up, int64_t
       !lookup_array(ctx, gate_up, "vd_silu_mul(gate_up)", mul_sat(n_tokens, mul_sat(2, inter)), act_dtype, &sg))
     return VD_ERR_INVALID_ARGUMENT;
   if (n_tokens == 0 || inter == 0) return VD_OK;
-  silu_mul_kernel<<<row_blocks(n_tokens), kThreads, 0, c->stream>>>(so.data, sg.data, n_tokens, inter, act_dtype);
+  silu_mul_kernel<<<flat_blocks(n_tokens * inter), kThreads, 0, c->stream>>>(so.data, sg.data, n_tokens, inter, act_dtype);
   return check_launch(fn);
 }
 

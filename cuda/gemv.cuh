@@ -2,11 +2,12 @@
 // decode-time GEMM, which only has to stream the weights once at full memory bandwidth.
 // cuda/gemm.cu sends such calls here instead of cuBLAS.
 //
-// A warp owns kRowsPerWarp rows of w; its lanes read them in 16-byte chunks (8 elements) along
-// k, kUnroll chunks per lane per round so that enough bytes are in flight to cover the memory
-// latency, multiply with the matching chunks of every x row (small: they stay in L1), and keep
-// f32 partial sums that a warp shuffle adds up at the end. The sum over k is in a fixed order, so
-// a row's result does not depend on M or on the other rows.
+// A block owns kRowsPerBlock rows of w and its warps split k between them: lane l of warp w
+// reads the 16-byte chunks (8 elements) w*32 + l, + 256, + 512, ... of each row, kUnroll of
+// them in flight, multiplies them with the matching chunks of every x row (small: they stay in
+// L1) and keeps f32 partial sums; a shuffle adds up each warp's, then warp 0 adds the warps' in
+// order. So even a 1024-row matrix (the k and v projections of an 8B model) puts thousands of
+// warps to work, and a row's result does not depend on M or on the other rows.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -18,8 +19,8 @@ namespace vd {
 namespace gemv {
 
 constexpr int kMaxRows = 8;      // largest M sent here
-constexpr int kRowsPerWarp = 2;
-constexpr int kWarps = 8;        // per block
+constexpr int kRowsPerBlock = 2;
+constexpr int kWarps = 8;        // per block, splitting k
 constexpr int kUnroll = 4;       // 16-byte chunks per lane in flight per row
 
 template <typename T> __device__ __forceinline__ float2 to_float2(uint32_t bits);
@@ -48,57 +49,56 @@ __device__ __forceinline__ uint4 load_stream(const uint4 *p) { return __ldcs(p);
 template <typename T, int M>
 __global__ void __launch_bounds__(32 * kWarps) gemv_kernel(T *out, const T *x, const T *w, const T *bias, int n,
                                                            int k) {
-  const int lane = threadIdx.x & 31;
-  const int row0 = (blockIdx.x * kWarps + (threadIdx.x >> 5)) * kRowsPerWarp;
-  if (row0 >= n) return;
-  const int chunks = k / 8; // 16-byte chunks per row
-  const uint4 *wr[kRowsPerWarp];
+  __shared__ float partial[kWarps][kRowsPerBlock][M];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, row0 = blockIdx.x * kRowsPerBlock;
+  const int chunks = k / 8, stride = 32 * kWarps; // 16-byte chunks per row; chunks per round of the block
+  const uint4 *wr[kRowsPerBlock];
 #pragma unroll
-  for (int r = 0; r < kRowsPerWarp; r++)
+  for (int r = 0; r < kRowsPerBlock; r++)
     wr[r] = reinterpret_cast<const uint4 *>(w + int64_t(min(row0 + r, n - 1)) * k); // a missing row reads row n-1
   const uint4 *xr = reinterpret_cast<const uint4 *>(x);
-  float acc[kRowsPerWarp][M] = {};
-  for (int c0 = lane; c0 < chunks; c0 += 32 * kUnroll) {
-    uint4 wv[kRowsPerWarp][kUnroll];
+  float acc[kRowsPerBlock][M] = {};
+  for (int c0 = warp * 32 + lane; c0 < chunks; c0 += stride * kUnroll) {
+    uint4 wv[kRowsPerBlock][kUnroll];
 #pragma unroll
     for (int u = 0; u < kUnroll; u++)
 #pragma unroll
-      for (int r = 0; r < kRowsPerWarp; r++)
-        wv[r][u] = c0 + 32 * u < chunks ? load_stream(wr[r] + c0 + 32 * u) : make_uint4(0, 0, 0, 0);
+      for (int r = 0; r < kRowsPerBlock; r++)
+        wv[r][u] = c0 + stride * u < chunks ? load_stream(wr[r] + c0 + stride * u) : make_uint4(0, 0, 0, 0);
 #pragma unroll
     for (int u = 0; u < kUnroll; u++) {
-      const int c = c0 + 32 * u;
+      const int c = c0 + stride * u;
       if (c >= chunks) break;
 #pragma unroll
       for (int mi = 0; mi < M; mi++) {
         const uint4 xv = __ldg(xr + int64_t(mi) * chunks + c);
 #pragma unroll
-        for (int r = 0; r < kRowsPerWarp; r++) acc[r][mi] += dot8<T>(wv[r][u], xv);
+        for (int r = 0; r < kRowsPerBlock; r++) acc[r][mi] += dot8<T>(wv[r][u], xv);
       }
     }
   }
 #pragma unroll
-  for (int r = 0; r < kRowsPerWarp; r++)
+  for (int r = 0; r < kRowsPerBlock; r++)
 #pragma unroll
     for (int mi = 0; mi < M; mi++) {
       float v = acc[r][mi];
       for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-      acc[r][mi] = v;
+      if (lane == 0) partial[warp][r][mi] = v;
     }
-  if (lane != 0) return;
-#pragma unroll
-  for (int r = 0; r < kRowsPerWarp; r++) {
-    if (row0 + r >= n) break;
-    const float b = bias ? float(bias[row0 + r]) : 0.0f;
-#pragma unroll
-    for (int mi = 0; mi < M; mi++) out[int64_t(mi) * n + row0 + r] = T(acc[r][mi] + b);
-  }
+  __syncthreads();
+  if (threadIdx.x >= kRowsPerBlock * M) return;
+  const int r = threadIdx.x / M, mi = threadIdx.x % M;
+  if (row0 + r >= n) return;
+  float sum = bias ? float(bias[row0 + r]) : 0.0f;
+  float dot = 0.0f;
+  for (int wi = 0; wi < kWarps; wi++) dot += partial[wi][r][mi];
+  out[int64_t(mi) * n + row0 + r] = T(dot + sum);
 }
 
 // Launches the kernel for M = m (1..kMaxRows) rows of x.
 template <typename T>
 void launch(T *out, const T *x, const T *w, const T *bias, int m, int n, int k, cudaStream_t stream) {
-  const int rows_per_block = kWarps * kRowsPerWarp, blocks = (n + rows_per_block - 1) / rows_per_block;
+  const int blocks = (n + kRowsPerBlock - 1) / kRowsPerBlock;
   const dim3 grid{unsigned(blocks)}, block{32 * kWarps};
   switch (m) {
   case 1: gemv_kernel<T, 1><<<grid, block, 0, stream>>>(out, x, w, bias, n, k); break;

@@ -11,6 +11,10 @@ constexpr int kThreads = 256; // every row / flat kernel here; block_sum relies 
 // Row kernels loop over rows with a grid stride, so any row count fits a capped grid.
 inline int row_blocks(int64_t rows) { return int(rows < 65535 ? rows : 65535); }
 
+// Threads per block of a row kernel: a whole row per block leaves most of the chip idle when
+// there are few rows (decode), so each row then gets more threads to finish sooner.
+inline int row_threads(int64_t rows) { return rows < 128 ? 1024 : kThreads; }
+
 // Flat kernels: one element per thread up to 65535 full blocks, then a grid stride.
 inline int flat_blocks(int64_t n) {
   const int64_t blocks = (n + kThreads - 1) / kThreads;

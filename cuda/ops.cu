@@ -5,6 +5,7 @@
 // one gives a NaN row and a fault that the next vd_sync / vd_copy_to_host reports.
 #include "common.cuh"
 #include "launch.cuh"
+#include "ops_vec.cuh"
 
 using namespace vd;
 
@@ -120,8 +121,21 @@ VD_API int32_t vd_rmsnorm(uint64_t ctx, uint64_t out, uint64_t residual, uint64_
       !lookup_array(ctx, weight, "vd_rmsnorm(weight)", hidden, w_dtype, &sw))
     return VD_ERR_INVALID_ARGUMENT;
   if (n == 0) return VD_OK;
-  rmsnorm_kernel<<<row_blocks(n_tokens), kThreads, 0, c->stream>>>(so.data, sr.data, sx.data, sw.data, n_tokens, hidden,
-                                                                  eps, act_dtype, w_dtype);
+  const dim3 grid(row_blocks(n_tokens)), block(row_threads(n_tokens));
+  if (vec::fits(act_dtype, w_dtype, hidden, so.data, sr.data, sx.data, sw.data)) {
+    if (act_dtype == VD_BF16)
+      vec::rmsnorm_kernel<__nv_bfloat16><<<grid, block, 0, c->stream>>>(
+          reinterpret_cast<__nv_bfloat16 *>(so.data), reinterpret_cast<__nv_bfloat16 *>(sr.data),
+          reinterpret_cast<const __nv_bfloat16 *>(sx.data), reinterpret_cast<const __nv_bfloat16 *>(sw.data), n_tokens,
+          hidden, eps);
+    else
+      vec::rmsnorm_kernel<__half><<<grid, block, 0, c->stream>>>(
+          reinterpret_cast<__half *>(so.data), reinterpret_cast<__half *>(sr.data),
+          reinterpret_cast<const __half *>(sx.data), reinterpret_cast<const __half *>(sw.data), n_tokens, hidden, eps);
+  } else {
+    rmsnorm_kernel<<<grid, block, 0, c->stream>>>(so.data, sr.data, sx.data, sw.data, n_tokens, hidden, eps, act_dtype,
+                                                 w_dtype);
+  }
   return check_launch(fn);
 }
 
@@ -137,7 +151,17 @@ VD_API int32_t vd_silu_mul(uint64_t ctx, uint64_t out, uint64_t gate_up, int64_t
       !lookup_array(ctx, gate_up, "vd_silu_mul(gate_up)", mul_sat(n_tokens, mul_sat(2, inter)), act_dtype, &sg))
     return VD_ERR_INVALID_ARGUMENT;
   if (n_tokens == 0 || inter == 0) return VD_OK;
-  silu_mul_kernel<<<flat_blocks(n_tokens * inter), kThreads, 0, c->stream>>>(so.data, sg.data, n_tokens, inter, act_dtype);
+  if (vec::fits(act_dtype, act_dtype, inter, so.data, sg.data, nullptr, nullptr)) {
+    if (act_dtype == VD_BF16)
+      vec::silu_mul_kernel<__nv_bfloat16><<<flat_blocks(n_tokens * inter / 8), kThreads, 0, c->stream>>>(
+          reinterpret_cast<__nv_bfloat16 *>(so.data), reinterpret_cast<const __nv_bfloat16 *>(sg.data), n_tokens, inter);
+    else
+      vec::silu_mul_kernel<__half><<<flat_blocks(n_tokens * inter / 8), kThreads, 0, c->stream>>>(
+          reinterpret_cast<__half *>(so.data), reinterpret_cast<const __half *>(sg.data), n_tokens, inter);
+  } else {
+    silu_mul_kernel<<<flat_blocks(n_tokens * inter), kThreads, 0, c->stream>>>(so.data, sg.data, n_tokens, inter,
+                                                                              act_dtype);
+  }
   return check_launch(fn);
 }
 

@@ -107,6 +107,6 @@ VD_API int32_t vd_rope_write_kv(uint64_t ctx, uint64_t q, uint64_t k, uint64_t v
              reinterpret_cast<const int32_t *>(ssm.data), reinterpret_cast<const float *>(scs.data), skc.data, svc.data,
              n_tokens, n_heads, n_kv_heads, head_dim, block_size, int64_t(scs.bytes / uint64_t(mul_sat(head_dim, 4))),
              mul_sat(n_blocks, block_size), act_dtype, c->fault};
-  rope_write_kv_kernel<<<row_blocks(n_tokens), kThreads, 0, c->stream>>>(a);
+  rope_write_kv_kernel<<<row_blocks(n_tokens), row_threads(n_tokens), 0, c->stream>>>(a);
   return check_launch(fn);
 }

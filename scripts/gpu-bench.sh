@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Issue 5's five speed figures on the GPU machine (no network, no bun: scripts/gpu-pack.sh packed
-# .gpu/ here; carry it). Builds cuda/ and cpu/ and ./vllmd while the benchmark model is written
-# (random bf16 weights with Llama-3-8B's shapes), then runs each part in its own process, so the
-# engine and the transformers baselines never share the GPU:
+# Issue 5's GPU run (no network, no bun: scripts/gpu-pack.sh packed .gpu/ here; carry it): the
+# GPU tests, the large-model parity check and the five speed figures. Builds cuda/ and cpu/ and
+# ./vllmd while the benchmark model is written (random bf16 weights with Llama-3-8B's shapes), then
+# runs each part in its own process, so the engine and transformers never share the GPU:
+#   tests        scripts/gpu-check.sh: test/gpu against the cpu backend and transformers, sanitizer
+#   parity       bench/parity-8b.ts + bench/baselines/parity_8b.py: the 8B's greedy tokens and
+#                per-token logprobs against transformers (teacher-forced)
 #   floors       bench/baselines/floors.py: copy bandwidth, bf16 GEMM peak, a decode step's GEMMs
 #   decode       bench/decode.ts: batch 1, 128-token prompt, 256 tokens
 #   decode-step  bench/decode-step.ts: one decode step of 256 sequences at ~512 tokens of context
@@ -15,7 +18,7 @@
 # bench/figures.ts combines them into $LOGS/results/<card>-<date>.json and
 # bench/results/<card>-<date>.json and prints the figures' table last. Every step has a time
 # limit, later steps run when earlier ones fail, and nothing new starts after the budget.
-# Usage: bash scripts/gpu-bench.sh     (about 7-9 minutes on an H100, build included)
+# Usage: bash scripts/gpu-bench.sh     (about 5-6 minutes on an H100, build and tests included)
 #   GPU_BENCH_ONLY=decode,prefill      run only these parts (the builds and the model always)
 #   GPU_BENCH_BUDGET_S=520             start nothing new after this many seconds
 #   BENCH_MODEL_DIR=/tmp/vllmd-bench-8b  where the 8B goes (reused when complete)
@@ -31,7 +34,7 @@ LOGS=${OUT:-.gpu/logs}
 mkdir -p "$LOGS"
 BUDGET_S=${GPU_BENCH_BUDGET_S:-520}
 START=$SECONDS
-ONLY=${GPU_BENCH_ONLY:-floors,decode,decode-step,prefill,startup,hf-b1,hf-mixed,mixed}
+ONLY=${GPU_BENCH_ONLY:-tests,parity,floors,decode,decode-step,prefill,startup,hf-b1,hf-mixed,mixed}
 MODEL=${BENCH_MODEL_DIR:-/tmp/vllmd-bench-8b}
 WORK=${TMPDIR:-/tmp}/vllmd-bench
 mkdir -p "$WORK"
@@ -42,7 +45,7 @@ SMOKE=${GPU_BENCH_SMOKE:-0}
 DEVICE=cuda
 MIXED_LEN=2048
 # Per-part size flags: empty for the issue's sizes; tiny ones in a smoke run.
-DECODE_ARGS=() DSTEP_ARGS=() PREFILL_ARGS=() WORKLOAD_ARGS=() HF_SIZE_ARGS=(--mixed-requests 128 --batch-size 64)
+DECODE_ARGS=() DSTEP_ARGS=() PREFILL_ARGS=() WORKLOAD_ARGS=() PARITY_ARGS=() HF_SIZE_ARGS=(--mixed-requests 128 --batch-size 64)
 if [ "$SMOKE" = 1 ]; then
   DEVICE=cpu MODEL=test/fixtures/llama MIXED_LEN=128
   DECODE_ARGS=(--tokens 16 --prompt-len 8 --max-model-len 64)
@@ -50,8 +53,9 @@ if [ "$SMOKE" = 1 ]; then
   PREFILL_ARGS=(--prompts 4 --prompt-len 64)
   WORKLOAD_ARGS=(--n 40 --prompt-min 8 --prompt-max 64 --output-min 4 --output-max 32 --token-min 4 --token-max 384)
   HF_SIZE_ARGS=(--mixed-requests 16 --batch-size 8 --prompt-len 8 --new-tokens 16)
+  PARITY_ARGS=(--tokens 8 --prompt-lens 7,20,60 --max-model-len 128)
 fi
-for p in floors hf decode mixed decode-step prefill startup; do rm -f "$LOGS/$p.json"; done # stale parts must not count
+for p in floors hf decode mixed decode-step prefill startup parity parity-engine; do rm -f "$LOGS/$p.json"; done # stale parts must not count
 
 ROWS=()  # "name|status|seconds"
 NOTES=() # lines for the result JSON
@@ -202,6 +206,26 @@ else
   build_all
 fi
 
+run_tests() {
+  want tests && [ "$SMOKE" != 1 ] || return 0
+  local limit
+  limit=$(cap 240)
+  echo "== tests (scripts/gpu-check.sh)"
+  GPU_CHECK_BUDGET_S=$((limit - 30)) run_step "$LOGS/gpu-check.log" "$limit" bash scripts/gpu-check.sh
+  row "tests: $(grep -E '^total ' "$LOGS/gpu-check.log" | awk '{print $2, $3, $4}')" "$STATUS" "$ELAPSED"
+  [ "$STATUS" = ok ] || sed -n '/^== gpu-check/,$p' "$LOGS/gpu-check.log"
+}
+
+run_parity() {
+  want parity || return 0
+  engine_part parity-engine 120 "$BUN" bench/parity-8b.ts --model "$MODEL" --device "$DEVICE" --out "$WORK/parity-engine.json" \
+    ${PARITY_ARGS[@]+"${PARITY_ARGS[@]}"} || return 0
+  part parity 120 python3 bench/baselines/parity_8b.py "$MODEL" "$WORK/parity-engine.json"
+  [ -s "$LOGS/parity.json" ] && NOTES+=("parity vs transformers: $(grep -E '^parity vs' "$LOGS/parity.log" | tail -1)")
+}
+
+run_tests
+run_parity
 run_floors
 want decode && engine_part decode 120 "$BUN" bench/decode.ts --model "$MODEL" --device "$DEVICE" ${DECODE_ARGS[@]+"${DECODE_ARGS[@]}"}
 want decode-step && engine_part decode-step 180 "$BUN" bench/decode-step.ts --model "$MODEL" --device "$DEVICE" ${DSTEP_ARGS[@]+"${DSTEP_ARGS[@]}"}

@@ -64,10 +64,16 @@ export class Engine {
     const maxTokens = Math.max(cfg.maxNumBatchedTokens, 1);
     const maxSeqs = cfg.maxNumSeqs;
     const act = be.activationDtype(weights.dtype);
+    // Activations and step buffers first, then (on GPUs) a profiling run, so that the KV cache
+    // gets what is left of total * --gpu-memory-utilization after everything else.
+    const probeCache = allocKvCache(be, dir.config, 1, cfg.blockSize, act);
+    const model = new LlamaModel(be, dir.config, weights, probeCache, maxTokens, maxSeqs, maxModelLen);
+    const runner = new ModelRunner(be, model, { maxTokens, maxSeqs, maxBlocksPerSeq: blocksPerSeq, blockSize: cfg.blockSize });
+    if (be.name !== "cpu") runner.profileRun(); // the cpu's budget is --cpu-kv-cache bytes, not what is left
+    freeKvCache(be, probeCache);
     const numBlocks = sizeKvCache(be, cfg, dir, blocksPerSeq, act);
     const cache = allocKvCache(be, dir.config, numBlocks, cfg.blockSize, act);
-    const model = new LlamaModel(be, dir.config, weights, cache, maxTokens, maxSeqs, maxModelLen);
-    const runner = new ModelRunner(be, model, { maxTokens, maxSeqs, maxBlocksPerSeq: blocksPerSeq, blockSize: cfg.blockSize });
+    model.bindCache(cache);
     const numGraphs = runner.captureGraphs(cfg.decodeGraphs);
     const scheduler = new Scheduler({
       maxNumSeqs: maxSeqs, maxNumBatchedTokens: cfg.maxNumBatchedTokens, maxModelLen,

@@ -82,6 +82,20 @@ export class ModelRunner {
     this.allocLists();
   }
 
+  /**
+   * Runs the largest forward pass the engine can schedule (every token row, every sampling row)
+   * with no sequence in it, so that what the device allocates on first use (library workspaces)
+   * is allocated before the KV cache is sized from the memory left.
+   */
+  profileRun(): void {
+    const { maxTokens, maxSeqs } = this.shape, inp = this.inputs;
+    inp.packProfile(maxTokens, Math.min(maxSeqs, maxTokens));
+    this.be.copyFromHost(this.meta, 0, inp.meta, inp.usedMetaBytes);
+    Object.assign(this.batch, { nTokens: inp.nTokens, nSeqs: 0, nSample: inp.nSample, maxBlocks: 1 });
+    this.model.forward(this.batch);
+    this.be.sync();
+  }
+
   /** Captures the decode graphs (see decode-graphs.ts); returns how many there are. */
   captureGraphs(mode: DecodeGraphMode): number {
     this.graphs?.dispose();

@@ -146,6 +146,20 @@ export class StepInputs {
     this.paddedRows = rows;
   }
 
+  /**
+   * The largest step the buffers allow with no sequence in it: `nTokens` rows of token 0 at
+   * position 0 with no KV slot, `nSample` sampling rows pointing at row 0 (a profiling run).
+   */
+  packProfile(nTokens: number, nSample: number): void {
+    const L = this.layout, m = this.meta;
+    this.pack({ scheduled: [], totalTokens: 0, preempted: [] }, 1);
+    m.fill(0, L.tokenIds, L.tokenIds + nTokens);
+    m.fill(0, L.positions, L.positions + nTokens);
+    m.fill(-1, L.slotMapping, L.slotMapping + nTokens);
+    m.fill(0, L.sampleRows, L.sampleRows + nSample);
+    [this.nTokens, this.nSample] = [nTokens, nSample];
+  }
+
   /** A step of `rows` padding rows and nothing else (for warming up and capturing graphs). */
   packIdle(rows: number, stride: number): void {
     this.pack({ scheduled: [], totalTokens: 0, preempted: [] }, stride);

@@ -62,7 +62,7 @@ export class LlamaModel {
     private readonly be: Backend,
     readonly cfg: ModelConfig,
     private readonly w: ModelWeights,
-    readonly cache: KvCache,
+    private kv: KvCache,
     readonly maxTokens: number,
     readonly maxSeqs: number,
     maxPositions: number,
@@ -70,8 +70,18 @@ export class LlamaModel {
     this.nh = cfg.numHeads / be.tp;
     this.nkv = cfg.numKvHeads / be.tp;
     this.inter = cfg.intermediateSize / be.tp;
-    this.act = cache.dtype;
+    this.act = kv.dtype;
     this.s = this.allocScratch(maxPositions);
+  }
+
+  get cache(): KvCache {
+    return this.kv;
+  }
+
+  /** Points the model at another KV cache (the engine sizes the real one after a profiling run). */
+  bindCache(cache: KvCache): void {
+    if (cache.dtype !== this.kv.dtype || cache.blockSize !== this.kv.blockSize) throw new Error("bindCache: another dtype or block size");
+    this.kv = cache;
   }
 
   /** Where forward leaves the f32 logits [S, V] (the same buffer every step). */

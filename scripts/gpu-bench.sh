@@ -212,7 +212,7 @@ run_tests() {
   limit=$(cap 240)
   echo "== tests (scripts/gpu-check.sh)"
   GPU_CHECK_BUDGET_S=$((limit - 30)) run_step "$LOGS/gpu-check.log" "$limit" bash scripts/gpu-check.sh
-  row "tests: $(grep -E '^total ' "$LOGS/gpu-check.log" | awk '{print $2, $3, $4}')" "$STATUS" "$ELAPSED"
+  row "tests (scripts/gpu-check.sh)" "$STATUS$(grep -qE '^total +all ok' "$LOGS/gpu-check.log" || echo ', SOMETHING FAILED')" "$ELAPSED"
   [ "$STATUS" = ok ] || sed -n '/^== gpu-check/,$p' "$LOGS/gpu-check.log"
 }
 
@@ -221,7 +221,7 @@ run_parity() {
   engine_part parity-engine 120 "$BUN" bench/parity-8b.ts --model "$MODEL" --device "$DEVICE" --out "$WORK/parity-engine.json" \
     ${PARITY_ARGS[@]+"${PARITY_ARGS[@]}"} || return 0
   part parity 120 python3 bench/baselines/parity_8b.py "$MODEL" "$WORK/parity-engine.json"
-  [ -s "$LOGS/parity.json" ] && NOTES+=("parity vs transformers: $(grep -E '^parity vs' "$LOGS/parity.log" | tail -1)")
+  [ -s "$LOGS/parity.json" ] && NOTES+=("$(grep -E '^parity vs' "$LOGS/parity.log" | tail -1)")
 }
 
 run_tests

@@ -2,20 +2,15 @@
 // one directory), written as one JSON (the five keys, their baselines, the raw parts) and a table.
 // The arithmetic lives here as pure functions so bench/figures.test.ts can check it.
 // Usage: bun bench/figures.ts --dir LOGS --out FILE [--out FILE2] [--gpu NAME] [--commit C] [--date YYYY-MM-DD] [--note TEXT]
+import type { ModelConfig } from "../src/model/config.ts";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 
 /** The shapes the FLOP and byte counts need (a Llama-style decoder, no tensor parallelism). */
-export interface ModelShape {
-  hiddenSize: number;
-  intermediateSize: number;
-  numLayers: number;
-  numHeads: number;
-  numKvHeads: number;
-  headDim: number;
-  vocabSize: number;
-}
+export type ModelShape = Pick<
+  ModelConfig, "hiddenSize" | "intermediateSize" | "numLayers" | "numHeads" | "numKvHeads" | "headDim" | "vocabSize"
+>;
 
 /** Weights of every per-token linear layer of all decoder layers: q, k, v, o, gate, up, down. */
 export function layerMatmulParams(m: ModelShape): number {

@@ -21,6 +21,8 @@
 namespace vd {
 namespace attn_dec {
 
+using namespace mma;
+
 constexpr int kWarps = 4;
 constexpr int kThreads = 32 * kWarps;
 constexpr int kKeys = 16; // keys per warp tile
@@ -57,14 +59,7 @@ __device__ void load_group_q(const attn::Params &a, int t, int g, uint32_t (*qa)
   const T *q = static_cast<const T *>(a.q) + int64_t(t) * a.n_heads * D + int64_t(g) * a.group * D + c;
   const uint32_t *row0 = reinterpret_cast<const uint32_t *>(q + r * D);
   const uint32_t *row1 = reinterpret_cast<const uint32_t *>(q + (r + 8) * D);
-  const bool ok0 = r < a.group, ok1 = r + 8 < a.group;
-#pragma unroll
-  for (int kk = 0; kk < D / 16; kk++) {
-    qa[kk][0] = ok0 ? row0[kk * 8] : 0u;
-    qa[kk][1] = ok1 ? row1[kk * 8] : 0u;
-    qa[kk][2] = ok0 ? row0[kk * 8 + 4] : 0u;
-    qa[kk][3] = ok1 ? row1[kk * 8 + 4] : 0u;
-  }
+  load_a_fragments<D>(row0, row1, r < a.group, r + 8 < a.group, qa);
 }
 
 // Keys [k0, k0 + kKeys) ∩ [.., k1) of the row's sequence into this warp's K and V tiles (one
@@ -96,9 +91,7 @@ __device__ void merge_warps(const Params &p, int t, int g, float (*o)[4], float 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, r = lane >> 2, c = (lane & 3) * 2;
 #pragma unroll
   for (int half = 0; half < 2; half++) {
-    float sum = l[half];
-    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    const float sum = quad_sum(l[half]);
     const int row = r + 8 * half;
     if ((lane & 3) == 0) sm_ml[warp][row][0] = m[half], sm_ml[warp][row][1] = sum;
 #pragma unroll

@@ -27,9 +27,12 @@
 #include <cuda_fp16.h>
 
 #include "common.cuh"
+#include "mma.cuh"
 
 namespace vd {
 namespace attn_tc {
+
+using namespace mma; // Mma, ldmatrix, cp.async, chunk_at, load_a_fragments
 
 constexpr int kRows = 64;          // query rows per thread block
 constexpr int kKeys = 64;          // keys per tile
@@ -50,53 +53,6 @@ struct Params {
 
 // Shared bytes per block: two stages of a K and a V tile.
 constexpr int smem_bytes(int head_dim) { return 2 * 2 * kKeys * head_dim * 2; }
-
-template <typename T> struct Mma;
-template <> struct Mma<__nv_bfloat16> {
-  __device__ static void run(float *d, const uint32_t *a, uint32_t b0, uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%0,%1,%2,%3};\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-  __device__ static uint32_t pack(float lo, float hi) {
-    const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<const uint32_t *>(&v);
-  }
-};
-template <> struct Mma<__half> {
-  __device__ static void run(float *d, const uint32_t *a, uint32_t b0, uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%0,%1,%2,%3};\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-  __device__ static uint32_t pack(float lo, float hi) {
-    const __half2 v = __floats2half2_rn(lo, hi);
-    return *reinterpret_cast<const uint32_t *>(&v);
-  }
-};
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t *r, uint32_t addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t *r, uint32_t addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
-}
-// 16 bytes global → shared; src_bytes 0 writes zeros (a masked key).
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, int src_bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
-
-// Byte offset of 16-byte chunk c of tile row j: rows are D/8 chunks, XOR-swizzled by j % 8 so
-// that the 8 rows an ldmatrix reads at one chunk column fall in 8 different bank groups.
-template <int D> __device__ __forceinline__ uint32_t chunk_at(int j, int c) {
-  return uint32_t((j * (D / 8) + (c ^ (j & 7))) * 16);
-}
 
 struct Tile {
   int seq = -1;  // -1: no tile for this block
@@ -184,16 +140,9 @@ __device__ void load_q(const Params &a, const Tile &t, int h, int warp, uint32_t
   const int lane = threadIdx.x & 31, r = warp * 16 + (lane >> 2), c = (lane & 3) * 2;
   const T *q = static_cast<const T *>(a.q) + int64_t(h) * D;
   const int64_t stride = int64_t(a.n_heads) * D;
-  const bool ok0 = r < t.rows, ok1 = r + 8 < t.rows;
   const uint32_t *row0 = reinterpret_cast<const uint32_t *>(q + (t.first + r) * stride + c);
   const uint32_t *row1 = reinterpret_cast<const uint32_t *>(q + (t.first + r + 8) * stride + c);
-#pragma unroll
-  for (int kk = 0; kk < D / 16; kk++) {
-    qa[kk][0] = ok0 ? row0[kk * 8] : 0u;
-    qa[kk][1] = ok1 ? row1[kk * 8] : 0u;
-    qa[kk][2] = ok0 ? row0[kk * 8 + 4] : 0u;
-    qa[kk][3] = ok1 ? row1[kk * 8 + 4] : 0u;
-  }
+  load_a_fragments<D>(row0, row1, r < t.rows, r + 8 < t.rows, qa);
 }
 
 // s[n][*] = Q·Kᵀ for the warp's rows and keys n*8 .. n*8+7 of a tile of KEYS keys.
@@ -278,9 +227,7 @@ __device__ void store_rows(const Params &a, const Tile &t, int h, int warp, floa
   T *out = static_cast<T *>(a.out) + int64_t(h) * D + c;
 #pragma unroll
   for (int half = 0; half < 2; half++) {
-    float sum = l[half];
-    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    const float sum = quad_sum(l[half]);
     const int row = r + 8 * half;
     if (row >= t.rows) continue;
     const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;

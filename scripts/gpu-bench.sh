@@ -60,24 +60,12 @@ for p in floors hf decode mixed decode-step prefill startup parity parity-engine
 ROWS=()  # "name|status|seconds"
 NOTES=() # lines for the result JSON
 FAILED=0
-row() { ROWS+=("$1|$2|$3"); }
 left() { echo $((BUDGET_S - (SECONDS - START))); }
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
 # cap N: N, or what is left of the budget when that is less.
 cap() { local l; l=$(left); if [ "$l" -lt "$1" ]; then echo "$l"; else echo "$1"; fi; }
 
-# run_step LOG TIMEOUT CMD...: CMD with its output in LOG; sets STATUS and ELAPSED; returns CMD's rc.
-run_step() {
-  local log=$1 limit=$2 t0=$SECONDS rc
-  shift 2
-  timeout --kill-after=10 "$limit" "$@" > "$log" 2>&1
-  rc=$?
-  ELAPSED=$((SECONDS - t0))
-  STATUS="ok"
-  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then STATUS="TIMEOUT (${limit}s)"; elif [ "$rc" -ne 0 ]; then STATUS="FAILED rc=$rc"; fi
-  [ "$rc" -ne 0 ] && FAILED=1
-  return "$rc"
-}
+source scripts/gpu-steps.sh # run_step, row (the working directory is the repository root)
 
 # part NAME LIMIT CMD...: a benchmark part; its last JSON line becomes $LOGS/NAME.json.
 part() {

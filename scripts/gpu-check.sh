@@ -19,21 +19,9 @@ BUN=node_modules/.bin/bun
 ROWS=()    # "name|status|seconds" for the table
 CRASHED=() # logs of test files whose bun process died
 FAILED=0
-row() { ROWS+=("$1|$2|$3"); }
 left() { echo $((BUDGET_S - (SECONDS - START))); }
 
-# run_step LOG TIMEOUT CMD...: runs CMD with output to LOG; sets STATUS and ELAPSED; returns CMD's rc.
-run_step() {
-  local log=$1 limit=$2 t0=$SECONDS rc
-  shift 2
-  timeout --kill-after=10 "$limit" "$@" > "$log" 2>&1
-  rc=$?
-  ELAPSED=$((SECONDS - t0))
-  STATUS="ok"
-  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then STATUS="TIMEOUT (${limit}s)"; elif [ "$rc" -ne 0 ]; then STATUS="FAILED rc=$rc"; fi
-  [ "$rc" -ne 0 ] && FAILED=1
-  return "$rc"
-}
+source scripts/gpu-steps.sh # run_step, row (the working directory is the repository root)
 
 # step NAME LOG TIMEOUT CMD...: run_step, then a row in the table.
 step() {

@@ -1,0 +1,19 @@
+# Shared by scripts/gpu-check.sh and scripts/gpu-bench.sh (sourced): running one time-limited step
+# with its output in a log, and the rows of the table each script prints last.
+# The sourcing script sets FAILED=0 and ROWS=() first.
+
+# run_step LOG TIMEOUT CMD...: runs CMD with output to LOG; sets STATUS and ELAPSED; returns CMD's rc.
+run_step() {
+  local log=$1 limit=$2 t0=$SECONDS rc
+  shift 2
+  timeout --kill-after=10 "$limit" "$@" > "$log" 2>&1
+  rc=$?
+  ELAPSED=$((SECONDS - t0))
+  STATUS="ok"
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then STATUS="TIMEOUT (${limit}s)"; elif [ "$rc" -ne 0 ]; then STATUS="FAILED rc=$rc"; fi
+  [ "$rc" -ne 0 ] && FAILED=1
+  return "$rc"
+}
+
+# row NAME STATUS SECONDS: one line of the final table.
+row() { ROWS+=("$1|$2|$3"); }

@@ -37,13 +37,15 @@ export class DecodeGraphs {
    * Captures one graph per bucket (after an eager warm-up run of that size, so that libraries
    * pick and load their kernels outside the capture). `writeIdle(bucket)` must fill the device
    * metadata with a batch of `bucket` rows that no sequence owns. Returns null when `mode` or
-   * the backend rules graphs out.
+   * the backend rules graphs out. A capture that fails for another reason leaves the engine
+   * eager, with a warning, rather than failing the start-up.
    */
   static create(
     be: Backend, model: LlamaModel, batch: StepBatch, buckets: number[], stride: number, mode: DecodeGraphMode,
-    writeIdle: (bucket: number) => void,
+    writeIdle: (bucket: number) => void, warn: (message: string) => void = console.warn,
   ): DecodeGraphs | null {
     if (mode === "off" || buckets.length === 0) return null;
+    if (mode === "auto" && be.name === "cpu") return null; // vllmd.h: the cpu backend has no graphs
     const g = new DecodeGraphs(be, model, batch, buckets, stride, mode === "auto");
     if (mode === "replay") return g;
     try {
@@ -53,7 +55,9 @@ export class DecodeGraphs {
     } catch (e) {
       g.dispose();
       if (e instanceof BackendError && e.status === Status.unsupported) return null; // no graphs here (cpu)
-      throw e;
+      be.sync(); // a fault the eager warm-up met is the engine's to report, not the graphs'
+      warn(`vllmd: decode graphs are off, every step runs eagerly: ${(e as Error).message} (--enforce-eager skips the capture)`);
+      return null;
     }
   }
 

@@ -8,7 +8,7 @@ import { openBackend } from "../native/backend.ts";
 import type { Backend, DType } from "../native/types.ts";
 import { Request, type FinishReason, type SamplingParams } from "./request.ts";
 import { ModelRunner, type TokenLogprobs } from "./runner.ts";
-import { Scheduler } from "./scheduler.ts";
+import { Scheduler, type SchedulerOutput } from "./scheduler.ts";
 import { scoreSequence } from "./scorer.ts";
 
 export interface EngineOutput {
@@ -110,9 +110,25 @@ export class Engine {
 
   /** One iteration: schedule, run the model, sample, update; returns what each request gained. */
   step(): EngineOutput[] {
+    const step = this.launchStep();
+    return step ? this.finishStep(step) : [];
+  }
+
+  /**
+   * The first half of step(): schedules and queues the step on the device without waiting for it
+   * (null if nothing is scheduled). Until finishStep, the caller may do host work (post the last
+   * outputs, take new requests and aborts: a request aborted meanwhile is skipped by the update).
+   */
+  launchStep(): SchedulerOutput | null {
     const sched = this.scheduler.schedule();
-    if (sched.scheduled.length === 0) return [];
-    const res = this.runner.execute(sched);
+    if (sched.scheduled.length === 0) return null;
+    this.runner.launch(sched);
+    return sched;
+  }
+
+  /** The second half of step(): waits for the launched step and applies its tokens. */
+  finishStep(sched: SchedulerOutput): EngineOutput[] {
+    const res = this.runner.collect(sched);
     const lpByReq = new Map<Request, TokenLogprobs>();
     sched.scheduled.forEach((s, i) => {
       const lp = res.logprobs[i];

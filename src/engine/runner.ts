@@ -108,25 +108,41 @@ export class ModelRunner {
     return this.graphs?.buckets.length ?? 0;
   }
 
+  /** Runs the step: launch, then wait for and read back its tokens. */
   execute(sched: SchedulerOutput): StepResult {
+    this.launch(sched);
+    return this.collect(sched);
+  }
+
+  /**
+   * Queues the step on the device (packing, one metadata copy, the forward pass or its graph, the
+   * sampler) without waiting for it: the caller may do host work until collect().
+   */
+  launch(sched: SchedulerOutput): void {
     const inp = this.inputs;
     const bucket = this.graphBucket(sched);
     inp.pack(sched, bucket ? this.graphs!.stride : 0);
     if (bucket) inp.padTo(bucket);
-    const nTop = Math.min(inp.nTop, MAX_TOP_LOGPROBS);
     this.be.copyFromHost(this.meta, 0, inp.meta, inp.usedMetaBytes);
     this.copyTokenLists();
     let logits: Buf;
     if (bucket) {
       logits = this.graphs!.run(bucket);
       this.graphSteps++;
-    }
-    else {
+    } else {
       Object.assign(this.batch, { nTokens: inp.nTokens, nSeqs: inp.nSeqs, nSample: inp.nSample, maxBlocks: inp.maxBlocks });
       logits = this.model.forward(this.batch);
     }
-    if (inp.nSample > 0) this.sample(logits, Math.max(0, nTop));
-    return this.collect(sched.scheduled.length, nTop);
+    if (inp.nSample > 0) this.sample(logits, Math.max(0, this.nTop));
+  }
+
+  /** Waits for the step launch() queued and reads back its tokens (and logprobs) by scheduled index. */
+  collect(sched: SchedulerOutput): StepResult {
+    return this.readResults(sched.scheduled.length, this.nTop);
+  }
+
+  private get nTop(): number {
+    return Math.min(this.inputs.nTop, MAX_TOP_LOGPROBS);
   }
 
   /** The graph bucket of a decode-only step (every sequence adds and samples one token), or 0. */
@@ -149,7 +165,7 @@ export class ModelRunner {
   }
 
   /** Reads back the sampled tokens (and logprobs, if any request wants them) by scheduled index. */
-  private collect(nScheduled: number, nTop: number): StepResult {
+  private readResults(nScheduled: number, nTop: number): StepResult {
     const inp = this.inputs, S = inp.nSample, r = this.result;
     r.sampled.fill(-1, 0, nScheduled);
     r.logprobs.length = 0;

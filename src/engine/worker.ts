@@ -9,24 +9,41 @@ const post = (m: FromWorker) => self.postMessage(m);
 
 let engine: Engine | null = null;
 let looping = false;
+let closing = false; // a shutdown came while the loop had a step in flight: the loop closes
 
-/** Lets queued messages (new requests, aborts) in between two steps. */
+/** Lets queued messages (new requests, aborts) in while a launched step runs on the device. */
 const yieldToMessages = () => new Promise<void>((r) => setImmediate(r));
 
+/**
+ * Steps while there is work. The device runs step N+1 while this thread posts step N's outputs
+ * and takes in new requests and aborts, so the GPU does not wait for that host work.
+ */
 async function loop(e: Engine): Promise<void> {
   looping = true;
   try {
-    while (e.hasUnfinished) {
-      const outputs = e.step();
+    let step = e.launchStep();
+    while (step || e.hasUnfinished) { // no step but unfinished requests: retry after the messages
+      await yieldToMessages(); // adds and aborts arrive while the step runs
+      if (closing) return;
+      const outputs = step ? e.finishStep(step) : [];
+      step = e.hasUnfinished ? e.launchStep() : null;
       if (outputs.length) post({ type: "outputs", outputs, stats: e.stats() });
-      await yieldToMessages();
     }
     post({ type: "outputs", outputs: [], stats: e.stats() });
   } catch (err) {
     post({ type: "fatal", message: `engine step failed: ${(err as Error).message}` });
   } finally {
     looping = false;
+    if (closing) close();
   }
+}
+
+/** Frees the engine (its context waits for the device first) and says so. */
+function close(): void {
+  engine?.dispose();
+  engine = null;
+  closing = false;
+  post({ type: "closed" });
 }
 
 function handle(m: ToWorker): void {
@@ -57,9 +74,8 @@ function handle(m: ToWorker): void {
     const out = engine.abort(m.id);
     if (out) post({ type: "outputs", outputs: [out], stats: engine.stats() });
   } else if (m.type === "shutdown") {
-    engine.dispose();
-    engine = null;
-    post({ type: "closed" });
+    if (looping) closing = true;
+    else close();
   }
 }
 

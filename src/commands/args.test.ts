@@ -1,0 +1,18 @@
+// The engine flags every command shares, as the engine config gets them.
+import { describe, expect, test } from "bun:test";
+import { parseEngineConfig } from "../config.ts";
+import { engineConfigFrom, UsageError } from "./args.ts";
+
+describe("engineConfigFrom", () => {
+  test("--enforce-eager turns decode graphs off; without it the engine decides", () => {
+    expect(parseEngineConfig(engineConfigFrom({ "enforce-eager": true }, "m")).decodeGraphs).toBe("off");
+    expect(parseEngineConfig(engineConfigFrom({}, "m")).decodeGraphs).toBe("auto");
+  });
+
+  test("numbers and the device are checked", () => {
+    const cfg = parseEngineConfig(engineConfigFrom({ "max-num-seqs": "8", device: "cpu" }, "m"));
+    expect([cfg.maxNumSeqs, cfg.device]).toEqual([8, "cpu"]);
+    expect(() => engineConfigFrom({ device: "tpu" }, "m")).toThrow(UsageError);
+    expect(() => engineConfigFrom({ "max-num-seqs": "many" }, "m")).toThrow("--max-num-seqs expects a number, got 'many'");
+  });
+});

@@ -85,7 +85,6 @@ attn::Params make_params(const Context &c, const Buffers &b, const AttnShape &s,
   const uint64_t cache_bytes = b.k_cache.bytes < b.v_cache.bytes ? b.k_cache.bytes : b.v_cache.bytes;
   p.n_blocks = int64_t(cache_bytes / block_bytes);
   p.scale = scale;
-  p.skip_q_len = INT32_MAX;
   // Rows start at multiples of head_dim elements, so aligned bases and whole vectors per row suffice.
   const uintptr_t bases = uintptr_t(p.q) | uintptr_t(p.k_cache) | uintptr_t(p.v_cache);
   p.vec16 = (bases % 16 == 0) && (s.head_dim * elem) % 16 == 0;

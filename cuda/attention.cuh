@@ -19,10 +19,9 @@
 // sequence owns are left untouched, as on the cpu. Unlike the cpu, block ids past a sequence's
 // last query row's position (never read) are not checked.
 //
-// Long query ranges (prefill chunks) go to the tensor-core kernel of attention_prefill.cuh when the
-// dtype and head_dim allow; this kernel then skips their rows. What a faster decode changes:
-// split-KV (several blocks per (sequence, kv head) over slices of the context, merged by a
-// second small kernel), so long contexts at small batch fill the chip.
+// This kernel serves f32 and the shapes the tensor-core kernels do not take: f16/bf16 with
+// head_dim 64 or 128 and at most 16 query heads per kv head go to attention_prefill.cuh (long
+// query ranges) and attention_decode.cuh (the rest) instead.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -46,7 +45,6 @@ struct Params {
   int32_t n_seqs, n_tokens, n_heads, n_kv_heads, head_dim, group, block_size, max_blocks;
   int64_t n_blocks; // blocks the caches hold: block ids must lie in [0, n_blocks)
   float scale;
-  int32_t skip_q_len; // sequences with at least this many query rows are the prefill kernel's
   bool vec16; // every row of q, k_cache and v_cache is 16-byte aligned and head_dim fills whole vectors
 };
 
@@ -227,7 +225,6 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const Params a) {
 
   // Query row t sits at position seq_len - q_len + (t - first row) and sees keys 0..position.
   const int64_t first = a.query_start[seq], q_len = int64_t(a.query_start[seq + 1]) - first;
-  if (q_len >= a.skip_q_len) return; // attention_prefill.cuh serves this sequence
   const int64_t cap = int64_t(a.max_blocks) * a.block_size; // positions the block table can name
   const int64_t n_keys = min(cap, int64_t(a.seq_lens[seq]) - q_len + (t - first) + 1);
   const int64_t row = int64_t(t) * a.n_heads * D + int64_t(g) * G * D; // the group's heads are contiguous

@@ -1,7 +1,8 @@
 // The prefill half of vd_attention on tensor cores (FlashAttention-2 style), for f16/bf16 and
-// head_dim 64 or 128. cuda/attention.cu launches it beside the row kernel of attention.cuh: this
-// one takes every sequence with at least kMinQueryRows query rows, the row kernel the rest (decodes
-// and short chunks), so a mixed batch costs two launches and no host-side look at the metadata.
+// head_dim 64 or 128. cuda/attention.cu launches it beside the decode kernel of
+// attention_decode.cuh: this one takes every sequence with at least kMinQueryRows query rows, the
+// decode kernel the rest (decodes and short chunks), so a mixed batch costs two launches and no
+// host-side look at the metadata.
 //
 // Work: a thread block owns kRows query rows of one sequence and one query head; its 4 warps own
 // 16 rows each. Keys and values stream through shared memory in tiles of kKeys positions
@@ -16,11 +17,11 @@
 //
 // Invariance: a row's result depends only on its query, its keys and its values: key tiles start
 // at multiples of kKeys from position 0 and every product is per row, so a sequence gives the
-// same output alone or in any batch (the row kernel's outputs differ in rounding, so the choice
-// between the two depends only on the sequence's own q_len).
+// same output alone or in any batch (the decode kernel's outputs differ in rounding, so the
+// choice between the two depends only on the sequence's own q_len).
 //
-// Metadata checks (and their faults) are the row kernel's; this one only keeps its reads in
-// bounds: a block id outside the cache reads zeros and faults.
+// Metadata checks (and their faults) are the decode kernel's (attn::check_sequences); this one
+// only keeps its reads in bounds: a block id outside the cache reads zeros and faults.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -38,7 +39,7 @@ constexpr int kRows = 64;          // query rows per thread block
 constexpr int kKeys = 64;          // keys per tile
 constexpr int kWarps = kRows / 16; // one m16 slice of rows per warp
 constexpr int kThreads = 32 * kWarps;
-constexpr int kMinQueryRows = 16;  // sequences with fewer query rows go to the row kernel
+constexpr int kMinQueryRows = 16;  // sequences with fewer query rows go to the decode kernel
 constexpr float kLog2e = 1.4426950408889634f;
 
 struct Params {

@@ -95,10 +95,6 @@ export class DecodeGraphs {
     Object.assign(this.batch, { nTokens: bucket, nSeqs: bucket, nSample: bucket, maxBlocks: this.stride });
   }
 
-  get size(): number {
-    return this.graphs.size;
-  }
-
   dispose(): void {
     for (const g of this.graphs.values()) this.be.graphDestroy(g);
     this.graphs.clear();

@@ -1,5 +1,6 @@
-// Runs one scheduled step on the device: packs the batch, copies it over in one go, runs the
-// model, samples on the device and reads back one int32 per sampling sequence.
+// Runs one scheduled step on the device in two halves: launch() packs the batch, copies it over
+// in one go, runs the model and samples on the device; collect() reads back one int32 per
+// sampling sequence.
 import type { LlamaModel, StepBatch } from "../model/llama.ts";
 import type { Backend, Buf } from "../native/types.ts";
 import { SP } from "../native/types.ts";
@@ -106,12 +107,6 @@ export class ModelRunner {
     };
     this.graphs = DecodeGraphs.create(this.be, this.model, this.batch, graphBuckets(maxSeqs, maxTokens), maxBlocksPerSeq, mode, writeIdle);
     return this.graphs?.buckets.length ?? 0;
-  }
-
-  /** Runs the step: launch, then wait for and read back its tokens. */
-  execute(sched: SchedulerOutput): StepResult {
-    this.launch(sched);
-    return this.collect(sched);
   }
 
   /**

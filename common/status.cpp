@@ -53,6 +53,17 @@ bool lookup_sized(uint64_t ctx, uint64_t buf, const char *what, uint64_t need_by
   return true;
 }
 
+bool lookup_range(uint64_t ctx, uint64_t buf, uint64_t offset, uint64_t bytes, const char *what, Span *out) {
+  if (!lookup(ctx, buf, what, out)) return false;
+  if (offset > out->bytes || bytes > out->bytes - offset) {
+    fail(VD_ERR_INVALID_ARGUMENT, "%s: range [%llu, %llu) outside buffer %llu of %llu bytes", what,
+         (unsigned long long)offset, (unsigned long long)(offset + bytes), (unsigned long long)buf,
+         (unsigned long long)out->bytes);
+    return false;
+  }
+  return true;
+}
+
 int32_t check_attention_shape(const AttentionShape &s) {
   const char *fn = "vd_attention";
   int32_t st = check_nonneg(fn, "n_seqs", s.n_seqs);

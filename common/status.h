@@ -29,6 +29,8 @@ struct Span {
 bool lookup(uint64_t ctx, uint64_t buf, const char *what, Span *out);
 // Like lookup, and also checks the buffer holds at least `need_bytes`.
 bool lookup_sized(uint64_t ctx, uint64_t buf, const char *what, uint64_t need_bytes, Span *out);
+// Like lookup, and also checks [offset, offset + bytes) lies inside the buffer (copies).
+bool lookup_range(uint64_t ctx, uint64_t buf, uint64_t offset, uint64_t bytes, const char *what, Span *out);
 
 // vd_attention's checks that need only its scalar arguments.
 struct AttentionShape {

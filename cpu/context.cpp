@@ -236,18 +236,6 @@ VD_API int32_t vd_buffer_free(uint64_t ctx, uint64_t buf) {
   return VD_OK;
 }
 
-// Looks up `buf` and checks [offset, offset + bytes) lies inside it.
-static bool lookup_range(uint64_t ctx, uint64_t buf, uint64_t offset, uint64_t bytes, const char *what, Span *out) {
-  if (!lookup(ctx, buf, what, out)) return false;
-  if (offset > out->bytes || bytes > out->bytes - offset) {
-    fail(VD_ERR_INVALID_ARGUMENT, "%s: range [%llu, %llu) outside buffer %llu of %llu bytes", what,
-         (unsigned long long)offset, (unsigned long long)(offset + bytes), (unsigned long long)buf,
-         (unsigned long long)out->bytes);
-    return false;
-  }
-  return true;
-}
-
 VD_API int32_t vd_copy_from_host(uint64_t ctx, uint64_t dst, uint64_t dst_offset, const void *src, uint64_t bytes) {
   clear_error();
   Span d;

@@ -1,35 +1,16 @@
 // vd_load_weight: reads a tensor from a file range into a buffer, converting its element type.
-#include <cerrno>
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
+#include <unistd.h> // close
 
 #include <algorithm>
 #include <vector>
 
 #include "internal.h"
+#include "../common/weight_file.h"
 
 using namespace vd;
 
 namespace {
 
-// Reads exactly `bytes` at `offset`; on a short file or a read error records VD_ERR_IO.
-int32_t read_exact(int fd, const char *path, uint64_t offset, uint8_t *dst, uint64_t bytes) {
-  uint64_t done = 0;
-  while (done < bytes) {
-    ssize_t got = pread(fd, dst + done, bytes - done, off_t(offset + done));
-    if (got < 0 && errno == EINTR) continue;
-    if (got < 0)
-      return fail(VD_ERR_IO, "vd_load_weight: reading %s at byte %llu: %s", path,
-                  (unsigned long long)(offset + done), std::strerror(errno));
-    if (got == 0)
-      return fail(VD_ERR_IO, "vd_load_weight: %s ends at byte %llu, the tensor needs bytes [%llu, %llu)", path,
-                  (unsigned long long)(offset + done), (unsigned long long)offset,
-                  (unsigned long long)(offset + bytes));
-    done += uint64_t(got);
-  }
-  return VD_OK;
-}
 
 // Copies `count` elements of file_dtype at `offset` into dst (as dst_dtype), through a bounded
 // staging buffer so a large tensor needs no second full-size copy in memory.
@@ -61,8 +42,8 @@ VD_API int32_t vd_load_weight(uint64_t ctx, uint64_t dst, int32_t dst_dtype, con
   Span d;
   if (!lookup_sized(ctx, dst, "vd_load_weight(dst)", count * uint64_t(dtype_bytes(dst_dtype)), &d))
     return VD_ERR_INVALID_ARGUMENT;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return fail(VD_ERR_IO, "vd_load_weight: cannot open %s: %s", path, std::strerror(errno));
+  int fd = -1;
+  if ((st = open_weight_file(path, &fd)) != VD_OK) return st;
   st = read_converted(fd, path, file_offset, file_dtype, d.data, dst_dtype, count);
   close(fd);
   return st;

@@ -29,18 +29,6 @@ using namespace vd;
 
 namespace {
 
-// Looks up `buf` and checks [offset, offset + bytes) lies inside it.
-bool lookup_range(uint64_t ctx, uint64_t buf, uint64_t offset, uint64_t bytes, const char *what, Span *out) {
-  if (!lookup(ctx, buf, what, out)) return false;
-  if (offset > out->bytes || bytes > out->bytes - offset) {
-    fail(VD_ERR_INVALID_ARGUMENT, "%s: range [%llu, %llu) outside buffer %llu of %llu bytes", what,
-         (unsigned long long)offset, (unsigned long long)(offset + bytes), (unsigned long long)buf,
-         (unsigned long long)out->bytes);
-    return false;
-  }
-  return true;
-}
-
 // Adds a buffer to context ctx's table (the context may have gone since the caller checked it).
 int32_t register_buffer(uint64_t ctx, const Buffer &b, bool is_root, uint64_t *out_buf, const char *fn) {
   Registry &r = registry();

@@ -1,13 +1,11 @@
 // vd_load_weight on the device: the file range is read in chunks into the pinned staging buffer
 // (two halves in turn, so reading one chunk overlaps the copy of the last), copied to the device,
 // and converted there when the file's element type differs from the buffer's.
-#include <cerrno>
-#include <cstring>
-#include <fcntl.h>
-#include <unistd.h>
+#include <unistd.h> // close
 
 #include "common.cuh"
 #include "launch.cuh"
+#include "../common/weight_file.h"
 
 using namespace vd;
 
@@ -20,22 +18,6 @@ __global__ void convert_kernel(void *dst, const void *src, int64_t n, int32_t ds
     store_f32(dst, i, dst_dtype, load_f32(src, i, src_dtype));
 }
 
-// Reads exactly `bytes` at `offset`; on a short file or a read error records VD_ERR_IO.
-int32_t read_exact(int fd, const char *path, uint64_t offset, uint8_t *dst, uint64_t bytes) {
-  uint64_t done = 0;
-  while (done < bytes) {
-    ssize_t got = pread(fd, dst + done, bytes - done, off_t(offset + done));
-    if (got < 0 && errno == EINTR) continue;
-    if (got < 0)
-      return fail(VD_ERR_IO, "%s: reading %s at byte %llu: %s", kFn, path, (unsigned long long)(offset + done),
-                  std::strerror(errno));
-    if (got == 0)
-      return fail(VD_ERR_IO, "%s: %s ends at byte %llu, the tensor needs bytes [%llu, %llu)", kFn, path,
-                  (unsigned long long)(offset + done), (unsigned long long)offset, (unsigned long long)(offset + bytes));
-    done += uint64_t(got);
-  }
-  return VD_OK;
-}
 
 struct Load {
   Context *c;
@@ -96,8 +78,8 @@ VD_API int32_t vd_load_weight(uint64_t ctx, uint64_t dst, int32_t dst_dtype, con
   Span d;
   if (!c || check_not_capturing(c, kFn) != VD_OK) return VD_ERR_INVALID_ARGUMENT;
   if (!lookup_array(ctx, dst, "vd_load_weight(dst)", int64_t(count), dst_dtype, &d)) return VD_ERR_INVALID_ARGUMENT;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return fail(VD_ERR_IO, "%s: cannot open %s: %s", kFn, path, std::strerror(errno));
+  int fd = -1;
+  if ((st = open_weight_file(path, &fd)) != VD_OK) return st;
   std::lock_guard<std::mutex> lock(c->staging_mu);
   Load l{c, fd, path, file_offset, file_dtype, dst_dtype, d.data, count, nullptr};
   const uint64_t chunk_bytes = c->staging_bytes / 2, file_bytes = count * uint64_t(dtype_bytes(file_dtype));

@@ -2,7 +2,7 @@
 // gather_rows, all_reduce, rope_write_kv.
 import { afterAll, describe, expect, test } from "bun:test";
 import { openBackend } from "./backend.ts";
-import { downloadF32, encodeWeights, poisoned, randomF32, relativeError, sameBits, seededRandom, upload } from "./testing.ts";
+import { cosSinTable, downloadF32, encodeWeights, poisoned, randomF32, relativeError, sameBits, seededRandom, upload } from "./testing.ts";
 import { BackendError, DType, Status } from "./types.ts";
 
 const be = openBackend("cpu");
@@ -95,17 +95,6 @@ describe("silu_mul, gather_rows, all_reduce", () => {
   });
 });
 
-/** cos_sin table as vllmd.h lays it out: row p = cos(p f_0..), sin(p f_0..). */
-function cosSinTable(maxPos: number, dim: number, theta: number): Float32Array {
-  const t = new Float32Array(maxPos * dim);
-  for (let p = 0; p < maxPos; p++)
-    for (let i = 0; i < dim / 2; i++) {
-      const angle = p * theta ** ((-2 * i) / dim);
-      t[p * dim + i] = Math.cos(angle);
-      t[p * dim + dim / 2 + i] = Math.sin(angle);
-    }
-  return t;
-}
 
 /** HF rotate-half rotation of every head of x [T, heads*dim] in float64. */
 function ropeRef(x: Float32Array, pos: Int32Array, heads: number, dim: number, table: Float32Array): Float64Array {

@@ -84,3 +84,15 @@ export function sameBits(a: Float32Array, b: Float32Array): boolean {
   const ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
   return ua.every((x, i) => x === ub[i]);
 }
+
+/** A cos_sin table as vllmd.h lays it out: row p holds cos(p f_i) for i < dim/2, then sin(p f_i). */
+export function cosSinTable(maxPos: number, dim: number, theta: number): Float32Array {
+  const t = new Float32Array(maxPos * dim);
+  for (let p = 0; p < maxPos; p++)
+    for (let i = 0; i < dim / 2; i++) {
+      const angle = p * theta ** ((-2 * i) / dim);
+      t[p * dim + i] = Math.cos(angle);
+      t[p * dim + dim / 2 + i] = Math.sin(angle);
+    }
+  return t;
+}

@@ -3,7 +3,7 @@
 // cast. Skipped unless VLLMD_GPU_TESTS=1 (see harness.ts). Copies, weights and bad input:
 // buffers-parity.test.ts; attention, gemm and sampling have their own files.
 import { test } from "bun:test";
-import { randomF32, seededRandom } from "../../src/native/testing.ts";
+import { cosSinTable, randomF32, seededRandom } from "../../src/native/testing.ts";
 import { type Backend, DType, dtypeBytes } from "../../src/native/types.ts";
 import { ACT_DTYPES, type Bufs, backends, dtypeName, expectClose, expectSameBytes, gpuSuite, roundTo, run, tolerance } from "./harness.ts";
 
@@ -167,14 +167,3 @@ function castInput(n: number, seed: number): Float32Array {
   return x;
 }
 
-/** cos_sin as vllmd.h lays it out: row p holds cos(p f_i) for i < D/2, then sin(p f_i). */
-function cosSinTable(maxPos: number, dim: number, theta: number): Float32Array {
-  const t = new Float32Array(maxPos * dim);
-  for (let p = 0; p < maxPos; p++)
-    for (let i = 0; i < dim / 2; i++) {
-      const angle = p * theta ** ((-2 * i) / dim);
-      t[p * dim + i] = Math.cos(angle);
-      t[p * dim + dim / 2 + i] = Math.sin(angle);
-    }
-  return t;
-}

@@ -91,9 +91,8 @@ export class ModelRunner {
   profileRun(): void {
     const { maxTokens, maxSeqs } = this.shape, inp = this.inputs;
     inp.packProfile(maxTokens, Math.min(maxSeqs, maxTokens));
-    this.be.copyFromHost(this.meta, 0, inp.meta, inp.usedMetaBytes);
-    Object.assign(this.batch, { nTokens: inp.nTokens, nSeqs: 0, nSample: inp.nSample, maxBlocks: 1 });
-    this.model.forward(this.batch);
+    this.uploadMeta();
+    this.forwardAsPacked();
     this.be.sync();
   }
 
@@ -103,7 +102,7 @@ export class ModelRunner {
     const { maxSeqs, maxTokens, maxBlocksPerSeq } = this.shape;
     const writeIdle = (rows: number) => {
       this.inputs.packIdle(rows, maxBlocksPerSeq);
-      this.be.copyFromHost(this.meta, 0, this.inputs.meta, this.inputs.usedMetaBytes);
+      this.uploadMeta();
     };
     this.graphs = DecodeGraphs.create(this.be, this.model, this.batch, graphBuckets(maxSeqs, maxTokens), maxBlocksPerSeq, mode, writeIdle);
     return this.graphs?.buckets.length ?? 0;
@@ -118,17 +117,28 @@ export class ModelRunner {
     const bucket = this.graphBucket(sched);
     inp.pack(sched, bucket ? this.graphs!.stride : 0);
     if (bucket) inp.padTo(bucket);
-    this.be.copyFromHost(this.meta, 0, inp.meta, inp.usedMetaBytes);
+    this.uploadMeta();
     this.copyTokenLists();
     let logits: Buf;
     if (bucket) {
       logits = this.graphs!.run(bucket);
       this.graphSteps++;
     } else {
-      Object.assign(this.batch, { nTokens: inp.nTokens, nSeqs: inp.nSeqs, nSample: inp.nSample, maxBlocks: inp.maxBlocks });
-      logits = this.model.forward(this.batch);
+      logits = this.forwardAsPacked();
     }
     if (inp.nSample > 0) this.sample(logits, Math.max(0, this.nTop));
+  }
+
+  /** The used prefix of the packed metadata, to the device in one copy. */
+  private uploadMeta(): void {
+    this.be.copyFromHost(this.meta, 0, this.inputs.meta, this.inputs.usedMetaBytes);
+  }
+
+  /** The forward pass, eagerly, in the shape the inputs were packed in; returns the logits. */
+  private forwardAsPacked(): Buf {
+    const inp = this.inputs;
+    Object.assign(this.batch, { nTokens: inp.nTokens, nSeqs: inp.nSeqs, nSample: inp.nSample, maxBlocks: inp.maxBlocks });
+    return this.model.forward(this.batch);
   }
 
   /** Waits for the step launch() queued and reads back its tokens (and logprobs) by scheduled index. */

@@ -100,9 +100,11 @@ export class StepInputs {
     const L = this.layout, m = this.meta;
     const sched = out.scheduled;
     if (sched.length > this.shape.maxSeqs) throw new Error(`step has ${sched.length} sequences > maxSeqs`);
-    let stride = 1;
-    for (const s of sched) stride = Math.max(stride, s.req.blockIds.length);
-    if (fixedStride > 0) stride = fixedStride;
+    let stride = fixedStride;
+    if (stride <= 0) {
+      stride = 1;
+      for (const s of sched) stride = Math.max(stride, s.req.blockIds.length);
+    }
     this.maxBlocks = stride;
     this.paddedRows = 0;
     let t = 0, nSample = 0, nTop = -1;
@@ -138,9 +140,7 @@ export class StepInputs {
     if (rows < n || rows > this.shape.maxSeqs || rows > this.shape.maxTokens) throw new Error(`padTo: ${rows} rows`);
     m.fill(n, L.queryStart + n + 1, L.queryStart + rows + 1);
     m.fill(0, L.seqLens + n, L.seqLens + rows);
-    m.fill(0, L.tokenIds + n, L.tokenIds + rows);
-    m.fill(0, L.positions + n, L.positions + rows);
-    m.fill(-1, L.slotMapping + n, L.slotMapping + rows);
+    this.idleRows(n, rows);
     m.fill(0, L.sampleRows + n, L.sampleRows + rows);
     m.fill(0, L.blockTables + n * this.maxBlocks, L.blockTables + rows * this.maxBlocks);
     this.paddedRows = rows;
@@ -153,11 +153,17 @@ export class StepInputs {
   packProfile(nTokens: number, nSample: number): void {
     const L = this.layout, m = this.meta;
     this.pack({ scheduled: [], totalTokens: 0, preempted: [] }, 1);
-    m.fill(0, L.tokenIds, L.tokenIds + nTokens);
-    m.fill(0, L.positions, L.positions + nTokens);
-    m.fill(-1, L.slotMapping, L.slotMapping + nTokens);
+    this.idleRows(0, nTokens);
     m.fill(0, L.sampleRows, L.sampleRows + nSample);
     [this.nTokens, this.nSample] = [nTokens, nSample];
+  }
+
+  /** Rows [from, to) as token 0 at position 0 with no KV slot: rows no sequence owns. */
+  private idleRows(from: number, to: number): void {
+    const L = this.layout, m = this.meta;
+    m.fill(0, L.tokenIds + from, L.tokenIds + to);
+    m.fill(0, L.positions + from, L.positions + to);
+    m.fill(-1, L.slotMapping + from, L.slotMapping + to);
   }
 
   /** A step of `rows` padding rows and nothing else (for warming up and capturing graphs). */

@@ -98,9 +98,6 @@ int32_t allow_smem(const Context &c, const void *kernel, uint64_t smem, const ch
   int32_t st = check_cuda(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, c.device), kFn,
                           "cudaDeviceGetAttribute");
   if (st != VD_OK) return st;
-  if (smem > uint64_t(optin))
-    return fail(VD_ERR_UNSUPPORTED, "%s: %s needs %llu bytes of shared memory, the device allows %d", kFn, what,
-                (unsigned long long)smem, optin);
   // Always the most the kernel can have (the opt-in less its static shared memory), so the
   // attribute never shrinks under a launch captured earlier.
   cudaFuncAttributes attr{};

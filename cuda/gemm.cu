@@ -152,16 +152,11 @@ bool gemv_fits(const GemmArgs &g) {
 }
 
 int32_t gemm_gemv(const GemmArgs &g) {
-  const int m = int(g.m), n = int(g.n), k = int(g.k);
-  if (g.ad == VD_BF16) {
-    using T = __nv_bfloat16;
+  with_half_type(g.ad, [&](auto t) {
+    using T = decltype(t);
     gemv::launch<T>(static_cast<T *>(g.out), static_cast<const T *>(g.x), static_cast<const T *>(g.w),
-                    static_cast<const T *>(g.bias), m, n, k, g.c->stream);
-  } else {
-    using T = __half;
-    gemv::launch<T>(static_cast<T *>(g.out), static_cast<const T *>(g.x), static_cast<const T *>(g.w),
-                    static_cast<const T *>(g.bias), m, n, k, g.c->stream);
-  }
+                    static_cast<const T *>(g.bias), int(g.m), int(g.n), int(g.k), g.c->stream);
+  });
   return check_launch(kFn);
 }
 

@@ -3,6 +3,10 @@
 #pragma once
 
 #include <cstdint>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "vllmd.h" // VD_BF16
 
 namespace vd {
 
@@ -26,6 +30,13 @@ inline int flat_blocks(int64_t n) {
 inline int64_t mul_sat(int64_t a, int64_t b) {
   if (a != 0 && b > INT64_MAX / a) return INT64_MAX;
   return a * b;
+}
+
+// Calls f with a value of the element type of a 16-bit float dtype (VD_BF16 or VD_F16), so one
+// templated launch serves both: with_half_type(dt, [&](auto t) { using T = decltype(t); ... }).
+template <typename F> void with_half_type(int32_t dtype, F &&f) {
+  if (dtype == VD_BF16) f(__nv_bfloat16{});
+  else f(__half{});
 }
 
 __device__ __forceinline__ float nan_f32() { return __int_as_float(0x7fc00000); }

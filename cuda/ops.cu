@@ -123,15 +123,12 @@ VD_API int32_t vd_rmsnorm(uint64_t ctx, uint64_t out, uint64_t residual, uint64_
   if (n == 0) return VD_OK;
   const dim3 grid(row_blocks(n_tokens)), block(row_threads(n_tokens));
   if (vec::fits(act_dtype, w_dtype, hidden, so.data, sr.data, sx.data, sw.data)) {
-    if (act_dtype == VD_BF16)
-      vec::rmsnorm_kernel<__nv_bfloat16><<<grid, block, 0, c->stream>>>(
-          reinterpret_cast<__nv_bfloat16 *>(so.data), reinterpret_cast<__nv_bfloat16 *>(sr.data),
-          reinterpret_cast<const __nv_bfloat16 *>(sx.data), reinterpret_cast<const __nv_bfloat16 *>(sw.data), n_tokens,
-          hidden, eps);
-    else
-      vec::rmsnorm_kernel<__half><<<grid, block, 0, c->stream>>>(
-          reinterpret_cast<__half *>(so.data), reinterpret_cast<__half *>(sr.data),
-          reinterpret_cast<const __half *>(sx.data), reinterpret_cast<const __half *>(sw.data), n_tokens, hidden, eps);
+    with_half_type(act_dtype, [&](auto t) {
+      using T = decltype(t);
+      vec::rmsnorm_kernel<T><<<grid, block, 0, c->stream>>>(reinterpret_cast<T *>(so.data), reinterpret_cast<T *>(sr.data),
+                                                            reinterpret_cast<const T *>(sx.data),
+                                                            reinterpret_cast<const T *>(sw.data), n_tokens, hidden, eps);
+    });
   } else {
     rmsnorm_kernel<<<grid, block, 0, c->stream>>>(so.data, sr.data, sx.data, sw.data, n_tokens, hidden, eps, act_dtype,
                                                  w_dtype);
@@ -152,12 +149,11 @@ VD_API int32_t vd_silu_mul(uint64_t ctx, uint64_t out, uint64_t gate_up, int64_t
     return VD_ERR_INVALID_ARGUMENT;
   if (n_tokens == 0 || inter == 0) return VD_OK;
   if (vec::fits(act_dtype, act_dtype, inter, so.data, sg.data, nullptr, nullptr)) {
-    if (act_dtype == VD_BF16)
-      vec::silu_mul_kernel<__nv_bfloat16><<<flat_blocks(n_tokens * inter / 8), kThreads, 0, c->stream>>>(
-          reinterpret_cast<__nv_bfloat16 *>(so.data), reinterpret_cast<const __nv_bfloat16 *>(sg.data), n_tokens, inter);
-    else
-      vec::silu_mul_kernel<__half><<<flat_blocks(n_tokens * inter / 8), kThreads, 0, c->stream>>>(
-          reinterpret_cast<__half *>(so.data), reinterpret_cast<const __half *>(sg.data), n_tokens, inter);
+    with_half_type(act_dtype, [&](auto t) {
+      using T = decltype(t);
+      vec::silu_mul_kernel<T><<<flat_blocks(n_tokens * inter / 8), kThreads, 0, c->stream>>>(
+          reinterpret_cast<T *>(so.data), reinterpret_cast<const T *>(sg.data), n_tokens, inter);
+    });
   } else {
     silu_mul_kernel<<<flat_blocks(n_tokens * inter), kThreads, 0, c->stream>>>(so.data, sg.data, n_tokens, inter,
                                                                               act_dtype);

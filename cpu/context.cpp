@@ -1,51 +1,18 @@
-// Library entry points, contexts, the handle table, buffers and copies of the cpu backend.
+// Library entry points, contexts, the handle table, buffers and copies of the cpu backend
+// (host memory and events: cpu/async.cpp).
 // A "device" here is host memory: every op runs synchronously on the calling thread (plus OpenMP).
-#include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
-#include <map>
-#include <memory>
-#include <mutex>
-#include <new>
-#include <string>
 
-#include "internal.h"
+#include "registry.h"
 
 namespace vd {
-namespace {
-
-
-// Memory of one vd_buffer_alloc; views share it and keep their parent's handle as `root`.
-struct Storage {
-  uint8_t *data = nullptr;
-  ~Storage() { std::free(data); }
-};
-
-struct Buffer {
-  std::shared_ptr<Storage> storage;
-  uint64_t offset = 0;
-  uint64_t bytes = 0;
-  uint64_t root = 0; // the handle of the allocation this buffer or view belongs to
-};
-
-struct Context {
-  std::map<uint64_t, Buffer> buffers;
-};
-
-// The handle table. One process-wide table is what a C ABI with opaque integer handles implies;
-// the mutex makes it safe to use from the engine worker and the main thread at once.
-struct Registry {
-  std::mutex mu;
-  uint64_t next_handle = 1;
-  std::map<uint64_t, Context> contexts;
-};
 
 Registry &registry() {
   static Registry r;
   return r;
 }
 
-// Caller holds the registry lock. Records an error and returns null for a bad context handle.
 Context *find_context(Registry &r, uint64_t ctx, const char *fn) {
   auto it = r.contexts.find(ctx);
   if (it == r.contexts.end()) {
@@ -54,9 +21,6 @@ Context *find_context(Registry &r, uint64_t ctx, const char *fn) {
   }
   return &it->second;
 }
-
-} // namespace
-
 
 bool valid_context(uint64_t ctx) {
   Registry &r = registry();

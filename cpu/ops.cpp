@@ -1,5 +1,6 @@
 // Element-wise and row-wise model ops of the cpu backend: embedding, RMSNorm, SiLU-and-mul,
-// gather, all-reduce. Each output row depends only on its own input row (batch invariance).
+// gather, the decode-token scatter, all-reduce. Each output row depends only on its own input
+// row (batch invariance).
 #include <cmath>
 
 #include "internal.h"
@@ -136,6 +137,29 @@ VD_API int32_t vd_gather_rows(uint64_t ctx, uint64_t out, uint64_t x, uint64_t r
   if (st != VD_OK) return st;
   for (int64_t i = 0; i < n_rows; i++)
     std::memmove(so.data + i * cols * 4, sx.data + int64_t(idx[i]) * cols * 4, size_t(cols * 4));
+  return VD_OK;
+}
+
+VD_API int32_t vd_scatter_tokens(uint64_t ctx, uint64_t token_ids, uint64_t dst_rows, uint64_t src, uint64_t src_rows,
+                                 int64_t n) {
+  clear_error();
+  const char *fn = "vd_scatter_tokens";
+  int32_t st = check_nonneg(fn, "n", n);
+  if (st != VD_OK) return st;
+  Span sd, sdr, ss, ssr;
+  if (!lookup(ctx, token_ids, "vd_scatter_tokens(token_ids)", &sd) ||
+      !lookup_sized(ctx, dst_rows, "vd_scatter_tokens(dst_rows)", bytes_of(n, 4, 1), &sdr) ||
+      !lookup(ctx, src, "vd_scatter_tokens(src)", &ss) ||
+      !lookup_sized(ctx, src_rows, "vd_scatter_tokens(src_rows)", bytes_of(n, 4, 1), &ssr))
+    return VD_ERR_INVALID_ARGUMENT;
+  const int32_t *to = reinterpret_cast<const int32_t *>(sdr.data), *from = reinterpret_cast<const int32_t *>(ssr.data);
+  // The cpu can afford to check what the cuda kernel trusts (and reports as a fault).
+  st = check_indices(fn, "dst_rows", to, n, int64_t(sd.bytes / 4));
+  if (st == VD_OK) st = check_indices(fn, "src_rows", from, n, int64_t(ss.bytes / 4));
+  if (st != VD_OK) return st;
+  int32_t *ids = reinterpret_cast<int32_t *>(sd.data);
+  const int32_t *values = reinterpret_cast<const int32_t *>(ss.data);
+  for (int64_t j = 0; j < n; j++) ids[to[j]] = values[from[j]];
   return VD_OK;
 }
 

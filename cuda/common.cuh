@@ -63,7 +63,7 @@ int32_t staging_half_queued(Context *c, const char *fn);
 
 // Kernels cannot return a status. A kernel that meets a bad value only the device can see (an
 // index read from a device buffer) skips the access, records a code in Context::fault and carries
-// on; vd_sync and vd_copy_to_host report it as VD_ERR_INVALID_ARGUMENT and clear it.
+// on; vd_sync, vd_event_sync and vd_copy_to_host report it as VD_ERR_INVALID_ARGUMENT and clear it.
 enum FaultCode : int32_t {
   kFaultNone = 0,
   kFaultTokenId = 1,   // vd_embedding: a token id outside [0, vocab)
@@ -71,6 +71,7 @@ enum FaultCode : int32_t {
   kFaultSlot = 3,      // vd_rope_write_kv: a slot outside the KV cache
   kFaultRowIndex = 4,  // vd_gather_rows: a row index outside x
   kFaultOther = 5,     // any other kernel (see its file)
+  kFaultScatterRow = 6, // vd_scatter_tokens: a dst or src row outside its buffer
 };
 __device__ __forceinline__ void record_fault(int32_t *fault, int32_t code) {
   *reinterpret_cast<volatile int32_t *>(fault) = code; // a plain store: any one code will do

@@ -103,6 +103,7 @@ int32_t take_fault(uint64_t ctx, const char *fn) {
   case kFaultPosition: return fail(VD_ERR_INVALID_ARGUMENT, "%s: an earlier vd_rope_write_kv met a position outside the cos_sin table", fn);
   case kFaultSlot: return fail(VD_ERR_INVALID_ARGUMENT, "%s: an earlier vd_rope_write_kv met a slot outside the KV cache", fn);
   case kFaultRowIndex: return fail(VD_ERR_INVALID_ARGUMENT, "%s: an earlier vd_gather_rows met a row index outside x", fn);
+  case kFaultScatterRow: return fail(VD_ERR_INVALID_ARGUMENT, "%s: an earlier vd_scatter_tokens met a row outside token_ids or src", fn);
   default: return fail(VD_ERR_INVALID_ARGUMENT, "%s: an earlier op met an out-of-range index in device data (fault %d)", fn, code);
   }
 }
@@ -125,6 +126,10 @@ int32_t release_context(ContextEntry &e) {
   e.buffers.clear();
   for (auto &kv : e.graphs) keep(check_cuda(cudaGraphExecDestroy(kv.second), fn, "cudaGraphExecDestroy"));
   e.graphs.clear();
+  for (auto &kv : e.events) keep(check_cuda(cudaEventDestroy(kv.second), fn, "cudaEventDestroy"));
+  e.events.clear();
+  for (void *p : e.host_blocks) keep(check_cuda(cudaFreeHost(p), fn, "cudaFreeHost"));
+  e.host_blocks.clear();
   if (c.attn_workspace) keep(check_cuda(cudaFree(c.attn_workspace), fn, "cudaFree(attention workspace)"));
   if (c.cublas_workspace) keep(check_cuda(cudaFree(c.cublas_workspace), fn, "cudaFree(cublas workspace)"));
   if (c.cublas && cublasDestroy_v2(static_cast<cublasHandle_t>(c.cublas)) != CUBLAS_STATUS_SUCCESS && st == VD_OK)

@@ -1,8 +1,10 @@
 // Row-wise and element-wise model ops of the CUDA backend: embedding, RMSNorm with the fused
-// residual, SiLU-and-mul, gather, cast, all-reduce (RoPE + KV write: cuda/rope.cu).
+// residual, SiLU-and-mul, gather, the decode-token scatter, cast, all-reduce (RoPE + KV write:
+// cuda/rope.cu).
 // Each output row depends only on its own input row, computed in f32 in a fixed order whatever
 // the batch (batch invariance). Indices read from device memory are checked on the device: a bad
-// one gives a NaN row and a fault that the next vd_sync / vd_copy_to_host reports.
+// one gives a NaN row (or a skipped token) and a fault that the next vd_sync / vd_event_sync /
+// vd_copy_to_host reports.
 #include "common.cuh"
 #include "launch.cuh"
 #include "ops_vec.cuh"
@@ -65,6 +67,16 @@ __global__ void gather_kernel(E *out, const E *x, const int32_t *rows, int64_t n
     const bool ok = src >= 0 && src < x_rows;
     if (!ok && threadIdx.x == 0) record_fault(fault, kFaultRowIndex);
     for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) out[r * cols + c] = ok ? x[int64_t(src) * cols + c] : nan_bits;
+  }
+}
+
+// One thread per moved token. A row outside its buffer is skipped and reported as a fault.
+__global__ void scatter_tokens_kernel(int32_t *ids, const int32_t *dst_rows, const int32_t *src, const int32_t *src_rows,
+                                      int64_t n, int64_t n_ids, int64_t n_src, int32_t *fault) {
+  for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < n; j += int64_t(gridDim.x) * blockDim.x) {
+    const int32_t to = dst_rows[j], from = src_rows[j];
+    if (to < 0 || to >= n_ids || from < 0 || from >= n_src) record_fault(fault, kFaultScatterRow);
+    else ids[to] = src[from];
   }
 }
 
@@ -185,6 +197,27 @@ VD_API int32_t vd_gather_rows(uint64_t ctx, uint64_t out, uint64_t x, uint64_t r
     gather_kernel<uint16_t><<<row_blocks(n_rows), kThreads, 0, c->stream>>>(
         reinterpret_cast<uint16_t *>(so.data), reinterpret_cast<const uint16_t *>(sx.data), idx, n_rows, cols, x_rows,
         uint16_t(act_dtype == VD_BF16 ? 0x7fc0 : 0x7e00), c->fault);
+  return check_launch(fn);
+}
+
+VD_API int32_t vd_scatter_tokens(uint64_t ctx, uint64_t token_ids, uint64_t dst_rows, uint64_t src, uint64_t src_rows,
+                                 int64_t n) {
+  clear_error();
+  const char *fn = "vd_scatter_tokens";
+  int32_t st = check_nonneg(fn, "n", n);
+  if (st != VD_OK) return st;
+  Context *c = context(ctx, fn);
+  Span sd, sdr, ss, ssr;
+  if (!c || !lookup_array(ctx, token_ids, "vd_scatter_tokens(token_ids)", 0, VD_I32, &sd) ||
+      !lookup_array(ctx, dst_rows, "vd_scatter_tokens(dst_rows)", n, VD_I32, &sdr) ||
+      !lookup_array(ctx, src, "vd_scatter_tokens(src)", 0, VD_I32, &ss) ||
+      !lookup_array(ctx, src_rows, "vd_scatter_tokens(src_rows)", n, VD_I32, &ssr))
+    return VD_ERR_INVALID_ARGUMENT;
+  if (n == 0) return VD_OK;
+  scatter_tokens_kernel<<<flat_blocks(n), kThreads, 0, c->stream>>>(
+      reinterpret_cast<int32_t *>(sd.data), reinterpret_cast<const int32_t *>(sdr.data),
+      reinterpret_cast<const int32_t *>(ss.data), reinterpret_cast<const int32_t *>(ssr.data), n,
+      int64_t(sd.bytes / 4), int64_t(ss.bytes / 4), c->fault);
   return check_launch(fn);
 }
 

@@ -1,11 +1,13 @@
-// The handle table of the CUDA backend, shared by cuda/context.cu (contexts) and cuda/copy.cu
-// (buffers and copies); the ops see only what cuda/common.cuh declares.
+// The handle table of the CUDA backend, shared by cuda/context.cu (contexts), cuda/copy.cu
+// (buffers and copies), cuda/graph.cu and cuda/async.cu (host memory, events); the ops see only
+// what cuda/common.cuh declares.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 
 #include "common.cuh"
 
@@ -24,10 +26,12 @@ struct ContextEntry {
   int32_t *fault_host = nullptr; // host address of ctx.fault
   std::map<uint64_t, Buffer> buffers;
   std::map<uint64_t, cudaGraphExec_t> graphs; // vd_graph_end's instantiated graphs
+  std::set<void *> host_blocks;               // vd_host_alloc's pinned memory (cuda/async.cu)
+  std::map<uint64_t, cudaEvent_t> events;     // vd_event_create's events (cuda/async.cu)
 };
 
 // One process-wide table is what a C ABI with opaque integer handles implies; the mutex makes it
-// safe from the engine worker and the main thread at once. Contexts and buffers share one
+// safe from the engine worker and the main thread at once. Every kind of handle shares one
 // counter, so a handle is never reused within a process and stays far below 2^53.
 struct Registry {
   std::mutex mu;

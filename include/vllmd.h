@@ -9,9 +9,10 @@
  *   then describes the fault. The library never exits, aborts or prints.
  * - No structs cross the boundary. Batch metadata lives in device buffers that TypeScript fills
  *   with one copy per step; ops receive buffer handles.
- * - Handles (contexts, buffers) are opaque integers below 2^53, never 0. Handle 0 means "none"
- *   where an argument is optional (a bias, a residual).
- * - Work is stream-ordered and asynchronous; vd_copy_to_host and vd_sync are the sync points.
+ * - Handles (contexts, buffers, graphs, events) are opaque integers below 2^53, never 0. Handle 0
+ *   means "none" where an argument is optional (a bias, a residual).
+ * - Work is stream-ordered and asynchronous; vd_copy_to_host, vd_sync and vd_event_sync are the
+ *   sync points.
  * - A context spans `tp` ranks; a buffer exists on every rank; ops launch on every rank with
  *   per-rank shapes.
  *
@@ -27,7 +28,7 @@
 extern "C" {
 #endif
 
-#define VD_ABI_VERSION 2
+#define VD_ABI_VERSION 3
 
 /* Status codes. */
 #define VD_OK 0
@@ -94,6 +95,44 @@ int32_t vd_copy_to_host(uint64_t ctx, uint64_t src, uint64_t src_offset, void *d
 /* Device → device on every rank. */
 int32_t vd_copy(uint64_t ctx, uint64_t dst, uint64_t dst_offset, uint64_t src, uint64_t src_offset, uint64_t bytes);
 
+/* ---- asynchronous read-back (ABI 3) ----------------------------------------------------- */
+
+/*
+ * These let the engine queue step N+1 before it reads step N's sampled tokens: the tokens are
+ * copied into pinned host memory by vd_copy_to_host_async, an event is recorded after the copy,
+ * and the host waits on that event (vd_event_sync) only when it needs the values.
+ */
+
+/* Host memory the device can copy into asynchronously (cuda: page-locked, cudaHostAlloc; cpu: a
+ * 64-byte aligned malloc). *out_ptr receives its address (contents undefined). bytes = 0 is
+ * VD_ERR_INVALID_ARGUMENT; not allowed while capturing a graph. vd_context_destroy frees what is
+ * left. */
+int32_t vd_host_alloc(uint64_t ctx, uint64_t bytes, void **out_ptr);
+/* Frees memory from vd_host_alloc on this context; any other pointer (or a second free) is
+ * VD_ERR_INVALID_ARGUMENT. Waits for queued work first (a pending copy may still write there);
+ * not allowed while capturing. */
+int32_t vd_host_free(uint64_t ctx, void *ptr);
+/* Rank 0 → host, queued on the stream after the work before it; returns without waiting. `dst`
+ * (best from vd_host_alloc: pageable memory makes the copy synchronous on cuda) must stay valid
+ * and must not be read until an event recorded after this call has completed (vd_event_sync).
+ * Same range checks as vd_copy_to_host; not allowed while capturing. The cpu backend copies at
+ * once (it runs everything as it is called). */
+int32_t vd_copy_to_host_async(uint64_t ctx, uint64_t src, uint64_t src_offset, void *dst, uint64_t bytes);
+
+/*
+ * Events mark a point in the context's stream (rank 0's with tp > 1). vd_event_record moves the
+ * mark to after all work queued so far (it may be recorded again and again); vd_event_sync blocks
+ * the host until the work before the last record has finished, and then, like vd_sync, reports a
+ * fault that a kernel recorded (see cuda/README.md); on a never-recorded event it returns VD_OK at
+ * once. Record and sync are not allowed while capturing a graph. A bad handle is
+ * VD_ERR_INVALID_ARGUMENT naming the function. vd_context_destroy frees events left over.
+ * The cpu backend finishes every op inside its call, so record and sync only check the handle.
+ */
+int32_t vd_event_create(uint64_t ctx, uint64_t *out_event);
+int32_t vd_event_record(uint64_t ctx, uint64_t event);
+int32_t vd_event_sync(uint64_t ctx, uint64_t event);
+int32_t vd_event_destroy(uint64_t ctx, uint64_t event);
+
 /* ---- weights ---------------------------------------------------------------------------- */
 
 /*
@@ -153,6 +192,20 @@ int32_t vd_silu_mul(uint64_t ctx, uint64_t out, uint64_t gate_up, int64_t n_toke
 /* out[N, cols] = x[rows[i], :] for rows: i32 [N]. */
 int32_t vd_gather_rows(uint64_t ctx, uint64_t out, uint64_t x, uint64_t rows, int64_t n_rows, int64_t cols,
                        int32_t act_dtype);
+
+/*
+ * token_ids[dst_rows[j]] = src[src_rows[j]] for j < n; all four buffers i32, dst_rows and src_rows
+ * [n]. Why: with async scheduling a decode's input token is the one the previous step sampled,
+ * which is still on the device when this step is queued; this moves it into place without a
+ * round trip through the host. Stream-ordered like any op, and allowed while capturing (a graph
+ * reads the row lists when it runs). n = 0 does nothing; n < 0 is invalid. dst_rows should not
+ * repeat a row (which write wins is then undefined), and src should not overlap token_ids.
+ * Row values are trusted as block tables are: the cpu backend rejects one outside its buffer at
+ * the call; cuda skips it and records a fault that the next vd_sync / vd_event_sync /
+ * vd_copy_to_host reports.
+ */
+int32_t vd_scatter_tokens(uint64_t ctx, uint64_t token_ids, uint64_t dst_rows, uint64_t src, uint64_t src_rows,
+                          int64_t n);
 
 /* out[n] of out_dtype = x[n] of in_dtype (f32, f16, bf16; round to nearest even). E.g. logits made in
  * the activation dtype, cast to f32 for the sampler. */

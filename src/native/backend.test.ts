@@ -28,7 +28,7 @@ describe("library and context", () => {
     expect(mem.free).toBeGreaterThan(0);
     expect(mem.free).toBeLessThanOrEqual(mem.total);
     be.sync();
-    expect(EXPECTED_ABI_VERSION).toBe(2);
+    expect(EXPECTED_ABI_VERSION).toBe(3);
   });
 
   test("graphs are unsupported on cpu, and say so", () => {

@@ -1,10 +1,13 @@
 // The Backend interface (types.ts) over bun:ffi, for any library that exports include/vllmd.h.
+import { type Pointer, toArrayBuffer } from "bun:ffi";
 import { openVllmdLibrary, type VllmdLibrary } from "./ffi.ts";
 import { type BackendName, findLibrary } from "./library.ts";
-import { type Backend, BackendError, type Buf, DType, type Graph, type SampleArgs } from "./types.ts";
+import {
+  type Backend, BackendError, type Buf, type DeviceEvent, DType, type Graph, type HostBuf, type SampleArgs, Status,
+} from "./types.ts";
 
 /** The VD_ABI_VERSION of the include/vllmd.h this code was written against. */
-export const EXPECTED_ABI_VERSION = 2;
+export const EXPECTED_ABI_VERSION = 3;
 
 export interface OpenBackendOptions {
   firstDevice?: number;
@@ -34,6 +37,9 @@ class NativeBackend implements Backend {
   // Out-parameters live as long as the backend so no pointer into them can go stale.
   private readonly handleOut = new BigUint64Array(1);
   private readonly memOut = new BigUint64Array(2);
+  // Host blocks not yet freed: freeing or copying into one twice would hit memory the library
+  // may since have handed out again, so those calls are refused before they reach it.
+  private readonly liveHost = new Set<HostBuf>();
 
   constructor(
     private readonly lib: VllmdLibrary,
@@ -69,8 +75,11 @@ class NativeBackend implements Backend {
 
   // The library stays loaded: other contexts may use it, and unloading it under OpenMP's
   // worker threads is not worth the risk. Later calls fail with a bad-context error.
+  // Destroying the context frees its host blocks, so their `data` views are detached first.
   destroy(): void {
     this.check("vd_context_destroy", this.lib.symbols.vd_context_destroy(this.ctx));
+    for (const h of this.liveHost) h.data.transfer(0);
+    this.liveHost.clear();
   }
 
   graphBegin(): void {
@@ -116,6 +125,57 @@ class NativeBackend implements Backend {
 
   copy(dst: Buf, dstOffset: number, src: Buf, srcOffset: number, bytes: number): void {
     this.check("vd_copy", this.lib.symbols.vd_copy(this.ctx, dst, dstOffset, src, srcOffset, bytes));
+  }
+
+  hostAlloc(bytes: number): HostBuf {
+    if (!Number.isSafeInteger(bytes) || bytes < 0)
+      throw new BackendError("vd_host_alloc", Status.invalidArgument, `bytes ${bytes} must be a non-negative integer`);
+    this.check("vd_host_alloc", this.lib.symbols.vd_host_alloc(this.ctx, bytes, this.handleOut));
+    const ptr = Number(this.handleOut[0]);
+    const h: HostBuf = { ptr, data: toArrayBuffer(ptr as Pointer, 0, bytes), bytes };
+    this.liveHost.add(h);
+    return h;
+  }
+
+  // `data` is detached, so a view that outlives the block reads nothing instead of freed memory.
+  hostFree(h: HostBuf): void {
+    this.checkLive("vd_host_free", h);
+    this.check("vd_host_free", this.lib.symbols.vd_host_free(this.ctx, h.ptr as Pointer));
+    this.liveHost.delete(h);
+    h.data.transfer(0);
+  }
+
+  private checkLive(fn: string, h: HostBuf): void {
+    if (!this.liveHost.has(h))
+      throw new BackendError(fn, Status.invalidArgument, `host buffer at ${h.ptr} is not from this backend's hostAlloc, or was freed`);
+  }
+
+  copyToHostAsync(src: Buf, srcOffset: number, dst: HostBuf, dstOffset: number, bytes: number): void {
+    const fn = "vd_copy_to_host_async";
+    this.checkLive(fn, dst);
+    for (const [name, v] of [["srcOffset", srcOffset], ["dstOffset", dstOffset], ["bytes", bytes]] as const)
+      if (!Number.isSafeInteger(v) || v < 0) throw new BackendError(fn, Status.invalidArgument, `${name} ${v} must be a non-negative integer`);
+    if (dstOffset + bytes > dst.bytes)
+      throw new BackendError(fn, Status.invalidArgument, `range [${dstOffset}, ${dstOffset + bytes}) outside the ${dst.bytes}-byte host buffer`);
+    const status = this.lib.symbols.vd_copy_to_host_async(this.ctx, src, srcOffset, (dst.ptr + dstOffset) as Pointer, bytes);
+    this.check(fn, status);
+  }
+
+  eventCreate(): DeviceEvent {
+    this.check("vd_event_create", this.lib.symbols.vd_event_create(this.ctx, this.handleOut));
+    return Number(this.handleOut[0]) as DeviceEvent;
+  }
+
+  eventRecord(e: DeviceEvent): void {
+    this.check("vd_event_record", this.lib.symbols.vd_event_record(this.ctx, e));
+  }
+
+  eventSync(e: DeviceEvent): void {
+    this.check("vd_event_sync", this.lib.symbols.vd_event_sync(this.ctx, e));
+  }
+
+  eventDestroy(e: DeviceEvent): void {
+    this.check("vd_event_destroy", this.lib.symbols.vd_event_destroy(this.ctx, e));
   }
 
   loadWeight(
@@ -169,6 +229,10 @@ class NativeBackend implements Backend {
 
   gatherRows(out: Buf, x: Buf, rows: Buf, nRows: number, cols: number, act: DType): void {
     this.check("vd_gather_rows", this.lib.symbols.vd_gather_rows(this.ctx, out, x, rows, nRows, cols, act));
+  }
+
+  scatterTokens(tokenIds: Buf, dstRows: Buf, src: Buf, srcRows: Buf, n: number): void {
+    this.check("vd_scatter_tokens", this.lib.symbols.vd_scatter_tokens(this.ctx, tokenIds, dstRows, src, srcRows, n));
   }
 
   activationDtype(w: DType): DType {

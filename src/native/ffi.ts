@@ -34,6 +34,15 @@ export const vllmdSymbols = {
   vd_copy_to_host: { args: [u64, u64, u64, ptr, u64], returns: i32 }, // ctx, src, src_offset, dst, bytes
   vd_copy: { args: [u64, u64, u64, u64, u64, u64], returns: i32 }, // ctx, dst, dst_offset, src, src_offset, bytes
 
+  // ---- asynchronous read-back (ABI 3)
+  vd_host_alloc: { args: [u64, u64, ptr], returns: i32 }, // ctx, bytes, out_ptr
+  vd_host_free: { args: [u64, ptr], returns: i32 }, // ctx, ptr
+  vd_copy_to_host_async: { args: [u64, u64, u64, ptr, u64], returns: i32 }, // ctx, src, src_offset, dst, bytes
+  vd_event_create: { args: [u64, ptr], returns: i32 }, // ctx, out_event
+  vd_event_record: { args: [u64, u64], returns: i32 },
+  vd_event_sync: { args: [u64, u64], returns: i32 },
+  vd_event_destroy: { args: [u64, u64], returns: i32 },
+
   // ---- weights
   // ctx, dst, dst_dtype, path, file_offset, file_dtype, rows, cols, shard_dim
   vd_load_weight: { args: [u64, u64, i32, ptr, u64, i32, i64, i64, i32], returns: i32 },
@@ -61,8 +70,11 @@ export const vllmdSymbols = {
   vd_silu_mul: { args: [u64, u64, u64, i64, i64, i32], returns: i32 },
   // ctx, out, x, rows, n_rows, cols, act_dtype
   vd_gather_rows: { args: [u64, u64, u64, u64, i64, i64, i32], returns: i32 },
-  // ctx, buf, n, act_dtype
+  // ctx, token_ids, dst_rows, src, src_rows, n
+  vd_scatter_tokens: { args: [u64, u64, u64, u64, u64, i64], returns: i32 },
+  // ctx, out, x, n, out_dtype, in_dtype
   vd_cast: { args: [u64, u64, u64, i64, i32, i32], returns: i32 },
+  // ctx, buf, n, act_dtype
   vd_all_reduce: { args: [u64, u64, i64, i32], returns: i32 },
 
   // ---- sampling

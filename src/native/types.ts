@@ -36,6 +36,20 @@ export type Buf = number;
 /** An opaque handle of a captured graph. */
 export type Graph = number;
 
+/** An opaque handle of a device event (vd_event_* in vllmd.h); only eventCreate makes one. */
+export type DeviceEvent = number & { readonly __brand: "DeviceEvent" };
+
+/**
+ * Host memory from hostAlloc (page-locked on GPUs) that copyToHostAsync writes into. `data` views
+ * the same bytes; it must not be read between a copy into it and the eventSync of an event
+ * recorded after that copy. hostFree (or destroying the backend) detaches `data`.
+ */
+export interface HostBuf {
+  readonly ptr: number;
+  readonly data: ArrayBuffer;
+  readonly bytes: number;
+}
+
 /** Column indexes of the sampling parameter rows (VD_SP_* in vllmd.h). */
 export const SP = {
   temperature: 0,
@@ -96,6 +110,19 @@ export interface Backend {
   copyToHost(src: Buf, srcOffset: number, dst: ArrayBufferView, bytes?: number): void;
   copy(dst: Buf, dstOffset: number, src: Buf, srcOffset: number, bytes: number): void;
 
+  /**
+   * Async read-back (vllmd.h ABI 3), so that step N+1 can be queued before step N's tokens are
+   * read: copyToHostAsync queues a copy into pinned memory and returns; eventRecord marks the
+   * stream after it; eventSync waits for that mark (and reports device-side faults as sync does).
+   */
+  hostAlloc(bytes: number): HostBuf;
+  hostFree(h: HostBuf): void;
+  copyToHostAsync(src: Buf, srcOffset: number, dst: HostBuf, dstOffset: number, bytes: number): void;
+  eventCreate(): DeviceEvent;
+  eventRecord(e: DeviceEvent): void;
+  eventSync(e: DeviceEvent): void;
+  eventDestroy(e: DeviceEvent): void;
+
   loadWeight(
     dst: Buf,
     dstDtype: DType,
@@ -121,6 +148,9 @@ export interface Backend {
   gemm(out: Buf, x: Buf, w: Buf, bias: Buf, m: number, n: number, k: number, act: DType, wDtype: DType): void;
   siluMul(out: Buf, gateUp: Buf, nTokens: number, inter: number, act: DType): void;
   gatherRows(out: Buf, x: Buf, rows: Buf, nRows: number, cols: number, act: DType): void;
+  /** tokenIds[dstRows[j]] = src[srcRows[j]] for j < n, all i32: a decode's input is the token the
+   * previous step sampled, still on the device when this step is queued. */
+  scatterTokens(tokenIds: Buf, dstRows: Buf, src: Buf, srcRows: Buf, n: number): void;
   cast(out: Buf, x: Buf, n: number, outDtype: DType, inDtype: DType): void;
   allReduce(buf: Buf, n: number, act: DType): void;
   /** The activation (and KV-cache) dtype this backend computes a model of weight dtype `w` in. */

@@ -43,6 +43,16 @@ test("logprobs come back for requests that ask, with the chosen token's raw logp
   }
 });
 
+test("in one batch, each request gets the logprobs it asked for: none, the chosen token's, or its own top-n", () => {
+  const counts = new Map<string, number[]>([["none", []], ["chosen", []], ["top1", []], ["top4", []]]);
+  const asks: [string, number][] = [["none", -1], ["chosen", 0], ["top1", 1], ["top4", 4]];
+  for (const [id, logprobs] of asks) engine.addRequest(id, prompt, { ...baseParams(), logprobs, maxTokens: 3 });
+  while (engine.hasUnfinished) {
+    for (const o of engine.step()) counts.get(o.id)!.push(o.logprobs ? o.logprobs[0]!.top.length : -1);
+  }
+  expect(Object.fromEntries(counts)).toEqual({ none: [-1, -1, -1], chosen: [0, 0, 0], top1: [1, 1, 1], top4: [4, 4, 4] });
+});
+
 function baseParams() {
   return {
     maxTokens: 4, temperature: 0, topP: 1, topK: 0, minP: 0, seed: 1n, repetitionPenalty: 1, presencePenalty: 0,

@@ -1,26 +1,24 @@
 // Runs one scheduled step on the device in two halves: launch() packs the batch, copies it over
-// in one go, runs the model and samples on the device; collect() reads back one int32 per
-// sampling sequence.
+// in one go, runs the model, samples on the device and queues the readback; collect() waits for
+// that step's tokens alone. Up to MAX_STEPS_IN_FLIGHT steps may be launched before their collect()
+// (async scheduling): a decode's input token then comes from the last step's sampler output.
 import type { LlamaModel, StepBatch } from "../model/llama.ts";
 import type { Backend, Buf } from "../native/types.ts";
 import { SP } from "../native/types.ts";
 import { DecodeGraphs, type DecodeGraphMode, graphBuckets } from "./decode-graphs.ts";
-import type { SchedulerOutput } from "./scheduler.ts";
+import { MAX_STEPS_IN_FLIGHT, type SchedulerOutput } from "./scheduler.ts";
 import { StepInputs, type StepShape } from "./step-inputs.ts";
+import { type SamplerOutputs, StepReadback, type StepResult } from "./step-readback.ts";
+
+export type { StepResult, TokenLogprobs } from "./step-readback.ts";
 
 /** vLLM's default cap on top logprobs per token. */
 export const MAX_TOP_LOGPROBS = 20;
 
-export interface TokenLogprobs {
-  logprob: number; // of the sampled token
-  top: { id: number; logprob: number }[];
-}
-
-export interface StepResult {
-  /** Per scheduled index: the sampled token, or -1 where that request did not sample. */
-  sampled: Int32Array;
-  /** Per scheduled index, for requests that asked for logprobs. */
-  logprobs: (TokenLogprobs | null)[];
+/** A step on the device: its batch and where its tokens come back. */
+export interface LaunchedStep {
+  sched: SchedulerOutput;
+  readback: StepReadback;
 }
 
 interface ListBuffers {
@@ -36,13 +34,12 @@ export class ModelRunner {
   readonly inputs: StepInputs;
   private readonly meta: Buf;
   private readonly batch: StepBatch;
-  private readonly views: Record<"fparams" | "iparams" | "seenOffsets" | "biasOffsets", Buf>;
-  private readonly out: { region: Buf; tokens: Buf; logprobs: Buf; topIds: Buf; topLogprobs: Buf };
+  private readonly views: Record<"fparams" | "iparams" | "seenOffsets" | "biasOffsets" | "pendingRows" | "pendingSources", Buf>;
+  private readonly out: SamplerOutputs & { region: Buf };
   private lists!: ListBuffers;
-  private readonly hostTokens: Int32Array;
-  private readonly hostLogprobs: Float32Array;
-  private readonly hostTopIds: Int32Array;
-  private readonly hostTopLogprobs: Float32Array;
+  /** One per step that can be in flight, used in turn. */
+  private readonly readbacks: StepReadback[] = [];
+  private nextReadback = 0;
   private readonly result: StepResult;
   private graphs: DecodeGraphs | null = null;
   /** Steps that ran as a graph bucket (replayed or launched). */
@@ -67,6 +64,7 @@ export class ModelRunner {
     this.views = {
       fparams: v(L.fparams, S * SP.nf), iparams: v(L.iparams, S * SP.ni),
       seenOffsets: v(L.seenOffsets, S + 1), biasOffsets: v(L.biasOffsets, S + 1),
+      pendingRows: v(L.pendingRows, S), pendingSources: v(L.pendingSources, S),
     };
     const top = S * MAX_TOP_LOGPROBS;
     const region = be.alloc((2 * S + 2 * top) * 4);
@@ -74,10 +72,7 @@ export class ModelRunner {
       region, tokens: be.view(region, 0, S * 4), logprobs: be.view(region, S * 4, S * 4),
       topIds: be.view(region, 2 * S * 4, top * 4), topLogprobs: be.view(region, (2 * S + top) * 4, top * 4),
     };
-    this.hostTokens = new Int32Array(S);
-    this.hostLogprobs = new Float32Array(S);
-    this.hostTopIds = new Int32Array(top);
-    this.hostTopLogprobs = new Float32Array(top);
+    for (let i = 0; i < MAX_STEPS_IN_FLIGHT; i++) this.readbacks.push(new StepReadback(be, S, MAX_TOP_LOGPROBS));
     this.result = { sampled: new Int32Array(S), logprobs: [] };
     this.inputs.lists.reserve(1024, 1024); // so the sampler always gets real buffers
     this.allocLists();
@@ -109,15 +104,19 @@ export class ModelRunner {
   }
 
   /**
-   * Queues the step on the device (packing, one metadata copy, the forward pass or its graph, the
-   * sampler) without waiting for it: the caller may do host work until collect().
+   * Queues the step on the device (packing, one metadata copy, the input tokens still on the
+   * device, the forward pass or its graph, the sampler, the readback) without waiting for it: the
+   * caller may do host work, or launch the next step, until collect().
    */
-  launch(sched: SchedulerOutput): void {
+  launch(sched: SchedulerOutput): LaunchedStep {
     const inp = this.inputs;
     const bucket = this.graphBucket(sched);
     inp.pack(sched, bucket ? this.graphs!.stride : 0);
     if (bucket) inp.padTo(bucket);
     this.uploadMeta();
+    if (inp.nPending > 0) {
+      this.be.scatterTokens(this.batch.tokenIds, this.views.pendingRows, this.out.tokens, this.views.pendingSources, inp.nPending);
+    }
     this.copyTokenLists();
     let logits: Buf;
     if (bucket) {
@@ -127,6 +126,10 @@ export class ModelRunner {
       logits = this.forwardAsPacked();
     }
     if (inp.nSample > 0) this.sample(logits, Math.max(0, this.nTop));
+    const readback = this.readbacks[this.nextReadback]!;
+    this.nextReadback = (this.nextReadback + 1) % this.readbacks.length;
+    readback.queue(this.out, inp.sampleOf, inp.nSample, this.nTop);
+    return { sched, readback };
   }
 
   /** The used prefix of the packed metadata, to the device in one copy. */
@@ -141,9 +144,13 @@ export class ModelRunner {
     return this.model.forward(this.batch);
   }
 
-  /** Waits for the step launch() queued and reads back its tokens (and logprobs) by scheduled index. */
-  collect(sched: SchedulerOutput): StepResult {
-    return this.readResults(sched.scheduled.length, this.nTop);
+  /**
+   * Waits for a launched step (not for any step launched after it) and reads its tokens (and
+   * logprobs) by scheduled index. Steps are collected in launch order; the result is valid until
+   * the next collect().
+   */
+  collect(step: LaunchedStep): StepResult {
+    return step.readback.read(this.result, step.sched.scheduled);
   }
 
   private get nTop(): number {
@@ -153,7 +160,7 @@ export class ModelRunner {
   /** The graph bucket of a decode-only step (every sequence adds and samples one token), or 0. */
   private graphBucket(sched: SchedulerOutput): number {
     if (!this.graphs) return 0;
-    for (const s of sched.scheduled) if (s.numNewTokens !== 1 || s.req.numComputedTokens !== s.req.numTokens) return 0;
+    for (const s of sched.scheduled) if (s.numNewTokens !== 1 || !s.samples) return 0;
     return this.graphs.bucketFor(sched.scheduled.length);
   }
 
@@ -167,33 +174,6 @@ export class ModelRunner {
       nTop, outTokens: o.tokens, outLogprobs: o.logprobs,
       outTopIds: nTop > 0 ? o.topIds : 0, outTopLogprobs: nTop > 0 ? o.topLogprobs : 0,
     });
-  }
-
-  /** Reads back the sampled tokens (and logprobs, if any request wants them) by scheduled index. */
-  private readResults(nScheduled: number, nTop: number): StepResult {
-    const inp = this.inputs, S = inp.nSample, r = this.result;
-    r.sampled.fill(-1, 0, nScheduled);
-    r.logprobs.length = 0;
-    for (let i = 0; i < nScheduled; i++) r.logprobs.push(null);
-    if (S === 0) return { sampled: r.sampled.subarray(0, nScheduled), logprobs: r.logprobs };
-    this.be.copyToHost(this.out.tokens, 0, this.hostTokens, S * 4);
-    if (nTop >= 0) this.readLogprobs(S, nTop);
-    for (let k = 0; k < S; k++) r.sampled[inp.sampleOf[k]!] = this.hostTokens[k]!;
-    return { sampled: r.sampled.subarray(0, nScheduled), logprobs: r.logprobs };
-  }
-
-  private readLogprobs(S: number, nTop: number): void {
-    const inp = this.inputs, r = this.result;
-    this.be.copyToHost(this.out.logprobs, 0, this.hostLogprobs, S * 4);
-    if (nTop > 0) {
-      this.be.copyToHost(this.out.topIds, 0, this.hostTopIds, S * nTop * 4);
-      this.be.copyToHost(this.out.topLogprobs, 0, this.hostTopLogprobs, S * nTop * 4);
-    }
-    for (let k = 0; k < S; k++) {
-      const top = [];
-      for (let j = 0; j < nTop; j++) top.push({ id: this.hostTopIds[k * nTop + j]!, logprob: this.hostTopLogprobs[k * nTop + j]! });
-      r.logprobs[inp.sampleOf[k]!] = { logprob: this.hostLogprobs[k]!, top };
-    }
   }
 
   /** Copies the penalty and bias lists, (re)allocating their device buffers when they grew. */
@@ -213,6 +193,7 @@ export class ModelRunner {
   }
 
   private allocLists(): void {
+    if (this.lists) this.be.sync(); // a step in flight may still read the old lists
     for (const b of this.lists?.all ?? []) this.be.free(b);
     const src = this.inputs.lists;
     const a = (n: number) => this.be.alloc(Math.max(1, n) * 4);
@@ -221,9 +202,11 @@ export class ModelRunner {
   }
 
   dispose(): void {
+    this.be.sync(); // launched steps may still write into the readback memory
     this.graphs?.dispose();
     this.graphs = null;
     for (const b of this.lists.all) this.be.free(b);
+    for (const r of this.readbacks) r.dispose();
     this.be.free(this.meta);
     this.be.free(this.out.region);
   }

@@ -2,8 +2,9 @@
 // the runner copies them into: one contiguous copy for the batch metadata, a second only when
 // some request uses penalties or a logit bias. Nothing here allocates per step.
 import { SP } from "../native/types.ts";
-import { needsPenalties, type Request } from "./request.ts";
-import type { SchedulerOutput } from "./scheduler.ts";
+import type { Request } from "./request.ts";
+import { type ListOffsets, outputIndex, TokenLists } from "./sampling-lists.ts";
+import { chunkStart, type ScheduledRequest, type SchedulerOutput } from "./scheduler.ts";
 
 export interface StepShape {
   maxTokens: number;
@@ -24,6 +25,8 @@ export interface MetaLayout {
   iparams: number;
   seenOffsets: number;
   biasOffsets: number;
+  pendingRows: number; // token rows whose id the device fills in (vd_scatter_tokens)
+  pendingSources: number; // for each, the row of the last step's sampler output holding it
   blockTables: number; // last: only its used prefix is copied
   total: number;
 }
@@ -42,31 +45,11 @@ export function metaLayout(s: StepShape): MetaLayout {
     iparams: take(s.maxSeqs * SP.ni),
     seenOffsets: take(s.maxSeqs + 1),
     biasOffsets: take(s.maxSeqs + 1),
+    pendingRows: take(s.maxSeqs),
+    pendingSources: take(s.maxSeqs),
     blockTables: take(s.maxSeqs * s.maxBlocksPerSeq),
     total: at,
   };
-}
-
-/** The token-list region (penalties, logit bias); grows by doubling when a step needs more. */
-export class TokenLists {
-  seenTokens = new Int32Array(0);
-  seenCounts = new Int32Array(0);
-  biasTokens = new Int32Array(0);
-  biasValues = new Float32Array(0);
-  nSeen = 0;
-  nBias = 0;
-  /** Bumped whenever the arrays are replaced, so the runner reallocates its device copy. */
-  generation = 0;
-
-  reserve(seen: number, bias: number): void {
-    if (seen <= this.seenTokens.length && bias <= this.biasTokens.length) return;
-    const grow = (have: number, need: number) => Math.max(need, have * 2, 1024);
-    const ns = grow(this.seenTokens.length, seen), nb = grow(this.biasTokens.length, bias);
-    const st = new Int32Array(ns), sc = new Int32Array(ns), bt = new Int32Array(nb), bv = new Float32Array(nb);
-    st.set(this.seenTokens); sc.set(this.seenCounts); bt.set(this.biasTokens); bv.set(this.biasValues);
-    [this.seenTokens, this.seenCounts, this.biasTokens, this.biasValues] = [st, sc, bt, bv];
-    this.generation++;
-  }
 }
 
 export class StepInputs {
@@ -74,11 +57,14 @@ export class StepInputs {
   readonly meta: Int32Array; // the metadata region, as i32
   readonly metaF32: Float32Array; // the same bytes, for the float sections
   readonly lists = new TokenLists();
+  private readonly listOffsets: ListOffsets;
   /** Index into `scheduled` of each sampling row, and back (-1: does not sample). */
   readonly sampleOf: Int32Array;
   nTokens = 0;
   nSeqs = 0;
   nSample = 0;
+  /** Token rows whose input is the token the last step sampled, still on the device. */
+  nPending = 0;
   maxBlocks = 0; // row stride of this step's block tables
   paddedRows = 0; // rows (and sequences) the metadata is padded to for a graph; 0 if not padded
   nTop = -1; // most top-logprobs any sampling request wants (-1: none want logprobs)
@@ -88,6 +74,7 @@ export class StepInputs {
     this.meta = new Int32Array(this.layout.total);
     this.metaF32 = new Float32Array(this.meta.buffer);
     this.sampleOf = new Int32Array(shape.maxSeqs);
+    this.listOffsets = { meta: this.meta, seenOffsets: this.layout.seenOffsets, biasOffsets: this.layout.biasOffsets };
   }
 
   /** Bytes of the metadata region that this step uses (a prefix: block tables come last). */
@@ -108,25 +95,26 @@ export class StepInputs {
     this.maxBlocks = stride;
     this.paddedRows = 0;
     let t = 0, nSample = 0, nTop = -1;
+    this.nPending = 0;
     for (let i = 0; i < sched.length; i++) {
-      const { req, numNewTokens: n } = sched[i]!;
-      const start = req.numComputedTokens - n;
+      const s = sched[i]!, req = s.req, n = s.numNewTokens;
       if (t + n > this.shape.maxTokens) throw new Error(`step has more than ${this.shape.maxTokens} tokens`);
       m[L.queryStart + i] = t;
-      m[L.seqLens + i] = start + n;
-      this.packTokens(req, start, n, t);
+      m[L.seqLens + i] = s.end;
+      this.packTokens(req, chunkStart(s), n, t);
       this.packBlockTable(req, L.blockTables + i * stride, stride);
       t += n;
-      if (start + n === req.numTokens) {
+      if (s.samples) {
         m[L.sampleRows + nSample] = t - 1;
-        this.packSamplingRow(req, nSample);
+        this.packSamplingRow(s, nSample);
+        req.lastSampleRow = nSample; // where the next step finds this token while it is pending
         this.sampleOf[nSample++] = i;
         nTop = Math.max(nTop, req.params.logprobs);
       }
     }
     m[L.queryStart + sched.length] = t;
     [this.nTokens, this.nSeqs, this.nSample, this.nTop] = [t, sched.length, nSample, nTop];
-    this.packTokenLists(sched, nSample);
+    this.lists.pack(sched, this.sampleOf, nSample, this.listOffsets);
   }
 
   /**
@@ -152,7 +140,7 @@ export class StepInputs {
    */
   packProfile(nTokens: number, nSample: number): void {
     const L = this.layout, m = this.meta;
-    this.pack({ scheduled: [], totalTokens: 0, preempted: [] }, 1);
+    this.pack(EMPTY_STEP, 1);
     this.idleRows(0, nTokens);
     m.fill(0, L.sampleRows, L.sampleRows + nSample);
     [this.nTokens, this.nSample] = [nTokens, nSample];
@@ -168,16 +156,27 @@ export class StepInputs {
 
   /** A step of `rows` padding rows and nothing else (for warming up and capturing graphs). */
   packIdle(rows: number, stride: number): void {
-    this.pack({ scheduled: [], totalTokens: 0, preempted: [] }, stride);
+    this.pack(EMPTY_STEP, stride);
     this.padTo(rows);
   }
 
+  /**
+   * Token ids, positions and KV slots of the rows [t0, t0 + n). A position past the known tokens
+   * holds the token the last step sampled for the request: the device copies it in.
+   */
   private packTokens(req: Request, start: number, n: number, t0: number): void {
     const L = this.layout, m = this.meta, B = this.shape.blockSize, blocks = req.blockIds;
-    const p = req.numPromptTokens;
+    const p = req.numPromptTokens, known = req.numTokens;
     for (let j = 0; j < n; j++) {
       const pos = start + j;
-      m[L.tokenIds + t0 + j] = pos < p ? req.promptTokenIds[pos]! : req.outputTokenIds[pos - p]!;
+      if (pos < known) {
+        m[L.tokenIds + t0 + j] = pos < p ? req.promptTokenIds[pos]! : req.outputTokenIds[pos - p]!;
+      } else {
+        if (pos !== known || req.lastSampleRow < 0) throw new Error(`${req.id}: no token at position ${pos}`);
+        m[L.tokenIds + t0 + j] = 0;
+        m[L.pendingRows + this.nPending] = t0 + j;
+        m[L.pendingSources + this.nPending++] = req.lastSampleRow;
+      }
       m[L.positions + t0 + j] = pos;
       m[L.slotMapping + t0 + j] = blocks[(pos / B) | 0]! * B + (pos % B);
     }
@@ -189,8 +188,8 @@ export class StepInputs {
     m.fill(0, at + blocks.length, at + stride);
   }
 
-  private packSamplingRow(req: Request, row: number): void {
-    const f = this.metaF32, m = this.meta, p = req.params;
+  private packSamplingRow(s: ScheduledRequest, row: number): void {
+    const req = s.req, f = this.metaF32, m = this.meta, p = req.params;
     const fo = this.layout.fparams + row * SP.nf, io = this.layout.iparams + row * SP.ni;
     f[fo + SP.temperature] = p.temperature;
     f[fo + SP.topP] = p.topP;
@@ -201,68 +200,8 @@ export class StepInputs {
     m[io + SP.topK] = p.topK;
     m[io + SP.seedLo] = req.seedLo;
     m[io + SP.seedHi] = req.seedHi;
-    m[io + SP.step] = req.numOutputTokens;
-  }
-
-  /** CSR lists of seen tokens (penalties) and logit biases for the sampling rows. */
-  private packTokenLists(sched: SchedulerOutput["scheduled"], nSample: number): void {
-    const L = this.layout, m = this.meta, lists = this.lists;
-    let nSeen = 0, nBias = 0;
-    for (let r = 0; r < nSample; r++) {
-      const req = sched[this.sampleOf[r]!]!.req;
-      if (needsPenalties(req.params)) nSeen += updateSeenCounts(req).size;
-      nBias += req.params.logitBias.size + bannedStopTokens(req).length;
-    }
-    lists.reserve(nSeen, nBias);
-    nSeen = 0;
-    nBias = 0;
-    for (let r = 0; r < nSample; r++) {
-      const req = sched[this.sampleOf[r]!]!.req;
-      m[L.seenOffsets + r] = nSeen;
-      m[L.biasOffsets + r] = nBias;
-      if (req.seenCounts && needsPenalties(req.params)) {
-        for (const [tok, c] of req.seenCounts) {
-          lists.seenTokens[nSeen] = tok;
-          lists.seenCounts[nSeen++] = c;
-        }
-      }
-      for (const [tok, v] of req.params.logitBias) {
-        lists.biasTokens[nBias] = tok;
-        lists.biasValues[nBias++] = v;
-      }
-      for (const tok of bannedStopTokens(req)) {
-        lists.biasTokens[nBias] = tok;
-        lists.biasValues[nBias++] = BAN;
-      }
-    }
-    m[L.seenOffsets + nSample] = nSeen;
-    m[L.biasOffsets + nSample] = nBias;
-    lists.nSeen = nSeen;
-    lists.nBias = nBias;
+    m[io + SP.step] = outputIndex(s); // pending tokens counted: the same draw as a synchronous step
   }
 }
 
-/** Added to a logit to rule its token out (finite: the sampler rejects non-finite biases). */
-const BAN = -1e30;
-const NONE: readonly number[] = [];
-
-/** Stop tokens (EOS unless ignored, stop ids) may not be sampled before min_tokens outputs, as in vLLM. */
-function bannedStopTokens(req: Request): readonly number[] {
-  const p = req.params;
-  if (req.numOutputTokens >= p.minTokens) return NONE;
-  return p.ignoreEos ? p.stopTokenIds : [...req.eosTokenIds, ...p.stopTokenIds];
-}
-
-/** Brings req.seenCounts up to date with its outputs; returns it. */
-function updateSeenCounts(req: Request): Map<number, number> {
-  if (!req.seenCounts) {
-    req.seenCounts = new Map();
-    for (const t of req.promptTokenIds) if (!req.seenCounts.has(t)) req.seenCounts.set(t, 0);
-  }
-  const seen = req.seenCounts;
-  for (; req.seenUpTo < req.numOutputTokens; req.seenUpTo++) {
-    const t = req.outputTokenIds[req.seenUpTo]!;
-    seen.set(t, (seen.get(t) ?? 0) + 1);
-  }
-  return seen;
-}
+const EMPTY_STEP: SchedulerOutput = { scheduled: [], totalTokens: 0, preempted: [] };

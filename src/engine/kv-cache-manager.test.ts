@@ -12,7 +12,7 @@ const request = (id: string, prompt: number[]) => new Request(id, prompt, defaul
 function compute(kv: KVCacheManager, req: Request, n: number, hit = 0): void {
   expect(kv.allocateSlots(req, n, hit)).toBe(true);
   req.numComputedTokens = hit + n;
-  kv.cacheComputedBlocks(req, n);
+  kv.cacheComputedBlocks(req, hit, hit + n);
 }
 
 describe("allocateSlots block counts", () => {
@@ -90,7 +90,7 @@ describe("prefix caching", () => {
     expect(kv.allocateSlots(a, 5)).toBe(true); // allocated, not yet computed
     expect(kv.getComputedBlocks(request("c", range(100, 12))).numTokens).toBe(4);
     a.numComputedTokens = 12;
-    kv.cacheComputedBlocks(a, 5);
+    kv.cacheComputedBlocks(a, 7, 12);
     expect(kv.getComputedBlocks(request("d", range(100, 12))).numTokens).toBe(8);
   });
 

@@ -99,12 +99,12 @@ export class KVCacheManager {
 
   /**
    * Registers in the prefix cache the blocks that became full by the step that computed the
-   * request's last `numNewTokens` tokens (its KV now exists). Each block is hashed once.
+   * request's tokens [start, end) (their KV now exists; their ids are known). Each block is
+   * hashed once.
    */
-  cacheComputedBlocks(req: Request, numNewTokens: number): void {
+  cacheComputedBlocks(req: Request, start: number, end: number): void {
     if (!this.enablePrefixCaching) return;
-    const end = req.numComputedTokens;
-    const firstBlock = Math.floor((end - numNewTokens) / this.blockSize);
+    const firstBlock = Math.floor(start / this.blockSize);
     const endBlock = Math.floor(end / this.blockSize);
     if (endBlock <= firstBlock) return;
     extendBlockHashes(req.blockHashes, req, this.blockSize, endBlock);
@@ -146,9 +146,9 @@ export class KVCacheManager {
     if (numComputedHit > 0 && (req.blockIds.length > 0 || req.numComputedTokens > 0)) {
       throw new Error(`allocateSlots: a prefix-cache hit applies only to a request holding no blocks`);
     }
-    if (req.numComputedTokens + numComputedHit + numNewTokens > req.numTokens) {
+    if (req.numComputedTokens + numComputedHit + numNewTokens > req.numTokensWithPending) {
       throw new Error(
-        `allocateSlots: ${req.id} has ${req.numTokens} tokens, asked for slots up to ` +
+        `allocateSlots: ${req.id} has ${req.numTokensWithPending} tokens, asked for slots up to ` +
           `${req.numComputedTokens + numComputedHit + numNewTokens}`,
       );
     }

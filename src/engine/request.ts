@@ -48,6 +48,13 @@ export class Request {
   finishReason: FinishReason | null = null;
   /** Tokens whose KV is in the cache (or will be after the step that scheduled them). */
   numComputedTokens = 0;
+  /**
+   * Tokens sampled by steps still running on the device (async scheduling): they follow
+   * outputTokenIds, and the scheduler already counts them when it plans the next step.
+   */
+  numPendingTokens = 0;
+  /** Sampler row that holds this request's newest pending token (valid while numPendingTokens > 0). */
+  lastSampleRow = -1;
   /** Tokens of the prompt found in the prefix cache when first scheduled (for metrics). */
   numCachedTokens = 0;
   numPreemptions = 0;
@@ -84,7 +91,11 @@ export class Request {
   get numTokens(): number {
     return this.promptTokenIds.length + this.outputTokenIds.length;
   }
-  /** Token at position i of the whole sequence. */
+  /** numTokens plus the pending tokens: the length the sequence will have once they are back. */
+  get numTokensWithPending(): number {
+    return this.numTokens + this.numPendingTokens;
+  }
+  /** Token at position i of the whole sequence (known tokens only). */
   tokenAt(i: number): number {
     const p = this.promptTokenIds.length;
     return i < p ? this.promptTokenIds[i]! : this.outputTokenIds[i - p]!;

@@ -169,16 +169,27 @@ describe("bad input", () => {
     ["a pool smaller than one max-length sequence", () => new Scheduler({ ...cfg, numBlocks: 7 }), /cannot hold/],
     ["a zero token budget", () => new Scheduler({ ...cfg, maxNumBatchedTokens: 0 }), /maxNumBatchedTokens/],
     [
-      "schedule() twice without update()",
+      "a third schedule() while two steps await update()",
       () => {
         const s = new Scheduler(cfg);
         s.addRequest(request("r", 3));
         s.schedule();
         s.schedule();
+        s.schedule();
       },
-      /before update/,
+      /2 steps already await update/,
     ],
-    ["update() without schedule()", () => new Scheduler(cfg).update(new Scheduler(cfg).schedule(), new Int32Array(0)), /last schedule/],
+    ["update() without schedule()", () => new Scheduler(cfg).update(new Scheduler(cfg).schedule(), new Int32Array(0)), /oldest scheduled/],
+    [
+      "update() of the newer of two steps first",
+      () => {
+        const s = new Scheduler(cfg);
+        s.addRequest(request("r", 3));
+        s.schedule();
+        s.update(s.schedule(), new Int32Array(1));
+      },
+      /oldest scheduled/,
+    ],
     [
       "too few sampled tokens",
       () => {

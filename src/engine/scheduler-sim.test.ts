@@ -2,7 +2,7 @@
 // block accounting and KV content every step; and a timing printout for a large decode batch.
 import { describe, expect, test } from "bun:test";
 import { defaultSamplingParams, Request } from "./request.ts";
-import { chunkStart, samplesThisStep, Scheduler, type SchedulerConfig } from "./scheduler.ts";
+import { chunkStart, Scheduler, type SchedulerConfig } from "./scheduler.ts";
 
 const EOS = 0;
 const VOCAB = 50;
@@ -68,11 +68,23 @@ function checkFinished(req: Request, maxModelLen: number): void {
   }
 }
 
-function simulate(cfg: SchedulerConfig, seed: number) {
+/**
+ * Runs the plans through the scheduler. With `depth` 2 the next step is scheduled before the last
+ * one's update (async scheduling): the fake device then takes a decode's input token from what it
+ * sampled the step before, which the host does not know yet.
+ */
+function simulate(cfg: SchedulerConfig, seed: number, depth: 1 | 2 = 1) {
   const rand = mulberry32(seed);
   const plans = makePlans(rand, 200, cfg.maxModelLen);
   const sched = new Scheduler(cfg);
   const kvContent = new Int32Array(cfg.numBlocks * cfg.blockSize).fill(-1); // the fake KV cache
+  const onDevice = new Map<Request, number>(); // the newest token each request sampled on the device
+  const tokenAt = (req: Request, pos: number) => {
+    if (pos < req.numTokens) return req.tokenAt(pos);
+    if (pos !== req.numTokens || req.numPendingTokens === 0) throw new Error(`${req.id}: no token at ${pos}`);
+    return onDevice.get(req)!;
+  };
+  const inFlight: { out: ReturnType<Scheduler["schedule"]>; sampled: Int32Array }[] = [];
   let step = 0;
   for (; step < 5000 && (step <= 250 || sched.hasUnfinished); step++) {
     for (const p of plans) if (p.arriveAt === step) sched.addRequest(p.req);
@@ -85,20 +97,27 @@ function simulate(cfg: SchedulerConfig, seed: number) {
     out.scheduled.forEach((s, i) => {
       const { req } = s;
       expect(req.blockIds.length).toBe(Math.ceil(req.numComputedTokens / cfg.blockSize));
-      for (let pos = chunkStart(s); pos < req.numComputedTokens; pos++) {
-        kvContent[req.blockIds[Math.floor(pos / cfg.blockSize)]! * cfg.blockSize + (pos % cfg.blockSize)] = req.tokenAt(pos);
+      for (let pos = chunkStart(s); pos < s.end; pos++) {
+        kvContent[req.blockIds[Math.floor(pos / cfg.blockSize)]! * cfg.blockSize + (pos % cfg.blockSize)] = tokenAt(req, pos);
       }
       // What attention reads: the whole context through the block table, prefix hits included.
-      for (let pos = 0; pos < req.numComputedTokens; pos++) {
+      for (let pos = 0; pos < s.end; pos++) {
         const slot = req.blockIds[Math.floor(pos / cfg.blockSize)]! * cfg.blockSize + (pos % cfg.blockSize);
-        if (kvContent[slot] !== req.tokenAt(pos)) throw new Error(`${req.id}: wrong KV at ${pos}`);
+        if (kvContent[slot] !== tokenAt(req, pos)) throw new Error(`${req.id}: wrong KV at ${pos}`);
       }
-      sampled[i] = samplesThisStep(s) ? Math.floor(rand() * VOCAB) : -1;
+      sampled[i] = s.samples ? Math.floor(rand() * VOCAB) : -1;
+      if (s.samples) onDevice.set(req, sampled[i]!);
     });
-    for (const o of sched.update(out, sampled)) expect(o.newTokenIds).toHaveLength(1);
+    if (out.scheduled.length > 0) inFlight.push({ out, sampled });
+    if (inFlight.length === depth || (out.scheduled.length === 0 && inFlight.length > 0)) {
+      const done = inFlight.shift()!;
+      for (const o of sched.update(done.out, done.sampled)) expect(o.newTokenIds).toHaveLength(1);
+    }
+    expect(sched.numStepsInFlight).toBe(inFlight.length);
     checkBlockAccounting(sched, plans.map((p) => p.req).filter((r) => !r.isFinished));
   }
   for (const p of plans) checkFinished(p.req, cfg.maxModelLen);
+  for (const p of plans) expect(p.req.numPendingTokens).toBe(0);
   return { sched, plans, steps: step };
 }
 
@@ -112,11 +131,14 @@ describe("randomized simulation", () => {
     enablePrefixCaching: true,
   };
   test.each([
-    ["prefix caching, seed 1", base, 1],
-    ["prefix caching, seed 2, 2-token blocks", { ...base, blockSize: 2, numBlocks: 60 }, 2],
-    ["no prefix caching, seed 3", { ...base, enablePrefixCaching: false }, 3],
-  ])("%s: every request finishes and every block comes back", (_name, cfg, seed) => {
-    const { sched, plans, steps } = simulate(cfg, seed);
+    ["prefix caching, seed 1", base, 1, 1],
+    ["prefix caching, seed 2, 2-token blocks", { ...base, blockSize: 2, numBlocks: 60 }, 2, 1],
+    ["no prefix caching, seed 3", { ...base, enablePrefixCaching: false }, 3, 1],
+    ["async scheduling, prefix caching, seed 4", base, 4, 2],
+    ["async scheduling, 2-token blocks, seed 5", { ...base, blockSize: 2, numBlocks: 60 }, 5, 2],
+    ["async scheduling, no prefix caching, seed 6", { ...base, enablePrefixCaching: false }, 6, 2],
+  ] as [string, SchedulerConfig, number, 1 | 2][])("%s: every request finishes and every block comes back", (_name, cfg, seed, depth) => {
+    const { sched, plans, steps } = simulate(cfg, seed, depth);
     const count = (r: string) => plans.filter((p) => p.req.finishReason === r).length;
     console.log(`${_name}: ${steps} steps, ${sched.numPreemptionsTotal} preemptions, stop/length/abort ${count("stop")}/${count("length")}/${count("abort")}, hit tokens ${sched.kv.prefixCacheHits}`);
     expect(sched.hasUnfinished).toBe(false);

@@ -4,7 +4,8 @@
 // When the pool runs dry the newest running request is preempted and later recomputed.
 
 import { KVCacheManager } from "./kv-cache-manager.ts";
-import type { FinishReason, Request } from "./request.ts";
+import { checkConfig, checkParams } from "./scheduler-checks.ts";
+import { needsPenalties, type FinishReason, type Request } from "./request.ts";
 
 export interface SchedulerConfig {
   maxNumSeqs: number;
@@ -16,22 +17,25 @@ export interface SchedulerConfig {
 }
 
 /**
- * One request's share of a step. schedule() has already advanced `req.numComputedTokens` by
- * `numNewTokens`, so the step computes tokens [chunkStart(s), req.numComputedTokens).
+ * One request's share of a step: it computes the tokens at positions [end - numNewTokens, end).
+ * schedule() has already advanced `req.numComputedTokens` to `end` (a later step may advance it
+ * further before this one's update: async scheduling).
  */
 export interface ScheduledRequest {
   req: Request;
   numNewTokens: number;
+  end: number;
+  /** The step reaches the end of the request's tokens (pending ones counted), so it samples. */
+  samples: boolean;
 }
 
-/** Position of the first token this step computes for `s` (see ScheduledRequest). */
-export const chunkStart = (s: ScheduledRequest): number => s.req.numComputedTokens - s.numNewTokens;
+/** Position of the first token this step computes for `s`. */
+export const chunkStart = (s: ScheduledRequest): number => s.end - s.numNewTokens;
 
-/** Whether the step reaches the end of the request's known tokens, so its logits are sampled. */
-export const samplesThisStep = (s: ScheduledRequest): boolean =>
-  s.req.numComputedTokens === s.req.numTokens;
+/** Steps scheduled and not yet updated, at most: one on the device while the next is planned. */
+export const MAX_STEPS_IN_FLIGHT = 2;
 
-/** A step's batch. The object and its arrays are reused: valid until the next schedule(). */
+/** A step's batch. The object and its arrays are reused: valid until its update() (or, when empty, the next schedule()). */
 export interface SchedulerOutput {
   /** Batch order: running requests first (in their order), then newly admitted or resumed ones. */
   scheduled: ScheduledRequest[];
@@ -55,9 +59,10 @@ export class Scheduler {
   private readonly waiting: Request[] = []; // FCFS; preempted requests go back to the front
   private running: Request[] = [];
   private readonly unfinished = new Map<string, Request>();
-  private readonly out: SchedulerOutput = { scheduled: [], totalTokens: 0, preempted: [] };
-  private readonly slotPool: ScheduledRequest[] = [];
-  private awaitingUpdate = false;
+  /** Two batches, so that one can wait for its update() while the next is built. */
+  private readonly outputs = [newOutput(), newOutput()];
+  private readonly slotPools: ScheduledRequest[][] = [[], []];
+  private readonly inFlight: SchedulerOutput[] = []; // scheduled, not yet updated; oldest first
 
   constructor(cfg: SchedulerConfig) {
     checkConfig(cfg);
@@ -73,6 +78,19 @@ export class Scheduler {
   }
   get hasUnfinished(): boolean {
     return this.unfinished.size > 0;
+  }
+  /** Steps scheduled whose update() has not come yet. */
+  get numStepsInFlight(): number {
+    return this.inFlight.length;
+  }
+
+  /**
+   * Whether the next step must wait for the tokens of the one in flight: a running request with
+   * pending tokens uses penalties, and the sampler needs its whole history on the host.
+   */
+  get needsTokensBeforeSchedule(): boolean {
+    for (const r of this.running) if (r.numPendingTokens > 0 && needsPenalties(r.params)) return true;
+    return false;
   }
 
   /** Queues a new request; throws if it is malformed or its prompt leaves no room to generate. */
@@ -112,48 +130,54 @@ export class Scheduler {
   }
 
   /**
-   * Builds the next step's batch and claims its KV slots. Call update() with the result after
-   * the model ran, before scheduling again (skipping update() is allowed only for an empty batch).
+   * Builds the next step's batch and claims its KV slots. Every non-empty batch gets its update()
+   * after the model ran, in schedule order. One step may still await its update (async scheduling):
+   * its sampled tokens count as pending, so each of its requests gets its next position now and
+   * the device supplies the input token.
    */
   schedule(): SchedulerOutput {
-    if (this.awaitingUpdate && this.out.scheduled.length > 0) {
-      throw new Error("schedule() called again before update()");
+    if (this.inFlight.length >= MAX_STEPS_IN_FLIGHT) {
+      throw new Error(`schedule(): ${MAX_STEPS_IN_FLIGHT} steps already await update()`);
     }
-    const out = this.out;
+    const k = this.outputs[0] === this.inFlight[0] ? 1 : 0;
+    const out = this.outputs[k]!, pool = this.slotPools[k]!;
     out.scheduled.length = 0;
     out.preempted.length = 0;
     out.totalTokens = 0;
-    this.scheduleRunning(out);
-    if (out.preempted.length === 0) this.admitWaiting(out);
-    this.awaitingUpdate = true;
+    this.scheduleRunning(out, pool);
+    if (out.preempted.length === 0) this.admitWaiting(out, pool);
+    if (out.scheduled.length > 0) this.inFlight.push(out);
     return out;
   }
 
   /**
-   * Applies a step's results: sampled[i] is the token sampled for out.scheduled[i] (read only
-   * when samplesThisStep). Registers newly full blocks, appends tokens, checks stop conditions
-   * and frees finished requests. Returns one output per request that got a token.
+   * Applies the oldest step's results: sampled[i] is the token sampled for out.scheduled[i] (read
+   * only where it samples). Registers newly full blocks, appends tokens, checks stop conditions
+   * and frees finished requests. Returns one output per request that got a token. A request that
+   * finishes here may sit in the next step already: that step's token for it is dropped.
    */
   update(out: SchedulerOutput, sampled: Int32Array): RequestOutput[] {
-    if (out !== this.out || !this.awaitingUpdate) {
-      throw new Error("update() must get the output of the last schedule(), once");
+    if (out !== this.inFlight[0]) {
+      throw new Error("update() must get the oldest scheduled step's output, once");
     }
     const n = out.scheduled.length;
     if (sampled.length < n) throw new Error(`update(): ${n} requests scheduled, ${sampled.length} tokens`);
-    this.awaitingUpdate = false;
+    this.inFlight.shift();
     const results: RequestOutput[] = [];
     let anyFinished = false;
     for (let i = 0; i < n; i++) {
       const s = out.scheduled[i]!;
       const req = s.req;
-      if (req.isFinished) continue; // aborted between schedule() and update()
-      this.kv.cacheComputedBlocks(req, s.numNewTokens);
-      if (!samplesThisStep(s)) continue;
+      if (req.isFinished) continue; // aborted, or stopped by the step before
+      if (req.status === "running") this.kv.cacheComputedBlocks(req, chunkStart(s), s.end);
+      if (!s.samples) continue;
       const token = sampled[i]!;
       if (token < 0) throw new Error(`update(): no token sampled for ${req.id}, which samples this step`);
+      req.numPendingTokens--;
       req.outputTokenIds.push(token);
       const reason = this.stopReason(req, token);
       if (reason !== null) {
+        if (req.status === "preempted") this.waiting.splice(this.waiting.indexOf(req), 1);
         this.finish(req, reason);
         anyFinished = true;
       }
@@ -163,11 +187,19 @@ export class Scheduler {
     return results;
   }
 
-  private scheduleRunning(out: SchedulerOutput): void {
+  /** Whether the tokens already pending end the request (max_tokens or max_model_len): nothing to schedule. */
+  private endsWithPending(req: Request): boolean {
+    if (req.numPendingTokens === 0) return false;
+    return req.numOutputTokens + req.numPendingTokens >= req.params.maxTokens ||
+      req.numTokensWithPending >= this.cfg.maxModelLen;
+  }
+
+  private scheduleRunning(out: SchedulerOutput, pool: ScheduledRequest[]): void {
     let budget = this.cfg.maxNumBatchedTokens;
     for (let i = 0; i < this.running.length && budget > 0; i++) {
       const req = this.running[i]!;
-      const numNew = Math.min(req.numTokens - req.numComputedTokens, budget);
+      if (this.endsWithPending(req)) continue;
+      const numNew = Math.min(req.numTokensWithPending - req.numComputedTokens, budget);
       if (numNew <= 0) throw new Error(`running request ${req.id} has nothing to compute`);
       let selfPreempted = false;
       while (!this.kv.allocateSlots(req, numNew)) {
@@ -179,15 +211,16 @@ export class Scheduler {
         }
       }
       if (selfPreempted) break;
-      this.push(out, req, numNew);
+      this.push(out, pool, req, numNew);
       budget -= numNew;
     }
   }
 
-  private admitWaiting(out: SchedulerOutput): void {
+  private admitWaiting(out: SchedulerOutput, pool: ScheduledRequest[]): void {
     let budget = this.cfg.maxNumBatchedTokens - out.totalTokens;
     while (this.waiting.length > 0 && budget > 0 && this.running.length < this.cfg.maxNumSeqs) {
       const req = this.waiting[0]!;
+      if (req.numPendingTokens > 0) break; // preempted with a token still on the device: after its update
       const hit = this.kv.getComputedBlocks(req).numTokens;
       const numNew = Math.min(req.numTokens - hit, budget);
       if (!this.kv.allocateSlots(req, numNew, hit)) break; // keep FCFS: nobody overtakes it
@@ -196,22 +229,21 @@ export class Scheduler {
       req.status = "running";
       req.numComputedTokens = hit;
       this.running.push(req);
-      this.push(out, req, numNew);
+      this.push(out, pool, req, numNew);
       budget -= numNew;
     }
   }
 
-  private push(out: SchedulerOutput, req: Request, numNewTokens: number): void {
+  private push(out: SchedulerOutput, pool: ScheduledRequest[], req: Request, numNewTokens: number): void {
     const k = out.scheduled.length;
-    let s = this.slotPool[k];
-    if (s === undefined) {
-      s = { req, numNewTokens };
-      this.slotPool.push(s);
-    } else {
-      s.req = req;
-      s.numNewTokens = numNewTokens;
-    }
+    const s = pool[k] ?? { req, numNewTokens, end: 0, samples: false };
+    if (k === pool.length) pool.push(s);
     req.numComputedTokens += numNewTokens;
+    s.req = req;
+    s.numNewTokens = numNewTokens;
+    s.end = req.numComputedTokens;
+    s.samples = s.end === req.numTokensWithPending;
+    if (s.samples) req.numPendingTokens++; // known on the host at this step's update()
     out.scheduled.push(s);
     out.totalTokens += numNewTokens;
   }
@@ -239,34 +271,13 @@ export class Scheduler {
 
   private finish(req: Request, reason: FinishReason): void {
     this.kv.free(req);
+    req.numPendingTokens = 0; // a later step's token for it is dropped
     req.status = "finished";
     req.finishReason = reason;
     this.unfinished.delete(req.id);
   }
 }
 
-function checkConfig(cfg: SchedulerConfig): void {
-  const positive = ["maxNumSeqs", "maxNumBatchedTokens", "maxModelLen", "blockSize", "numBlocks"] as const;
-  for (const key of positive) {
-    const v = cfg[key];
-    if (!Number.isInteger(v) || v < 1) throw new Error(`scheduler: ${key} must be a positive integer, got ${v}`);
-  }
-  if (cfg.maxModelLen < 2) throw new Error(`scheduler: maxModelLen must be at least 2, got ${cfg.maxModelLen}`);
-  // A lone request must always fit, or it would preempt itself forever.
-  if (cfg.numBlocks * cfg.blockSize < cfg.maxModelLen) {
-    throw new Error(
-      `scheduler: ${cfg.numBlocks} blocks of ${cfg.blockSize} tokens cannot hold one sequence ` +
-        `of max model length ${cfg.maxModelLen}`,
-    );
-  }
-}
-
-function checkParams(req: Request): void {
-  const p = req.params;
-  if (!Number.isInteger(p.maxTokens) || p.maxTokens < 1) {
-    throw new Error(`request ${req.id}: maxTokens must be a positive integer, got ${p.maxTokens}`);
-  }
-  if (!Number.isInteger(p.minTokens) || p.minTokens < 0) {
-    throw new Error(`request ${req.id}: minTokens must be a non-negative integer, got ${p.minTokens}`);
-  }
+function newOutput(): SchedulerOutput {
+  return { scheduled: [], totalTokens: 0, preempted: [] };
 }

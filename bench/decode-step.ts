@@ -5,7 +5,7 @@
 // --warmup such steps. kv_tokens_mean is the mean over timed steps of the summed context lengths,
 // the KV that each step reads (bench/figures.ts turns it into bytes for the floor).
 // Usage: bun bench/decode-step.ts --model DIR [--device cuda] [--seqs 256] [--context 512] [--steps 20]
-//   [--warmup 5] [--max-num-batched-tokens 8192]
+//   [--warmup 5] [--max-num-batched-tokens 8192] [--async-scheduling on|off] (default: the engine's)
 // Prints a summary line, then one JSON line (the raw figures).
 import { parseArgs } from "node:util";
 import { parseEngineConfig } from "../src/config.ts";
@@ -18,7 +18,7 @@ const { values: a } = parseArgs({
   args: Bun.argv.slice(2), strict: true,
   options: {
     model: { type: "string" }, device: { type: "string" }, seqs: { type: "string" }, context: { type: "string" },
-    steps: { type: "string" }, warmup: { type: "string" }, "max-num-batched-tokens": { type: "string" },
+    steps: { type: "string" }, warmup: { type: "string" }, "max-num-batched-tokens": { type: "string" }, "async-scheduling": { type: "string" },
   },
 });
 if (!a.model) throw new Error("usage: bun bench/decode-step.ts --model DIR [--device cuda] [--seqs 256] [--context 512] ...");
@@ -34,6 +34,7 @@ const maxModelLen = Math.ceil((context + maxTokens + 16) / 16) * 16;
 
 const engine = Engine.create(parseEngineConfig({
   model: a.model, device: (a.device ?? "cuda") as "cuda", maxNumSeqs: seqs, maxNumBatchedTokens: budget, maxModelLen,
+  asyncScheduling: a["async-scheduling"] as "on" | "off" | undefined,
 }));
 const rand = mulberry32(512), vocab = engine.info.vocabSize;
 const len = new Map<string, number>(); // tokens in each sequence so far (prompt + output)
@@ -90,7 +91,7 @@ engine.dispose();
 if (stats.numPreemptionsTotal) console.log(`warning: ${stats.numPreemptionsTotal} preemptions (KV cache too small?)`);
 
 const result = {
-  bench: "decode_step", device: engine.info.device, seqs, context, warmup_steps: warmup, timed_steps: steps,
+  bench: "decode_step", device: engine.info.device, async_scheduling: engine.info.asyncScheduling, seqs, context, warmup_steps: warmup, timed_steps: steps,
   step_ms: times, step_ms_median: median(times), step_ms_min: Math.min(...times),
   kv_tokens_mean: kvTokens.reduce((s, n) => s + n, 0) / kvTokens.length, context_mean: kvTokens.reduce((s, n) => s + n, 0) / kvTokens.length / seqs,
   prefill_s: prefillS, prefill_steps: prefillSteps, max_num_batched_tokens: budget, preemptions: stats.numPreemptionsTotal,

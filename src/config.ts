@@ -18,6 +18,11 @@ export const EngineConfigSchema = z.object({
   enablePrefixCaching: z.boolean().default(true),
   /** Decode steps as replayed graphs (see src/engine/decode-graphs.ts); "off" is vLLM's --enforce-eager. */
   decodeGraphs: z.enum(["auto", "off", "replay"]).default("auto"),
+  /**
+   * Queue step N+1 before step N's tokens are back (vLLM's --async-scheduling). auto: on GPU
+   * backends; the cpu backend computes inside the launch, so there is nothing to overlap.
+   */
+  asyncScheduling: z.enum(["auto", "on", "off"]).default("auto"),
 });
 
 export type EngineConfigInput = z.input<typeof EngineConfigSchema>;

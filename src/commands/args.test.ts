@@ -9,6 +9,12 @@ describe("engineConfigFrom", () => {
     expect(parseEngineConfig(engineConfigFrom({}, "m")).decodeGraphs).toBe("auto");
   });
 
+  test("--async-scheduling and --no-async-scheduling force it; without them the engine decides", () => {
+    const mode = (a: Record<string, unknown>) => parseEngineConfig(engineConfigFrom(a, "m")).asyncScheduling;
+    expect([mode({ "async-scheduling": true }), mode({ "no-async-scheduling": true }), mode({})]).toEqual(["on", "off", "auto"]);
+    expect(() => engineConfigFrom({ "async-scheduling": true, "no-async-scheduling": true }, "m")).toThrow("contradict");
+  });
+
   test("numbers and the device are checked", () => {
     const cfg = parseEngineConfig(engineConfigFrom({ "max-num-seqs": "8", device: "cpu" }, "m"));
     expect([cfg.maxNumSeqs, cfg.device]).toEqual([8, "cpu"]);

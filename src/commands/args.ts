@@ -24,12 +24,17 @@ export const engineOptions = {
   "gpu-memory-utilization": { type: "string" },
   "tensor-parallel-size": { type: "string" },
   "enforce-eager": { type: "boolean" },
+  "async-scheduling": { type: "boolean" },
+  "no-async-scheduling": { type: "boolean" },
 } as const;
 
 export function engineConfigFrom(a: Record<string, unknown>, model: string) {
   const s = (k: string) => a[k] as string | undefined;
   const device = s("device") ?? "auto";
   if (!["auto", "cpu", "cuda", "hip"].includes(device)) throw new UsageError(`--device must be auto, cpu, cuda or hip, got '${device}'`);
+  if (a["async-scheduling"] === true && a["no-async-scheduling"] === true) {
+    throw new UsageError("--async-scheduling and --no-async-scheduling contradict each other");
+  }
   return {
     model,
     device: device as "auto" | "cpu" | "cuda" | "hip",
@@ -41,5 +46,6 @@ export function engineConfigFrom(a: Record<string, unknown>, model: string) {
     gpuMemoryUtilization: optNumArg(s("gpu-memory-utilization"), "gpu-memory-utilization"),
     tensorParallelSize: optNumArg(s("tensor-parallel-size"), "tensor-parallel-size"),
     decodeGraphs: a["enforce-eager"] === true ? ("off" as const) : undefined,
+    asyncScheduling: a["async-scheduling"] === true ? ("on" as const) : a["no-async-scheduling"] === true ? ("off" as const) : undefined,
   };
 }

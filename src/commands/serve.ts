@@ -30,7 +30,8 @@ function summary(srv: RunningServer, info: EngineInfo, seconds: number, endpoint
     `KV cache    ${info.numBlocks} blocks of ${info.blockSize} tokens = ${tokens} tokens; ` +
       `${(tokens / info.maxModelLen).toFixed(1)} full-length (${info.maxModelLen}-token) requests fit`,
     `batching    max ${info.maxNumSeqs} sequences, ${info.maxNumBatchedTokens} tokens per step; ` +
-      (info.numGraphs > 0 ? `${info.numGraphs} decode batch sizes as graphs` : "no graphs (eager)"),
+      (info.numGraphs > 0 ? `${info.numGraphs} decode batch sizes as graphs` : "no graphs (eager)") +
+      (info.asyncScheduling ? "; async scheduling" : ""),
     ...endpoints,
     `ready in    ${seconds.toFixed(2)} s`,
   ].join("\n");

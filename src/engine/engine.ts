@@ -7,8 +7,8 @@ import { freeWeights, loadWeights, type LoadProgress, type ModelWeights } from "
 import { openBackend } from "../native/backend.ts";
 import type { Backend, DType } from "../native/types.ts";
 import { Request, type FinishReason, type SamplingParams } from "./request.ts";
-import { ModelRunner, type TokenLogprobs } from "./runner.ts";
-import { Scheduler, type SchedulerOutput } from "./scheduler.ts";
+import { type LaunchedStep, ModelRunner, type TokenLogprobs } from "./runner.ts";
+import { MAX_STEPS_IN_FLIGHT, Scheduler, type SchedulerOutput } from "./scheduler.ts";
 import { scoreSequence } from "./scorer.ts";
 
 export interface EngineOutput {
@@ -35,6 +35,8 @@ export interface EngineInfo {
   eosTokenIds: number[];
   /** Decode batch sizes captured as graphs (0: every step runs eagerly). */
   numGraphs: number;
+  /** Whether the next step is queued before the last one's tokens are back (see launchSteps). */
+  asyncScheduling: boolean;
 }
 
 export interface EngineStats {
@@ -45,6 +47,10 @@ export interface EngineStats {
 }
 
 export class Engine {
+  /** Launched steps whose tokens are not applied yet, oldest first. */
+  private readonly launched: LaunchedStep[] = [];
+  private readonly maxStepsInFlight: number;
+
   private constructor(
     readonly info: EngineInfo,
     private readonly be: Backend,
@@ -53,7 +59,9 @@ export class Engine {
     private readonly model: LlamaModel,
     private readonly runner: ModelRunner,
     readonly scheduler: Scheduler,
-  ) {}
+  ) {
+    this.maxStepsInFlight = info.asyncScheduling ? MAX_STEPS_IN_FLIGHT : 1;
+  }
 
   static create(cfg: EngineConfig, onProgress?: LoadProgress): Engine {
     const dir = loadModelDir(cfg.model);
@@ -84,6 +92,7 @@ export class Engine {
       numBlocks, blockSize: cfg.blockSize, maxModelLen, maxNumSeqs: maxSeqs,
       maxNumBatchedTokens: cfg.maxNumBatchedTokens, vocabSize: dir.config.vocabSize,
       eosTokenIds: dir.generation.eosTokenIds, numGraphs,
+      asyncScheduling: cfg.asyncScheduling === "on" || (cfg.asyncScheduling === "auto" && be.name !== "cpu"),
     };
     return new Engine(info, be, weights, cache, model, runner, scheduler);
   }
@@ -104,31 +113,49 @@ export class Engine {
       numPromptTokens: req.numPromptTokens, numCachedTokens: req.numCachedTokens };
   }
 
+  /** Requests not finished, or launched steps whose tokens are not applied yet. */
   get hasUnfinished(): boolean {
-    return this.scheduler.hasUnfinished;
+    return this.scheduler.hasUnfinished || this.launched.length > 0;
   }
 
-  /** One iteration: schedule, run the model, sample, update; returns what each request gained. */
+  /** One iteration: launches what the pipeline has room for, then applies the oldest step's tokens. */
   step(): EngineOutput[] {
-    const step = this.launchStep();
-    return step ? this.finishStep(step) : [];
+    this.launchSteps();
+    return this.finishStep();
   }
 
   /**
-   * The first half of step(): schedules and queues the step on the device without waiting for it
-   * (null if nothing is scheduled). Until finishStep, the caller may do host work (post the last
-   * outputs, take new requests and aborts: a request aborted meanwhile is skipped by the update).
+   * Schedules and queues steps on the device, without waiting for them, while there is work and
+   * room: one step in flight, or with async scheduling two, the second planned with the first
+   * one's tokens pending (not when a request's penalties need them on the host first). Until
+   * finishStep, the caller may do host work (post the last outputs, take new requests and aborts:
+   * a request aborted meanwhile is skipped by the update).
    */
-  launchStep(): SchedulerOutput | null {
-    const sched = this.scheduler.schedule();
-    if (sched.scheduled.length === 0) return null;
-    this.runner.launch(sched);
-    return sched;
+  launchSteps(): void {
+    while (this.canLaunchStep) {
+      const sched = this.scheduler.schedule();
+      if (sched.scheduled.length === 0) return;
+      this.launched.push(this.runner.launch(sched));
+    }
   }
 
-  /** The second half of step(): waits for the launched step and applies its tokens. */
-  finishStep(sched: SchedulerOutput): EngineOutput[] {
-    const res = this.runner.collect(sched);
+  private get canLaunchStep(): boolean {
+    const n = this.launched.length;
+    if (!this.scheduler.hasUnfinished || n >= this.maxStepsInFlight) return false;
+    return n === 0 || !this.scheduler.needsTokensBeforeSchedule;
+  }
+
+  /** The batches launched and not finished, oldest first. */
+  get stepsInFlight(): readonly SchedulerOutput[] {
+    return this.launched.map((l) => l.sched);
+  }
+
+  /** Waits for the oldest launched step (not for later ones) and applies its tokens ([] if none is launched). */
+  finishStep(): EngineOutput[] {
+    const step = this.launched.shift();
+    if (!step) return [];
+    const res = this.runner.collect(step);
+    const sched = step.sched;
     const lpByReq = new Map<Request, TokenLogprobs>();
     sched.scheduled.forEach((s, i) => {
       const lp = res.logprobs[i];

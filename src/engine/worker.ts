@@ -15,18 +15,19 @@ let closing = false; // a shutdown came while the loop had a step in flight: the
 const yieldToMessages = () => new Promise<void>((r) => setImmediate(r));
 
 /**
- * Steps while there is work. The device runs step N+1 while this thread posts step N's outputs
- * and takes in new requests and aborts, so the GPU does not wait for that host work.
+ * Steps while there is work. The device runs the next step (with async scheduling, the next two)
+ * while this thread applies and posts the last step's outputs and takes in new requests and
+ * aborts, so the GPU does not wait for that host work.
  */
 async function loop(e: Engine): Promise<void> {
   looping = true;
   try {
-    let step = e.launchStep();
-    while (step || e.hasUnfinished) { // no step but unfinished requests: retry after the messages
-      await yieldToMessages(); // adds and aborts arrive while the step runs
+    e.launchSteps();
+    while (e.hasUnfinished) { // nothing launched but unfinished requests: retry after the messages
+      await yieldToMessages(); // adds and aborts arrive while the steps run
       if (closing) return;
-      const outputs = step ? e.finishStep(step) : [];
-      step = e.hasUnfinished ? e.launchStep() : null;
+      const outputs = e.finishStep();
+      e.launchSteps(); // queue the next step before the host work below
       if (outputs.length) post({ type: "outputs", outputs, stats: e.stats() });
     }
     post({ type: "outputs", outputs: [], stats: e.stats() });

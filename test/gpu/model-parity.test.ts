@@ -109,6 +109,21 @@ gpuSuite("model parity", () => {
     for (const r of reqs) expect({ id: r.id, tokens: launched.out.get(r.id) }).toEqual({ id: r.id, tokens: replayed.out.get(r.id)! });
   }, 120_000);
 
+  test("async scheduling: the same tokens as synchronous steps (same batches: every request runs to max_tokens)", () => {
+    const reqs = golden.prompts.map((p, i) => ({ id: `p${i}`, prompt: p.token_ids, params: { maxTokens: 8 + 5 * i, ignoreEos: true } }));
+    const runWith = (asyncScheduling: "on" | "off") => {
+      const engine = makeEngine({ model: DEFAULT_MODEL, device: DEVICE, asyncScheduling, maxNumSeqs: 64 });
+      try {
+        return { out: runToCompletion(engine, reqs), async: engine.info.asyncScheduling };
+      } finally {
+        engine.dispose();
+      }
+    };
+    const pipelined = runWith("on"), sync = runWith("off");
+    expect([pipelined.async, sync.async]).toEqual([true, false]);
+    for (const r of reqs) expect({ id: r.id, tokens: pipelined.out.get(r.id) }).toEqual({ id: r.id, tokens: sync.out.get(r.id)! });
+  }, 120_000);
+
   test(`default model (bf16 activations): eval-ppl within ${PPL_TOL * 100}% of transformers' held-out perplexity`, () => {
     const args = ["src/cli.ts", "eval-ppl", "--device", DEVICE, "--file", join(ROOT, "corpus/heldout.txt"), "--json"];
     const p = Bun.spawnSync([process.execPath, ...args], { cwd: ROOT });

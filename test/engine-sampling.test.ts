@@ -53,6 +53,17 @@ test("in one batch, each request gets the logprobs it asked for: none, the chose
   expect(Object.fromEntries(counts)).toEqual({ none: [-1, -1, -1], chosen: [0, 0, 0], top1: [1, 1, 1], top4: [4, 4, 4] });
 });
 
+test("penalty and bias lists past their first capacity (1024 entries) grow and stay each request's own", () => {
+  // 6 requests x (200 seen tokens + 384 biases): both lists outgrow 1024 entries in one step.
+  const reqs = Array.from({ length: 6 }, (_, i) => {
+    const prompt = Array.from({ length: 200 }, (_, k) => (k * 7 + i * 13) % 384);
+    const logitBias = new Map(Array.from({ length: 384 }, (_, t) => [t, ((t * 31 + i * 17) % 11) / 4] as [number, number]));
+    return { id: `g${i}`, prompt, params: { maxTokens: 6, repetitionPenalty: 1.5, presencePenalty: 0.4, logitBias } };
+  });
+  const together = runToCompletion(engine, reqs);
+  for (const r of reqs) expect({ id: r.id, tokens: runToCompletion(engine, [r]).get(r.id) }).toEqual({ id: r.id, tokens: together.get(r.id)! });
+});
+
 function baseParams() {
   return {
     maxTokens: 4, temperature: 0, topP: 1, topK: 0, minP: 0, seed: 1n, repetitionPenalty: 1, presencePenalty: 0,

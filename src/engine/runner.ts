@@ -21,13 +21,14 @@ export interface LaunchedStep {
   readback: StepReadback;
 }
 
+/** The device copy of the token lists (see TokenLists): one region, a view per section. */
 interface ListBuffers {
   generation: number;
+  region: Buf;
   seenTokens: Buf;
   seenCounts: Buf;
   biasTokens: Buf;
   biasValues: Buf;
-  all: Buf[];
 }
 
 export class ModelRunner {
@@ -176,36 +177,34 @@ export class ModelRunner {
     });
   }
 
-  /** Copies the penalty and bias lists, (re)allocating their device buffers when they grew. */
+  /** Copies the penalty and bias lists in one go, reallocating their device region when it grew. */
   private copyTokenLists(): void {
     const src = this.inputs.lists;
-    if (src.nSeen === 0 && src.nBias === 0) return;
+    if (src.usedBytes === 0) return;
     if (this.lists.generation !== src.generation) this.allocLists();
-    const l = this.lists;
-    if (src.nSeen > 0) {
-      this.be.copyFromHost(l.seenTokens, 0, src.seenTokens, src.nSeen * 4);
-      this.be.copyFromHost(l.seenCounts, 0, src.seenCounts, src.nSeen * 4);
-    }
-    if (src.nBias > 0) {
-      this.be.copyFromHost(l.biasTokens, 0, src.biasTokens, src.nBias * 4);
-      this.be.copyFromHost(l.biasValues, 0, src.biasValues, src.nBias * 4);
-    }
+    this.be.copyFromHost(this.lists.region, 0, src.region, src.usedBytes);
   }
 
   private allocLists(): void {
-    if (this.lists) this.be.sync(); // a step in flight may still read the old lists
-    for (const b of this.lists?.all ?? []) this.be.free(b);
-    const src = this.inputs.lists;
-    const a = (n: number) => this.be.alloc(Math.max(1, n) * 4);
-    const all = [a(src.seenTokens.length), a(src.seenCounts.length), a(src.biasTokens.length), a(src.biasValues.length)];
-    this.lists = { generation: src.generation, seenTokens: all[0]!, seenCounts: all[1]!, biasTokens: all[2]!, biasValues: all[3]!, all };
+    if (this.lists) {
+      this.be.sync(); // a step in flight may still read the old lists
+      this.be.free(this.lists.region);
+    }
+    const src = this.inputs.lists, at = src.offsets, be = this.be;
+    const region = be.alloc(Math.max(4, src.region.byteLength));
+    const view = (off: number, n: number) => be.view(region, off, Math.max(1, n) * 4);
+    this.lists = {
+      generation: src.generation, region,
+      seenTokens: view(at.seenTokens, src.seenTokens.length), seenCounts: view(at.seenCounts, src.seenCounts.length),
+      biasTokens: view(at.biasTokens, src.biasTokens.length), biasValues: view(at.biasValues, src.biasValues.length),
+    };
   }
 
   dispose(): void {
     this.be.sync(); // launched steps may still write into the readback memory
     this.graphs?.dispose();
     this.graphs = null;
-    for (const b of this.lists.all) this.be.free(b);
+    this.be.free(this.lists.region);
     for (const r of this.readbacks) r.dispose();
     this.be.free(this.meta);
     this.be.free(this.out.region);

@@ -11,24 +11,45 @@ export interface ListOffsets {
   biasOffsets: number;
 }
 
-/** The flat arrays; they grow by doubling when a step needs more. */
+/**
+ * The flat arrays, as four sections of one region so that a step uploads them in one copy (two
+ * copies per step keep the device's upload staging from waiting on a step still queued); they
+ * grow by doubling when a step needs more.
+ */
 export class TokenLists {
+  /** The whole region, as bytes (what the runner copies a prefix of). */
+  region = new Uint8Array(0);
   seenTokens = new Int32Array(0);
   seenCounts = new Int32Array(0);
   biasTokens = new Int32Array(0);
   biasValues = new Float32Array(0);
   nSeen = 0;
   nBias = 0;
-  /** Bumped whenever the arrays are replaced, so the runner reallocates its device copy. */
+  /** Bumped whenever the region is replaced, so the runner reallocates its device copy. */
   generation = 0;
+
+  /** Byte offset of each section in the region. */
+  get offsets(): { seenTokens: number; seenCounts: number; biasTokens: number; biasValues: number } {
+    const s = this.seenTokens.length * 4, b = this.biasTokens.length * 4;
+    return { seenTokens: 0, seenCounts: s, biasTokens: 2 * s, biasValues: 2 * s + b };
+  }
+
+  /** The prefix of the region this step's lists occupy (0: no lists). */
+  get usedBytes(): number {
+    const s = this.seenTokens.length * 4, b = this.biasTokens.length * 4;
+    if (this.nBias > 0) return 2 * s + b + this.nBias * 4;
+    return this.nSeen > 0 ? s + this.nSeen * 4 : 0;
+  }
 
   reserve(seen: number, bias: number): void {
     if (seen <= this.seenTokens.length && bias <= this.biasTokens.length) return;
     const grow = (have: number, need: number) => Math.max(need, have * 2, 1024);
     const ns = grow(this.seenTokens.length, seen), nb = grow(this.biasTokens.length, bias);
-    const st = new Int32Array(ns), sc = new Int32Array(ns), bt = new Int32Array(nb), bv = new Float32Array(nb);
+    const region = new Uint8Array((2 * ns + 2 * nb) * 4), buf = region.buffer;
+    const st = new Int32Array(buf, 0, ns), sc = new Int32Array(buf, ns * 4, ns);
+    const bt = new Int32Array(buf, 2 * ns * 4, nb), bv = new Float32Array(buf, (2 * ns + nb) * 4, nb);
     st.set(this.seenTokens); sc.set(this.seenCounts); bt.set(this.biasTokens); bv.set(this.biasValues);
-    [this.seenTokens, this.seenCounts, this.biasTokens, this.biasValues] = [st, sc, bt, bv];
+    [this.region, this.seenTokens, this.seenCounts, this.biasTokens, this.biasValues] = [region, st, sc, bt, bv];
     this.generation++;
   }
 

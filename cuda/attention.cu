@@ -120,12 +120,6 @@ int32_t launch_rows(const Context &c, const attn::Params &p, int64_t n_tokens, u
   return check_launch(kFn);
 }
 
-attn_tc::Params prefill_params(const attn::Params &p) {
-  return attn_tc::Params{p.out, p.fault, p.q, p.k_cache, p.v_cache, p.block_tables, p.seq_lens, p.query_start,
-                         p.n_seqs, p.n_tokens, p.n_heads, p.n_kv_heads, p.group, p.block_size, p.max_blocks,
-                         p.n_blocks, p.scale * attn_tc::kLog2e};
-}
-
 // The tensor-core kernel over the sequences with long query ranges; the grid is an upper bound
 // on their tiles (see attention_prefill.cuh).
 template <typename T, int D>
@@ -136,7 +130,7 @@ int32_t launch_prefill(const Context &c, const attn::Params &p) {
   if (st != VD_OK) return st;
   const int64_t tiles = (int64_t(p.n_tokens) + attn_tc::kRows - 1) / attn_tc::kRows + p.n_tokens / attn_tc::kMinQueryRows;
   const dim3 grid(unsigned(tiles), unsigned(p.n_heads));
-  attn_tc::prefill_kernel<T, D><<<grid, attn_tc::kThreads, smem, c.stream>>>(prefill_params(p));
+  attn_tc::prefill_kernel<T, D><<<grid, attn_tc::kThreads, smem, c.stream>>>(attn_tc::Params{p, p.scale * attn_tc::kLog2e});
   return check_launch(kFn);
 }
 

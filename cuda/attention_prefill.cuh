@@ -27,6 +27,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "attention.cuh"
 #include "common.cuh"
 #include "mma.cuh"
 
@@ -43,13 +44,8 @@ constexpr int kMinQueryRows = 16;  // sequences with fewer query rows go to the 
 constexpr float kLog2e = 1.4426950408889634f;
 
 struct Params {
-  void *out;
-  int32_t *fault;
-  const void *q, *k_cache, *v_cache;
-  const int32_t *block_tables, *seq_lens, *query_start;
-  int32_t n_seqs, n_tokens, n_heads, n_kv_heads, group, block_size, max_blocks;
-  int64_t n_blocks;
-  float scale_log2; // softmax scale times log2(e): scores are kept in base 2
+  attn::Params base; // shapes, buffers and the metadata checks, as the row and decode kernels take them
+  float scale_log2;  // softmax scale times log2(e): scores are kept in base 2
 };
 
 // Shared bytes per block: two stages of a K and a V tile.
@@ -67,11 +63,11 @@ __device__ Tile find_tile(const Params &a, int *shared) {
   if (threadIdx.x < 32) {
     const int lane = threadIdx.x, want = blockIdx.x;
     int before = 0, found = -1;
-    for (int s0 = 0; s0 < a.n_seqs && found < 0; s0 += 32) {
+    for (int s0 = 0; s0 < a.base.n_seqs && found < 0; s0 += 32) {
       const int s = s0 + lane;
       int tiles = 0;
-      if (s < a.n_seqs) {
-        const int ql = a.query_start[s + 1] - a.query_start[s];
+      if (s < a.base.n_seqs) {
+        const int ql = a.base.query_start[s + 1] - a.base.query_start[s];
         tiles = ql >= kMinQueryRows ? (ql + kRows - 1) / kRows : 0;
       }
       int incl = tiles; // inclusive prefix sum over the warp
@@ -95,10 +91,10 @@ __device__ Tile find_tile(const Params &a, int *shared) {
   Tile t;
   t.seq = shared[0];
   if (t.seq < 0) return t;
-  const int lo = a.query_start[t.seq], hi = a.query_start[t.seq + 1];
+  const int lo = a.base.query_start[t.seq], hi = a.base.query_start[t.seq + 1];
   t.first = lo + shared[1] * kRows;
   t.rows = min(kRows, hi - t.first);
-  t.pos0 = int64_t(a.seq_lens[t.seq]) - (hi - lo) + shared[1] * kRows;
+  t.pos0 = int64_t(a.base.seq_lens[t.seq]) - (hi - lo) + shared[1] * kRows;
   return t;
 }
 
@@ -121,12 +117,12 @@ template <int D>
 __device__ void load_kv_tile(const Params &a, const Tile &t, int g, int64_t n_keys, int kt, uint32_t k_smem,
                              uint32_t v_smem) {
   constexpr int kChunks = D / 8; // 16-byte chunks per row
-  const char *kc = static_cast<const char *>(a.k_cache), *vc = static_cast<const char *>(a.v_cache);
+  const char *kc = static_cast<const char *>(a.base.k_cache), *vc = static_cast<const char *>(a.base.v_cache);
   for (int e = threadIdx.x; e < kKeys * kChunks; e += kThreads) {
     const int j = e / kChunks, c = e % kChunks;
     const int64_t pos = int64_t(kt) * kKeys + j;
-    int64_t off = pos < n_keys ? kv_offset<D>(a.block_tables, a.max_blocks, a.block_size, a.n_kv_heads, a.n_blocks,
-                                              a.fault, t.seq, g, pos, c)
+    int64_t off = pos < n_keys ? kv_offset<D>(a.base.block_tables, a.base.max_blocks, a.base.block_size, a.base.n_kv_heads, a.base.n_blocks,
+                                              a.base.fault, t.seq, g, pos, c)
                                : -1;
     const int bytes = off >= 0 ? 16 : 0;
     off = off >= 0 ? off : 0;
@@ -139,8 +135,8 @@ __device__ void load_kv_tile(const Params &a, const Tile &t, int g, int64_t n_ke
 template <typename T, int D>
 __device__ void load_q(const Params &a, const Tile &t, int h, int warp, uint32_t (*qa)[4]) {
   const int lane = threadIdx.x & 31, r = warp * 16 + (lane >> 2), c = (lane & 3) * 2;
-  const T *q = static_cast<const T *>(a.q) + int64_t(h) * D;
-  const int64_t stride = int64_t(a.n_heads) * D;
+  const T *q = static_cast<const T *>(a.base.q) + int64_t(h) * D;
+  const int64_t stride = int64_t(a.base.n_heads) * D;
   const uint32_t *row0 = reinterpret_cast<const uint32_t *>(q + (t.first + r) * stride + c);
   const uint32_t *row1 = reinterpret_cast<const uint32_t *>(q + (t.first + r + 8) * stride + c);
   load_a_fragments<D>(row0, row1, r < t.rows, r + 8 < t.rows, qa);
@@ -224,8 +220,8 @@ __device__ __forceinline__ void accumulate(const float (*s)[4], uint32_t v_smem,
 template <typename T, int D>
 __device__ void store_rows(const Params &a, const Tile &t, int h, int warp, float (*o)[4], float *l) {
   const int lane = threadIdx.x & 31, r = warp * 16 + (lane >> 2), c = (lane & 3) * 2;
-  const int64_t stride = int64_t(a.n_heads) * D;
-  T *out = static_cast<T *>(a.out) + int64_t(h) * D + c;
+  const int64_t stride = int64_t(a.base.n_heads) * D;
+  T *out = static_cast<T *>(a.base.out) + int64_t(h) * D + c;
 #pragma unroll
   for (int half = 0; half < 2; half++) {
     const float sum = quad_sum(l[half]);
@@ -244,8 +240,8 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const Params a) {
   __shared__ int tile_info[2];
   const Tile t = find_tile(a, tile_info);
   if (t.seq < 0 || t.rows <= 0) return;
-  const int h = blockIdx.y, g = h / a.group, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int64_t cap = int64_t(a.max_blocks) * a.block_size;
+  const int h = blockIdx.y, g = h / a.base.group, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int64_t cap = int64_t(a.base.max_blocks) * a.base.block_size;
   const int64_t n_keys = max(int64_t(0), min(cap, t.pos0 + t.rows)); // the last row sees keys 0..pos0+rows-1
   const int n_tiles = int((n_keys + kKeys - 1) / kKeys);
   constexpr uint32_t kStage = kKeys * D * 2;

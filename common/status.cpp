@@ -99,4 +99,13 @@ int32_t check_load_weight_args(int32_t dst_dtype, int32_t file_dtype, int64_t ro
   return VD_OK;
 }
 
+int32_t check_host_alloc_args(void **out_ptr, uint64_t bytes) {
+  const char *fn = "vd_host_alloc";
+  if (!out_ptr) return fail(VD_ERR_INVALID_ARGUMENT, "%s: out_ptr is null", fn);
+  if (bytes == 0) return fail(VD_ERR_INVALID_ARGUMENT, "%s: bytes is 0", fn);
+  if (bytes > (uint64_t(1) << 52))
+    return fail(VD_ERR_OUT_OF_MEMORY, "%s: %llu bytes is more than any machine holds", fn, (unsigned long long)bytes);
+  return VD_OK;
+}
+
 } // namespace vd

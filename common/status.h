@@ -42,4 +42,7 @@ int32_t check_attention_shape(const AttentionShape &s);
 int32_t check_load_weight_args(int32_t dst_dtype, int32_t file_dtype, int64_t rows, int64_t cols, int32_t shard_dim,
                                const char *path);
 
+// vd_host_alloc's checks (the pointer to fill, a size some machine could hold).
+int32_t check_host_alloc_args(void **out_ptr, uint64_t bytes);
+
 } // namespace vd

@@ -31,10 +31,8 @@ int32_t check_event(uint64_t ctx, uint64_t event, const char *fn) {
 VD_API int32_t vd_host_alloc(uint64_t ctx, uint64_t bytes, void **out_ptr) {
   clear_error();
   const char *fn = "vd_host_alloc";
-  if (!out_ptr) return fail(VD_ERR_INVALID_ARGUMENT, "%s: out_ptr is null", fn);
-  if (bytes == 0) return fail(VD_ERR_INVALID_ARGUMENT, "%s: bytes is 0", fn);
-  if (bytes > (uint64_t(1) << 52))
-    return fail(VD_ERR_OUT_OF_MEMORY, "%s: %llu bytes is more than any machine holds", fn, (unsigned long long)bytes);
+  const int32_t st = check_host_alloc_args(out_ptr, bytes);
+  if (st != VD_OK) return st;
   if (!valid_context(ctx)) return VD_ERR_INVALID_ARGUMENT;
   const uint64_t rounded = (bytes + 63) / 64 * 64; // aligned_alloc wants a multiple of the alignment
   std::unique_ptr<void, FreeDeleter> block(std::aligned_alloc(64, rounded));

@@ -35,10 +35,8 @@ Context *idle_context(uint64_t ctx, const char *fn) {
 VD_API int32_t vd_host_alloc(uint64_t ctx, uint64_t bytes, void **out_ptr) {
   clear_error();
   const char *fn = "vd_host_alloc";
-  if (!out_ptr) return fail(VD_ERR_INVALID_ARGUMENT, "%s: out_ptr is null", fn);
-  if (bytes == 0) return fail(VD_ERR_INVALID_ARGUMENT, "%s: bytes is 0", fn);
-  if (bytes > (uint64_t(1) << 52))
-    return fail(VD_ERR_OUT_OF_MEMORY, "%s: %llu bytes is more than any machine holds", fn, (unsigned long long)bytes);
+  int32_t st = check_host_alloc_args(out_ptr, bytes);
+  if (st != VD_OK) return st;
   if (!idle_context(ctx, fn)) return VD_ERR_INVALID_ARGUMENT;
   void *p = nullptr;
   const cudaError_t err = cudaHostAlloc(&p, bytes, cudaHostAllocDefault);
@@ -46,7 +44,7 @@ VD_API int32_t vd_host_alloc(uint64_t ctx, uint64_t bytes, void **out_ptr) {
     cudaGetLastError();
     return fail(VD_ERR_OUT_OF_MEMORY, "%s: cannot pin %llu bytes of host memory", fn, (unsigned long long)bytes);
   }
-  int32_t st = check_cuda(err, fn, "cudaHostAlloc");
+  st = check_cuda(err, fn, "cudaHostAlloc");
   if (st != VD_OK) return st;
   Registry &r = registry();
   std::lock_guard<std::mutex> lock(r.mu);

@@ -5,22 +5,12 @@ import type { Pointer } from "bun:ffi";
 import { openBackend } from "./backend.ts";
 import { openVllmdLibrary } from "./ffi.ts";
 import { findLibrary } from "./library.ts";
-import { seededRandom, upload } from "./testing.ts";
-import { BackendError, type DeviceEvent, Status } from "./types.ts";
+import { backendError, seededRandom, upload } from "./testing.ts";
+import { type DeviceEvent, Status } from "./types.ts";
 
 const be = openBackend("cpu");
 afterAll(() => be.destroy());
 
-/** Runs fn and returns the BackendError it throws (failing the test if it throws none). */
-function backendError(fn: () => void): BackendError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof BackendError) return e;
-    throw e;
-  }
-  throw new Error("expected a BackendError");
-}
 
 /** Random i32 values in [-1000, 1000). */
 function randomInts(n: number, rand: () => number): Int32Array {

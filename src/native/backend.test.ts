@@ -2,22 +2,12 @@
 // Needs build/libvllmd_cpu.so (`make cpu`; `make test` builds it).
 import { afterAll, describe, expect, test } from "bun:test";
 import { EXPECTED_ABI_VERSION, openBackend } from "./backend.ts";
-import { downloadF32, upload } from "./testing.ts";
-import { BackendError, DType, Status } from "./types.ts";
+import { backendError, downloadF32, upload } from "./testing.ts";
+import { DType, Status } from "./types.ts";
 
 const be = openBackend("cpu");
 afterAll(() => be.destroy());
 
-/** Runs fn and returns the BackendError it throws (failing the test if it throws none). */
-function backendError(fn: () => void): BackendError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof BackendError) return e;
-    throw e;
-  }
-  throw new Error("expected a BackendError");
-}
 
 describe("library and context", () => {
   test("name, tp and memory info", () => {

@@ -1,6 +1,6 @@
 // Helpers for the native backend tests: seeded random data, weight encodings, relative error,
 // and device upload/download shorthands. Test-only; nothing in the engine imports this.
-import { type Backend, type Buf, DType } from "./types.ts";
+import { type Backend, BackendError, type Buf, DType } from "./types.ts";
 
 /** A seeded uniform generator on [-1, 1) (mulberry32), so a failing test reproduces. */
 export function seededRandom(seed: number): () => number {
@@ -95,4 +95,15 @@ export function cosSinTable(maxPos: number, dim: number, theta: number): Float32
       t[p * dim + dim / 2 + i] = Math.sin(angle);
     }
   return t;
+}
+
+/** Runs fn and returns the BackendError it throws (failing the test if it throws none). */
+export function backendError(fn: () => void): BackendError {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof BackendError) return e;
+    throw e;
+  }
+  throw new Error("expected a BackendError");
 }

@@ -4,8 +4,8 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openBackend } from "./backend.ts";
-import { downloadF32, encodeWeights, randomF32, seededRandom } from "./testing.ts";
-import { BackendError, DType, Status } from "./types.ts";
+import { backendError, downloadF32, encodeWeights, randomF32, seededRandom } from "./testing.ts";
+import { DType, Status } from "./types.ts";
 
 const be = openBackend("cpu");
 const dir = mkdtempSync(join(tmpdir(), "vllmd-weights-"));
@@ -23,15 +23,6 @@ function writeTensorFile(name: string, tensor: Uint8Array, junk: number): { path
   return { path, offset: junk };
 }
 
-function loadError(fn: () => void): BackendError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof BackendError) return e;
-    throw e;
-  }
-  throw new Error("expected a BackendError");
-}
 
 describe("load_weight", () => {
   const [rows, cols] = [7, 13];
@@ -74,7 +65,7 @@ describe("load_weight", () => {
   test("a file shorter than the tensor is an IO error naming the file", () => {
     const { path, offset } = writeTensorFile("short.bin", new Uint8Array(40), 10); // 55 bytes in all
     const dst = be.alloc(rows * cols * 4);
-    const e = loadError(() => be.loadWeight(dst, DType.f32, path, offset, DType.f32, rows, cols, -1));
+    const e = backendError(() => be.loadWeight(dst, DType.f32, path, offset, DType.f32, rows, cols, -1));
     expect(e.status).toBe(Status.io);
     expect(e.message).toContain(path);
     expect(e.message).toContain("[10, 374)");
@@ -84,12 +75,12 @@ describe("load_weight", () => {
   test("a missing file is an IO error, a small buffer or bad shard_dim an invalid argument", () => {
     const dst = be.alloc(16);
     const missing = join(dir, "missing.bin");
-    const e = loadError(() => be.loadWeight(dst, DType.f32, missing, 0, DType.f32, 1, 4, -1));
+    const e = backendError(() => be.loadWeight(dst, DType.f32, missing, 0, DType.f32, 1, 4, -1));
     expect(e.status).toBe(Status.io);
     expect(e.message).toContain(missing);
     const { path } = writeTensorFile("ok.bin", new Uint8Array(64), 0);
-    expect(loadError(() => be.loadWeight(dst, DType.f32, path, 0, DType.f32, 2, 4, -1)).status).toBe(Status.invalidArgument);
-    expect(loadError(() => be.loadWeight(dst, DType.f32, path, 0, DType.f32, 1, 4, 2 as 0)).status).toBe(Status.invalidArgument);
+    expect(backendError(() => be.loadWeight(dst, DType.f32, path, 0, DType.f32, 2, 4, -1)).status).toBe(Status.invalidArgument);
+    expect(backendError(() => be.loadWeight(dst, DType.f32, path, 0, DType.f32, 1, 4, 2 as 0)).status).toBe(Status.invalidArgument);
     be.free(dst);
   });
 });

@@ -121,4 +121,21 @@ describe("a step scheduled before the last one's update", () => {
     expect(x.outputTokenIds).toEqual([5, 6, 7]);
     expect(x.blockIds).toHaveLength(3);
   });
+
+  test("a request preempted before the update of a step that filled its blocks finds them in the prefix cache", () => {
+    const sched = new Scheduler({ ...cfg, numBlocks: 5, maxModelLen: 20, maxNumBatchedTokens: 8 });
+    const [x, y] = [request("x", 3), request("y", 12)];
+    sched.addRequest(x);
+    sched.addRequest(y);
+    const a = sched.schedule(); // x prefills (1 block), y's first chunk: positions 0-4 (2 blocks)
+    const b = sched.schedule(); // x decodes, y's last chunk: positions 5-11 fill blocks 1 and 2
+    expect(b.scheduled.map((s) => [s.req.id, chunkStart(s), s.end])).toEqual([["x", 3, 4], ["y", 5, 12]]);
+    sched.update(a, new Int32Array([5, -1]));
+    const c = sched.schedule(); // x takes the last free block; y needs one more: y is preempted
+    expect(c.scheduled.map((s) => s.req.id)).toEqual(["x"]);
+    expect(y.status).toBe("preempted");
+    sched.update(b, new Int32Array([6, 7])); // y's pending token arrives while it waits
+    expect(y.outputTokenIds).toEqual([7]);
+    expect(sched.kv.getComputedBlocks(y).numTokens).toBe(12); // blocks 0-2, filled by steps a and b
+  });
 });

@@ -249,6 +249,10 @@ export class Scheduler {
   }
 
   private preempt(req: Request, out: SchedulerOutput): void {
+    // A step still in flight may have filled blocks its update() has not registered yet (async
+    // scheduling): register them now, so the request finds them when it comes back. Their token
+    // ids are known, and any step that could hit them runs after that step on the device.
+    this.kv.cacheComputedBlocks(req, 0, req.numComputedTokens);
     this.kv.free(req);
     req.status = "preempted";
     req.numComputedTokens = 0;

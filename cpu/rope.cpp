@@ -1,4 +1,5 @@
-// vd_rope_write_kv: rotary embedding on q and k, then k and v into the paged KV cache.
+// vd_rope_write_kv: rotary embedding on the q and k parts of a fused q/k/v row; rotated q into
+// q_out, rotated k and v into the paged KV cache.
 #include <algorithm>
 
 #include "internal.h"
@@ -7,17 +8,15 @@ using namespace vd;
 
 namespace {
 
-// Rotate-half (NeoX / HF Llama): pairs are (x[i], x[i + D/2]) rotated by the angle of frequency i.
-void rotate_heads(float *x, int64_t heads, int64_t dim, const float *cos_sin) {
+// Rotate-half (NeoX / HF Llama) of one head: pairs (x[i], x[i + D/2]) rotated by the angle of
+// frequency i, from src into dst (which must not overlap).
+void rotate_head(float *dst, const float *src, int64_t dim, const float *cos_sin) {
   const int64_t half = dim / 2;
   const float *c = cos_sin, *s = cos_sin + half;
-  for (int64_t h = 0; h < heads; h++) {
-    float *v = x + h * dim;
-    for (int64_t i = 0; i < half; i++) {
-      const float x1 = v[i], x2 = v[i + half];
-      v[i] = x1 * c[i] - x2 * s[i];
-      v[i + half] = x2 * c[i] + x1 * s[i];
-    }
+  for (int64_t i = 0; i < half; i++) {
+    const float x1 = src[i], x2 = src[i + half];
+    dst[i] = x1 * c[i] - x2 * s[i];
+    dst[i + half] = x2 * c[i] + x1 * s[i];
   }
 }
 
@@ -52,53 +51,78 @@ int32_t check_positions_and_slots(const int32_t *pos, const int32_t *slots, int6
   return VD_OK;
 }
 
-// Copies token t's k and v heads into the cache slot (block, offset) of layout [blocks, KVH, B, D].
-void write_kv(float *k_cache, float *v_cache, const float *k, const float *v, int64_t slot, const RopeShape &s) {
+// Token t's cache writes at slot (block, offset) of layout [blocks, KVH, B, D]: each k head
+// rotated straight from the fused row (qkv is read only), each v head copied.
+void write_kv(float *k_cache, float *v_cache, const float *k, const float *v, const float *cs, int64_t slot,
+              const RopeShape &s) {
   const int64_t block = slot / s.block_size, offset = slot % s.block_size, d = s.head_dim;
   for (int64_t h = 0; h < s.n_kv_heads; h++) {
     const int64_t at = ((block * s.n_kv_heads + h) * s.block_size + offset) * d;
-    std::memcpy(k_cache + at, k + h * d, size_t(d) * 4);
+    rotate_head(k_cache + at, k + h * d, d, cs);
     std::memcpy(v_cache + at, v + h * d, size_t(d) * 4);
   }
 }
 
+// Bytes of a*b*c floats, saturating so that a size check fails instead of wrapping.
+uint64_t f32_bytes(int64_t a, int64_t b, int64_t c) {
+  const uint64_t n = bytes_of(a, b, c);
+  return n > UINT64_MAX / 4 ? UINT64_MAX : n * 4;
+}
+
+// Bytes of the fused rows, T * (H + 2*KVH) * D floats, saturating as f32_bytes.
+uint64_t qkv_bytes_of(const RopeShape &s) {
+  int64_t heads = 0;
+  if (__builtin_mul_overflow(s.n_kv_heads, int64_t(2), &heads) || __builtin_add_overflow(heads, s.n_heads, &heads))
+    return s.n_tokens == 0 ? 0 : UINT64_MAX;
+  return f32_bytes(s.n_tokens, heads, s.head_dim);
+}
+
+// q_out is written while qkv is read, so the two byte ranges must be disjoint.
+int32_t check_disjoint(const Span &q_out, uint64_t q_bytes, const Span &qkv, uint64_t qkv_bytes) {
+  const uintptr_t a = uintptr_t(q_out.data), b = uintptr_t(qkv.data);
+  if (q_bytes == 0 || qkv_bytes == 0 || a + q_bytes <= b || b + qkv_bytes <= a) return VD_OK;
+  return fail(VD_ERR_INVALID_ARGUMENT, "vd_rope_write_kv: q_out overlaps qkv; it must be a separate buffer");
+}
+
 } // namespace
 
-VD_API int32_t vd_rope_write_kv(uint64_t ctx, uint64_t q, uint64_t k, uint64_t v, uint64_t positions,
-                                uint64_t cos_sin, uint64_t slot_mapping, uint64_t k_cache, uint64_t v_cache,
-                                int64_t n_tokens, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
-                                int64_t block_size, int32_t act_dtype) {
+VD_API int32_t vd_rope_write_kv(uint64_t ctx, uint64_t q_out, uint64_t qkv, uint64_t positions, uint64_t cos_sin,
+                                uint64_t slot_mapping, uint64_t k_cache, uint64_t v_cache, int64_t n_tokens,
+                                int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t block_size,
+                                int32_t act_dtype) {
   clear_error();
   const RopeShape s{n_tokens, n_heads, n_kv_heads, head_dim, block_size};
   int32_t st = check_act_dtype("vd_rope_write_kv", act_dtype);
   if (st == VD_OK) st = check_rope_shape(s);
   if (st != VD_OK) return st;
-  Span sq, sk, sv, sp, scs, ssm, skc, svc;
-  if (!lookup_sized(ctx, q, "vd_rope_write_kv(q)", bytes_of(n_tokens, n_heads * head_dim, 4), &sq) ||
-      !lookup_sized(ctx, k, "vd_rope_write_kv(k)", bytes_of(n_tokens, n_kv_heads * head_dim, 4), &sk) ||
-      !lookup_sized(ctx, v, "vd_rope_write_kv(v)", bytes_of(n_tokens, n_kv_heads * head_dim, 4), &sv) ||
+  const uint64_t q_bytes = f32_bytes(n_tokens, n_heads, head_dim), qkv_bytes = qkv_bytes_of(s);
+  Span sq, sqkv, sp, scs, ssm, skc, svc;
+  if (!lookup_sized(ctx, q_out, "vd_rope_write_kv(q_out)", q_bytes, &sq) ||
+      !lookup_sized(ctx, qkv, "vd_rope_write_kv(qkv)", qkv_bytes, &sqkv) ||
       !lookup_sized(ctx, positions, "vd_rope_write_kv(positions)", bytes_of(n_tokens, 1, 4), &sp) ||
       !lookup(ctx, cos_sin, "vd_rope_write_kv(cos_sin)", &scs) ||
       !lookup_sized(ctx, slot_mapping, "vd_rope_write_kv(slot_mapping)", bytes_of(n_tokens, 1, 4), &ssm) ||
       !lookup(ctx, k_cache, "vd_rope_write_kv(k_cache)", &skc) || !lookup(ctx, v_cache, "vd_rope_write_kv(v_cache)", &svc))
     return VD_ERR_INVALID_ARGUMENT;
+  st = check_disjoint(sq, q_bytes, sqkv, qkv_bytes);
+  if (st != VD_OK) return st;
+  if (n_tokens == 0) return VD_OK;
   const int32_t *pos = reinterpret_cast<const int32_t *>(sp.data), *slots = reinterpret_cast<const int32_t *>(ssm.data);
-  const uint64_t block_bytes = bytes_of(n_kv_heads, block_size * head_dim, 4);
+  const uint64_t block_bytes = f32_bytes(n_kv_heads, block_size, head_dim);
   const int64_t n_blocks = block_bytes ? int64_t(std::min(skc.bytes, svc.bytes) / block_bytes) : 0;
-  st = check_positions_and_slots(pos, slots, n_tokens, int64_t(scs.bytes / uint64_t(head_dim * 4)),
+  st = check_positions_and_slots(pos, slots, n_tokens, int64_t(scs.bytes / 4 / uint64_t(head_dim)),
                                  n_blocks * block_size);
   if (st != VD_OK) return st;
-  float *qf = reinterpret_cast<float *>(sq.data), *kf = reinterpret_cast<float *>(sk.data);
-  const float *vf = reinterpret_cast<const float *>(sv.data), *table = reinterpret_cast<const float *>(scs.data);
-  const int64_t q_row = n_heads * head_dim, kv_row = n_kv_heads * head_dim;
+  float *qf = reinterpret_cast<float *>(sq.data);
+  const float *rows = reinterpret_cast<const float *>(sqkv.data), *table = reinterpret_cast<const float *>(scs.data);
+  const int64_t q_row = n_heads * head_dim, kv_row = n_kv_heads * head_dim, row = q_row + 2 * kv_row;
 #pragma omp parallel for schedule(static) if (n_tokens * (q_row + kv_row) >= (int64_t(1) << 16))
   for (int64_t t = 0; t < n_tokens; t++) {
-    const float *cs = table + int64_t(pos[t]) * head_dim;
-    rotate_heads(qf + t * q_row, n_heads, head_dim, cs);
-    rotate_heads(kf + t * kv_row, n_kv_heads, head_dim, cs);
+    const float *cs = table + int64_t(pos[t]) * head_dim, *r = rows + t * row;
+    for (int64_t h = 0; h < n_heads; h++) rotate_head(qf + t * q_row + h * head_dim, r + h * head_dim, head_dim, cs);
     if (slots[t] >= 0)
-      write_kv(reinterpret_cast<float *>(skc.data), reinterpret_cast<float *>(svc.data), kf + t * kv_row,
-               vf + t * kv_row, slots[t], s);
+      write_kv(reinterpret_cast<float *>(skc.data), reinterpret_cast<float *>(svc.data), r + q_row, r + q_row + kv_row,
+               cs, slots[t], s);
   }
   return VD_OK;
 }

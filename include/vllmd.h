@@ -28,7 +28,7 @@
 extern "C" {
 #endif
 
-#define VD_ABI_VERSION 3
+#define VD_ABI_VERSION 4
 
 /* Status codes. */
 #define VD_OK 0
@@ -159,13 +159,21 @@ int32_t vd_rmsnorm(uint64_t ctx, uint64_t out, uint64_t residual, uint64_t x, ui
                    int64_t hidden, float eps, int32_t act_dtype, int32_t w_dtype);
 
 /*
- * Rotary embedding on q [T, H*D] and k [T, KVH*D] in place (rotate-half / NeoX layout, as HF Llama),
- * then k and v [T, KVH*D] written into the paged cache at slot_mapping[t] (i32 [T]; slot =
- * block * B + offset; a negative slot skips the token).
+ * Rotary embedding fused with the KV-cache write, reading the output of one fused q/k/v projection
+ * (ABI 4). qkv: [T, (H + 2*KVH)*D] of act_dtype, row t = q (H*D) | k (KVH*D) | v (KVH*D); read
+ * only. q_out [T, H*D] receives the rotated q part, the layout vd_attention reads; it must not
+ * overlap qkv (VD_ERR_INVALID_ARGUMENT if it does). The rotated k part and the v part are written
+ * into the paged cache at slot_mapping[t] (i32 [T]; slot = block * B + offset); a negative slot
+ * skips the token's cache write, q_out is written all the same.
+ * Rotation: rotate-half / NeoX layout (as HF Llama), computed in f32 with the products rounded
+ * separately (no fused multiply-add), each result rounded to act_dtype once.
  * cos_sin: f32 [max_position, D]: row p holds cos(p * f_i) for i < D/2, then sin(p * f_i).
  * positions: i32 [T]. k_cache, v_cache: [num_blocks, KVH, B, D] of act_dtype.
+ * A position outside cos_sin or a slot past the cache: the cpu backend rejects it before writing
+ * anything; cuda writes NaN for that token's q and k (bad position) or skips the cache write (bad
+ * slot) and reports a fault at the next sync point (see cuda/README.md).
  */
-int32_t vd_rope_write_kv(uint64_t ctx, uint64_t q, uint64_t k, uint64_t v, uint64_t positions, uint64_t cos_sin,
+int32_t vd_rope_write_kv(uint64_t ctx, uint64_t q_out, uint64_t qkv, uint64_t positions, uint64_t cos_sin,
                          uint64_t slot_mapping, uint64_t k_cache, uint64_t v_cache, int64_t n_tokens, int64_t n_heads,
                          int64_t n_kv_heads, int64_t head_dim, int64_t block_size, int32_t act_dtype);
 

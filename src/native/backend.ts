@@ -7,7 +7,7 @@ import {
 } from "./types.ts";
 
 /** The VD_ABI_VERSION of the include/vllmd.h this code was written against. */
-export const EXPECTED_ABI_VERSION = 3;
+export const EXPECTED_ABI_VERSION = 4;
 
 export interface OpenBackendOptions {
   firstDevice?: number;
@@ -198,11 +198,11 @@ class NativeBackend implements Backend {
   }
 
   ropeWriteKv(
-    q: Buf, k: Buf, v: Buf, positions: Buf, cosSin: Buf, slotMapping: Buf, kCache: Buf, vCache: Buf,
+    qOut: Buf, qkv: Buf, positions: Buf, cosSin: Buf, slotMapping: Buf, kCache: Buf, vCache: Buf,
     nTokens: number, nHeads: number, nKvHeads: number, headDim: number, blockSize: number, act: DType,
   ): void {
     const status = this.lib.symbols.vd_rope_write_kv(
-      this.ctx, q, k, v, positions, cosSin, slotMapping, kCache, vCache, nTokens, nHeads, nKvHeads, headDim, blockSize, act,
+      this.ctx, qOut, qkv, positions, cosSin, slotMapping, kCache, vCache, nTokens, nHeads, nKvHeads, headDim, blockSize, act,
     );
     this.check("vd_rope_write_kv", status);
   }

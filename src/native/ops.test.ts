@@ -2,7 +2,7 @@
 // gather_rows, all_reduce, rope_write_kv.
 import { afterAll, describe, expect, test } from "bun:test";
 import { openBackend } from "./backend.ts";
-import { cosSinTable, downloadF32, encodeWeights, poisoned, randomF32, relativeError, sameBits, seededRandom, upload } from "./testing.ts";
+import { backendError, cosSinTable, downloadF32, encodeWeights, poisoned, randomF32, relativeError, sameBits, seededRandom, upload } from "./testing.ts";
 import { BackendError, DType, Status } from "./types.ts";
 
 const be = openBackend("cpu");
@@ -95,87 +95,145 @@ describe("silu_mul, gather_rows, all_reduce", () => {
   });
 });
 
-
-/** HF rotate-half rotation of every head of x [T, heads*dim] in float64. */
-function ropeRef(x: Float32Array, pos: Int32Array, heads: number, dim: number, table: Float32Array): Float64Array {
-  const out = new Float64Array(x.length);
-  const half = dim / 2;
-  for (let t = 0; t < pos.length; t++)
-    for (let h = 0; h < heads; h++)
-      for (let i = 0; i < half; i++) {
-        const base = (t * heads + h) * dim;
-        const [x1, x2] = [x[base + i] as number, x[base + half + i] as number];
-        const row = (pos[t] as number) * dim;
-        const [c, s] = [table[row + i] as number, table[row + half + i] as number];
-        out[base + i] = x1 * c - x2 * s;
-        out[base + half + i] = x2 * c + x1 * s;
-      }
+/**
+ * HF rotate-half rotation of one head of `src` at `at`, in f32 as vllmd.h specifies it: each
+ * product rounded to f32, then the difference or sum rounded (a double holds an f32 product
+ * exactly, and rounding a double sum of two f32 values to f32 is the correctly rounded f32 sum).
+ */
+function rotateF32(src: Float32Array, at: number, dim: number, table: Float32Array, pos: number): Float32Array {
+  const [half, f, out] = [dim / 2, Math.fround, new Float32Array(dim)];
+  for (let i = 0; i < half; i++) {
+    const [x1, x2] = [src[at + i]!, src[at + half + i]!];
+    const [c, s] = [table[pos * dim + i]!, table[pos * dim + half + i]!];
+    out[i] = f(f(x1 * c) - f(x2 * s));
+    out[half + i] = f(f(x2 * c) + f(x1 * s));
+  }
   return out;
 }
 
-describe("rope_write_kv", () => {
-  test("rotates q and k, writes k and v to their slots, skips negative slots", () => {
-    const [T, H, KVH, D, B, blocks, maxPos] = [4, 4, 2, 16, 4, 3, 40];
-    const rand = seededRandom(11);
-    const [q, k, v] = [randomF32(T * H * D, rand), randomF32(T * KVH * D, rand), randomF32(T * KVH * D, rand)];
-    const pos = Int32Array.from([0, 7, 39, 12]);
-    const slots = Int32Array.from([5, -1, 11, 0]); // token 1 is not cached
-    const table = cosSinTable(maxPos, D, 10000);
-    const cacheLen = blocks * KVH * B * D;
-    const bufs = [q, k, v, pos, table, slots].map((a) => upload(be, a));
-    const [qb, kb, vb, pb, tb, sb] = bufs as [number, number, number, number, number, number];
-    const [kc, vc] = [poisoned(be, cacheLen), poisoned(be, cacheLen)];
-    be.ropeWriteKv(qb, kb, vb, pb, tb, sb, kc, vc, T, H, KVH, D, B, f32);
+interface RopeGeometry {
+  T: number;
+  H: number;
+  KVH: number;
+  D: number;
+  B: number;
+  blocks: number;
+  maxPos: number;
+}
 
-    const [qRef, kRef] = [ropeRef(q, pos, H, D, table), ropeRef(k, pos, KVH, D, table)];
-    expect(relativeError(downloadF32(be, qb, q.length), qRef)).toBeLessThan(1e-6);
-    const kGot = downloadF32(be, kb, k.length);
-    expect(relativeError(kGot, kRef)).toBeLessThan(1e-6);
-
-    const [kcGot, vcGot] = [downloadF32(be, kc, cacheLen), downloadF32(be, vc, cacheLen)];
-    const written = new Set<number>();
-    for (let t = 0; t < T; t++) {
-      const slot = slots[t] as number;
-      if (slot < 0) continue;
-      for (let h = 0; h < KVH; h++) {
-        const at = ((Math.floor(slot / B) * KVH + h) * B + (slot % B)) * D;
-        const from = (t * KVH + h) * D;
-        expect(kcGot.subarray(at, at + D)).toEqual(kGot.subarray(from, from + D));
-        expect(vcGot.subarray(at, at + D)).toEqual(v.subarray(from, from + D));
-        for (let d = 0; d < D; d++) written.add(at + d);
-      }
+/** The expected q_out and caches of a call on fused rows qkv [T, (H + 2*KVH)*D] over NaN caches. */
+function ropeExpected(g: RopeGeometry, qkv: Float32Array, pos: Int32Array, slots: Int32Array, table: Float32Array) {
+  const row = (g.H + 2 * g.KVH) * g.D;
+  const qOut = new Float32Array(g.T * g.H * g.D);
+  const cacheLen = g.blocks * g.KVH * g.B * g.D;
+  const [kCache, vCache] = [new Float32Array(cacheLen).fill(Number.NaN), new Float32Array(cacheLen).fill(Number.NaN)];
+  for (let t = 0; t < g.T; t++) {
+    const p = pos[t]!;
+    for (let h = 0; h < g.H; h++) qOut.set(rotateF32(qkv, t * row + h * g.D, g.D, table, p), (t * g.H + h) * g.D);
+    const slot = slots[t]!;
+    if (slot < 0) continue;
+    for (let h = 0; h < g.KVH; h++) {
+      const at = ((Math.floor(slot / g.B) * g.KVH + h) * g.B + (slot % g.B)) * g.D;
+      const k = t * row + (g.H + h) * g.D;
+      kCache.set(rotateF32(qkv, k, g.D, table, p), at);
+      vCache.set(qkv.subarray(k + g.KVH * g.D, k + g.KVH * g.D + g.D), at);
     }
-    expect(kcGot.every((x, i) => written.has(i) !== Number.isNaN(x))).toBe(true); // nothing else written
-    for (const b of [...bufs, kc, vc]) be.free(b);
-  });
+  }
+  return { qOut, kCache, vCache };
+}
 
-  test("a position past the table or a slot past the cache is rejected before any write", () => {
+describe("rope_write_kv (fused q/k/v rows)", () => {
+  const geometries: RopeGeometry[] = [
+    { T: 5, H: 3, KVH: 1, D: 10, B: 3, blocks: 4, maxPos: 50 }, // odd head count, odd D/2
+    { T: 7, H: 4, KVH: 2, D: 16, B: 4, blocks: 3, maxPos: 40 },
+    { T: 1, H: 2, KVH: 2, D: 2, B: 1, blocks: 2, maxPos: 3 },
+  ];
+  for (const g of geometries)
+    test(`T=${g.T} H=${g.H} KVH=${g.KVH} D=${g.D} B=${g.B}: q_out, caches bit-exact; a skipped slot; qkv untouched`, () => {
+      const rand = seededRandom(g.T * 31 + g.D);
+      const qkv = randomF32(g.T * (g.H + 2 * g.KVH) * g.D, rand, 2);
+      const pos = Int32Array.from({ length: g.T }, (_, t) => (t === 0 ? g.maxPos - 1 : (t * 17) % g.maxPos));
+      const nSlots = g.blocks * g.B;
+      // the last slot, then others spread over the cache; one token (the last if T > 1) not cached
+      const slots = Int32Array.from({ length: g.T }, (_, t) => (t === 0 ? nSlots - 1 : (t * 5) % (nSlots - 1)));
+      if (g.T > 1) slots[g.T - 1] = -1;
+      const table = cosSinTable(g.maxPos, g.D, 10000);
+      const cacheLen = g.blocks * g.KVH * g.B * g.D;
+      const [xb, pb, tb, sb] = [upload(be, qkv), upload(be, pos), upload(be, table), upload(be, slots)];
+      const [qOut, kc, vc] = [poisoned(be, g.T * g.H * g.D), poisoned(be, cacheLen), poisoned(be, cacheLen)];
+      be.ropeWriteKv(qOut, xb, pb, tb, sb, kc, vc, g.T, g.H, g.KVH, g.D, g.B, f32);
+
+      const want = ropeExpected(g, qkv, pos, slots, table);
+      expect(sameBits(downloadF32(be, qOut, want.qOut.length), want.qOut)).toBe(true);
+      expect(sameBits(downloadF32(be, kc, cacheLen), want.kCache)).toBe(true);
+      expect(sameBits(downloadF32(be, vc, cacheLen), want.vCache)).toBe(true);
+      expect(want.kCache.some((x) => !Number.isNaN(x))).toBe(true); // the test did write somewhere
+      expect(sameBits(downloadF32(be, xb, qkv.length), qkv)).toBe(true);
+      for (const b of [xb, pb, tb, sb, qOut, kc, vc]) be.free(b);
+    });
+
+  /** One token, one head of each kind, D = 8, B = 2: buffers and a call with chosen pos and slot. */
+  function oneToken() {
     const [D, B] = [8, 2];
-    const q = randomF32(D, seededRandom(1));
-    const qb = upload(be, q);
-    const kv = upload(be, new Float32Array(D));
-    const table = upload(be, cosSinTable(4, D, 10000));
-    const cache = poisoned(be, 2 * B * D); // 2 blocks, 1 kv head
-    const call = (p: number, slot: number) => {
+    const [qkv, table] = [randomF32(3 * D, seededRandom(1)), cosSinTable(4, D, 10000)];
+    const bufs = {
+      qkv: upload(be, qkv), qOut: poisoned(be, D), table: upload(be, table),
+      kc: poisoned(be, 2 * B * D), vc: poisoned(be, 2 * B * D), // 2 blocks, 1 kv head
+    };
+    const call = (p: number, slot: number, qOut = bufs.qOut, qkvBuf = bufs.qkv, act: DType = f32) => {
       const [pb, sb] = [upload(be, Int32Array.of(p)), upload(be, Int32Array.of(slot))];
       try {
-        be.ropeWriteKv(qb, kv, kv, pb, table, sb, cache, cache, 1, 1, 1, D, B, f32);
+        be.ropeWriteKv(qOut, qkvBuf, pb, bufs.table, sb, bufs.kc, bufs.vc, 1, 1, 1, D, B, act);
       } finally {
         be.free(pb);
         be.free(sb);
       }
     };
-    expect(() => call(4, 0)).toThrow(/positions\[0\] = 4/);
-    expect(() => call(0, 4)).toThrow(/slot_mapping\[0\] = 4/);
-    expect(sameBits(downloadF32(be, qb, D), q)).toBe(true);
-    call(3, 3); // the last row and the last slot are fine
-    let err: unknown;
-    try {
-      be.ropeWriteKv(qb, kv, kv, qb, table, qb, cache, cache, 1, 1, 1, D, B, DType.bf16);
-    } catch (e) {
-      err = e;
-    }
-    expect(err instanceof BackendError && err.status === Status.unsupported).toBe(true);
-    for (const b of [qb, kv, table, cache]) be.free(b);
+    const untouched = () =>
+      [bufs.qOut, bufs.kc, bufs.vc].every((b) => downloadF32(be, b, D).every(Number.isNaN)) &&
+      sameBits(downloadF32(be, bufs.qkv, 3 * D), qkv);
+    const free = () => Object.values(bufs).forEach((b) => be.free(b));
+    return { D, qkv, table, bufs, call, untouched, free };
+  }
+
+  test("a position past the table or a slot past the cache is rejected before any write", () => {
+    const c = oneToken();
+    expect(backendError(() => c.call(4, 0)).message).toMatch(/positions\[0\] = 4/);
+    expect(backendError(() => c.call(0, 4)).message).toMatch(/slot_mapping\[0\] = 4/);
+    expect(c.untouched()).toBe(true);
+    c.call(3, 3); // the last row and the last slot are fine
+    expect(downloadF32(be, c.bufs.qOut, c.D).some(Number.isNaN)).toBe(false);
+    c.free();
+  });
+
+  test("q_out overlapping qkv is rejected; q_out right after qkv in the same allocation is fine", () => {
+    const c = oneToken();
+    const [D, fb] = [c.D, 4];
+    const whole = be.alloc(4 * D * fb); // the fused row in [0, 3D), room for one q row after it
+    be.copy(whole, 0, c.bufs.qkv, 0, 3 * D * fb);
+    const views = [0, fb, 2 * D * fb + fb, 3 * D * fb].map((at) => be.view(whole, at, (at === 0 ? 3 * D : D) * fb));
+    const [fused, early, late, after] = views as [number, number, number, number];
+    expect(backendError(() => c.call(1, 0, c.bufs.qkv, c.bufs.qkv)).message).toMatch(/q_out overlaps qkv/);
+    for (const q of [early, late]) expect(backendError(() => c.call(1, 0, q, fused)).message).toMatch(/q_out overlaps qkv/);
+    expect(c.untouched()).toBe(true);
+    expect(sameBits(downloadF32(be, fused, 3 * D), c.qkv)).toBe(true);
+    c.call(1, 0, after, fused); // adjacent, not overlapping
+    expect(sameBits(downloadF32(be, after, D), rotateF32(c.qkv, 0, D, c.table, 1))).toBe(true);
+    expect(sameBits(downloadF32(be, fused, 3 * D), c.qkv)).toBe(true);
+    for (const v of views) be.free(v);
+    be.free(whole);
+    c.free();
+  });
+
+  test("a qkv without room for v, and a non-f32 dtype on cpu, are rejected", () => {
+    const c = oneToken();
+    const short = be.view(c.bufs.qkv, 0, 2 * c.D * 4); // q | k only: the unfused layout
+    const e = backendError(() => c.call(1, 0, c.bufs.qOut, short));
+    expect(e.status).toBe(Status.invalidArgument);
+    expect(e.message).toMatch(/vd_rope_write_kv\(qkv\).*needs 96/);
+    be.free(short);
+    expect(backendError(() => c.call(1, 0, c.bufs.qOut, c.bufs.qkv, DType.bf16)).status).toBe(Status.unsupported);
+    expect(c.untouched()).toBe(true);
+    c.free();
   });
 });

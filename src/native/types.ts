@@ -136,8 +136,13 @@ export interface Backend {
 
   embedding(out: Buf, table: Buf, tokenIds: Buf, nTokens: number, hidden: number, vocab: number, act: DType, w: DType): void;
   rmsnorm(out: Buf, residual: Buf, x: Buf, weight: Buf, nTokens: number, hidden: number, eps: number, act: DType, w: DType): void;
+  /**
+   * vd_rope_write_kv (ABI 4): reads the fused projection qkv [T, (H + 2*KVH)*D] (row t = q | k | v;
+   * not modified), writes the rotated q to qOut [T, H*D] (must not overlap qkv), and the rotated k
+   * and v to the paged caches at slotMapping[t] (a negative slot skips the cache write only).
+   */
   ropeWriteKv(
-    q: Buf, k: Buf, v: Buf, positions: Buf, cosSin: Buf, slotMapping: Buf, kCache: Buf, vCache: Buf,
+    qOut: Buf, qkv: Buf, positions: Buf, cosSin: Buf, slotMapping: Buf, kCache: Buf, vCache: Buf,
     nTokens: number, nHeads: number, nKvHeads: number, headDim: number, blockSize: number, act: DType,
   ): void;
   attention(

@@ -172,9 +172,20 @@ gpuSuite("buffers parity", () => {
       be.attention(x, x, x, x, i, b.raw(Int32Array.of(1)), b.raw(Int32Array.of(0, 1)), 1, 1, 3, 2, 8, 4, 1, 1, f32);
     }));
     expectStatusOnBoth(inv, "rope with an odd head_dim", (be) => run(be, (b) => {
-      const x = b.raw(new Float32Array(4096));
+      const [q, x] = [b.raw(new Float32Array(4096)), b.raw(new Float32Array(4096))];
       const i = b.raw(Int32Array.of(0));
-      be.ropeWriteKv(x, x, x, i, x, i, x, x, 1, 1, 1, 7, 4, f32);
+      be.ropeWriteKv(q, x, i, x, i, x, x, 1, 1, 1, 7, 4, f32);
+    }));
+    const overlap = expectStatusOnBoth(inv, "rope with q_out overlapping qkv", (be) => run(be, (b) => {
+      const x = b.raw(new Float32Array(4096)); // views die with x
+      const [i, table] = [b.raw(Int32Array.of(0)), b.raw(new Float32Array(64))];
+      be.ropeWriteKv(be.view(x, 64 * 4, 64 * 4), be.view(x, 0, 3 * 64 * 4), i, table, i, x, x, 1, 1, 1, 64, 4, f32);
+    }));
+    expect(overlap.message).toContain("q_out overlaps qkv");
+    expectStatusOnBoth(inv, "rope with a qkv too small for the fused row", (be) => run(be, (b) => {
+      const [q, x] = [b.raw(new Float32Array(64)), b.raw(new Float32Array(4096))];
+      const [i, table] = [b.raw(Int32Array.of(0)), b.raw(new Float32Array(64))];
+      be.ropeWriteKv(q, be.view(x, 0, 2 * 64 * 4), i, table, i, x, x, 1, 1, 1, 64, 4, f32); // q | k, no v
     }));
   });
 

@@ -77,28 +77,29 @@ gpuSuite("ops parity", () => {
   ];
   for (const act of ACT_DTYPES)
     for (const g of ropeGeometries)
-      test(`rope_write_kv: act ${dtypeName(act)}, T=${g.T} H=${g.H} KVH=${g.KVH} D=${g.D}, a skipped slot`, () => {
+      test(`rope_write_kv: act ${dtypeName(act)}, fused qkv, T=${g.T} H=${g.H} KVH=${g.KVH} D=${g.D}, a skipped slot`, () => {
         const [B, maxPos] = [16, 2048];
         const rand = seededRandom(g.T + g.H * 5 + g.D + act);
         const numBlocks = Math.ceil(g.T / B) + 5;
         const cacheLen = numBlocks * g.KVH * B * g.D;
-        const q = roundTo(randomF32(g.T * g.H * g.D, rand), act);
-        const k = roundTo(randomF32(g.T * g.KVH * g.D, rand), act);
-        const v = roundTo(randomF32(g.T * g.KVH * g.D, rand), act);
+        const qLen = g.T * g.H * g.D;
+        const qkv = roundTo(randomF32(g.T * (g.H + 2 * g.KVH) * g.D, rand), act); // rows q | k | v
         const pos = [0, maxPos - 1, ...ints(g.T - 2, maxPos, rand)];
         const slots = distinct(numBlocks * B, g.T, rand);
-        slots[3] = -1; // token 3 is not cached
+        slots[3] = -1; // token 3 is not cached, its q_out is written all the same
         const table = cosSinTable(maxPos, g.D, 10000);
         const r = onBoth(act, (b, a) => {
-          const [qb, kb, vb] = [b.put(q, a), b.put(k, a), b.put(v, a)];
+          const [qOut, xb] = [b.poisoned(qLen, a), b.put(qkv, a)];
           const [kc, vc] = [b.poisoned(cacheLen, a), b.poisoned(cacheLen, a)];
-          b.be.ropeWriteKv(qb, kb, vb, b.i32(pos), b.put(table, f32), b.i32(slots), kc, vc, g.T, g.H, g.KVH, g.D, B, a);
-          return [b.get(qb, q.length, a), b.get(kb, k.length, a), b.get(kc, cacheLen, a), b.get(vc, cacheLen, a)];
+          b.be.ropeWriteKv(qOut, xb, b.i32(pos), b.put(table, f32), b.i32(slots), kc, vc, g.T, g.H, g.KVH, g.D, B, a);
+          return [b.get(qOut, qLen, a), b.get(kc, cacheLen, a), b.get(vc, cacheLen, a), b.get(xb, qkv.length, a)];
         });
         const tol = tolerance(act);
-        ["q", "k", "k_cache", "v_cache"].forEach((name, i) =>
+        ["q_out", "k_cache", "v_cache"].forEach((name, i) =>
           expectClose(r.dev[i]!, r.cpu[i]!, tol, `rope_write_kv ${name} ${dtypeName(act)}`),
         );
+        const bits = (x: Float32Array) => new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
+        expectSameBytes(bits(r.dev[3]!), bits(qkv), 4, `rope_write_kv qkv untouched ${dtypeName(act)}`);
       });
 
   for (const act of ACT_DTYPES)

@@ -5,7 +5,7 @@
   HBM moves bytes, which is what reading a KV cache is bound by. Best of the repetitions.
 - gemm_peak: torch.matmul 8192x8192x8192 in bf16, best of the repetitions, 2*M*N*K FLOPs.
 - step_gemm: every GEMM of one decode step at batch M (1 and 256) for the directory's config.json:
-  per layer q, k, v, o, gate_up (fused, as the engine runs it) and down, times the layers, plus
+  per layer qkv and gate_up (each fused, as the engine runs them), o and down, times the layers, plus
   the lm_head on M rows. Each layer gets its own weights (so nothing is served from L2 that a
   real step would read from HBM) and the whole step is captured in a CUDA graph and replayed, so
   Python's launch overhead is not counted. total_ms_min is the floor's GEMM time.
@@ -96,7 +96,7 @@ def gemm_peak(reps, size=8192, per_timing=5):
 def layer_weights(s):
     """(name, [N, K] per layer) for every projection of a decoder layer, K the input width."""
     h, i, q, kv = s["hidden_size"], s["intermediate_size"], s["num_heads"] * s["head_dim"], s["num_kv_heads"] * s["head_dim"]
-    shapes = {"q": (q, h), "k": (kv, h), "v": (kv, h), "o": (h, q), "gate_up": (2 * i, h), "down": (h, i)}
+    shapes = {"qkv": (q + 2 * kv, h), "o": (h, q), "gate_up": (2 * i, h), "down": (h, i)}
     return {name: [torch.randn(n, k, dtype=torch.bfloat16, device="cuda") * 0.02 for _ in range(s["num_layers"])]
             for name, (n, k) in shapes.items()}
 

@@ -37,9 +37,8 @@ interface Scratch {
   residual: Buf; // [T, h]
   normed: Buf; // [T, h]
   delta: Buf; // [T, h]: a block's output before it joins the residual
-  q: Buf; // [T, H*D]
-  k: Buf; // [T, KVH*D]
-  v: Buf; // [T, KVH*D]
+  qkv: Buf; // [T, (H + 2*KVH)*D]: one GEMM's q | k | v per row
+  q: Buf; // [T, H*D]: rotated
   attn: Buf; // [T, H*D]
   gateUp: Buf; // [T, 2I]
   act: Buf; // [T, I]
@@ -114,15 +113,13 @@ export class LlamaModel {
     else be.rmsnorm(s.normed, 0, s.residual, w, T, cfg.hiddenSize, cfg.rmsNormEps, this.act, this.w.dtype);
   }
 
-  /** delta[T, h] = o_proj(paged_attention(rope(q), rope(k) → cache, v → cache)). */
+  /** delta[T, h] = o_proj(paged_attention(rope(q), rope(k) → cache, v → cache)), q k v from one GEMM. */
   private attention(lw: LayerWeights, layer: number, b: StepBatch): void {
     const { be, s, cfg, nh, nkv } = this;
     const T = b.nTokens, h = cfg.hiddenSize, D = cfg.headDim, wd = this.w.dtype;
-    be.gemm(s.q, s.normed, lw.q, lw.qBias, T, nh * D, h, this.act, wd); // q [T, H*D]
-    be.gemm(s.k, s.normed, lw.k, lw.kBias, T, nkv * D, h, this.act, wd); // k [T, KVH*D]
-    be.gemm(s.v, s.normed, lw.v, lw.vBias, T, nkv * D, h, this.act, wd); // v [T, KVH*D]
+    be.gemm(s.qkv, s.normed, lw.qkv, lw.qkvBias, T, (nh + 2 * nkv) * D, h, this.act, wd); // qkv [T, (H+2KVH)*D]
     const kc = this.cache.k[layer]!, vc = this.cache.v[layer]!, B = this.cache.blockSize;
-    be.ropeWriteKv(s.q, s.k, s.v, b.positions, s.cosSin, b.slotMapping, kc, vc, T, nh, nkv, D, B, this.act);
+    be.ropeWriteKv(s.q, s.qkv, b.positions, s.cosSin, b.slotMapping, kc, vc, T, nh, nkv, D, B, this.act); // q [T, H*D]
     be.attention(
       s.attn, s.q, kc, vc, b.blockTables, b.seqLens, b.queryStart,
       b.nSeqs, T, nh, nkv, D, B, b.maxBlocks, 1 / Math.sqrt(D), this.act,
@@ -166,7 +163,7 @@ export class LlamaModel {
     this.be.copyFromHost(cosSin, 0, table);
     return {
       residual: f(T * h), normed: f(T * h), delta: f(T * h),
-      q: f(T * nh * D), k: f(T * nkv * D), v: f(T * nkv * D), attn: f(T * nh * D),
+      qkv: f(T * (nh + 2 * nkv) * D), q: f(T * nh * D), attn: f(T * nh * D),
       gateUp: f(T * 2 * inter), act: f(T * inter),
       last: f(S * h), logitsAct: this.act === DType.f32 ? logits : f(S * cfg.vocabSize), logits, cosSin,
     };

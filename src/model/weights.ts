@@ -1,5 +1,5 @@
 // Moves a model's tensors from its safetensors files into backend buffers, merging the
-// projections that run as one GEMM (gate+up) and sharding for tensor parallelism.
+// projections that run as one GEMM (q+k+v, gate+up) and sharding for tensor parallelism.
 import type { Backend, Buf } from "../native/types.ts";
 import { DType, dtypeBytes } from "../native/types.ts";
 import type { ModelConfig } from "./config.ts";
@@ -8,12 +8,8 @@ import type { StDtype, TensorInfo } from "./safetensors.ts";
 
 export interface LayerWeights {
   inputNorm: Buf; // [hidden]
-  q: Buf; // [H*D / tp, hidden]
-  k: Buf; // [KVH*D / tp, hidden]
-  v: Buf; // [KVH*D / tp, hidden]
-  qBias: Buf; // [H*D / tp] or 0
-  kBias: Buf; // [KVH*D / tp] or 0
-  vBias: Buf; // [KVH*D / tp] or 0
+  qkv: Buf; // [(H + 2*KVH)*D / tp, hidden]: q rows, then k rows, then v rows
+  qkvBias: Buf; // [(H + 2*KVH)*D / tp] in the same order, or 0
   o: Buf; // [hidden, H*D / tp]
   postNorm: Buf; // [hidden]
   gateUp: Buf; // [2 * I / tp, hidden]: gate rows, then up rows
@@ -70,26 +66,37 @@ export function loadWeights(
     placements.push({ name, dst: buf, rows, cols, shardDim });
     return buf;
   };
-  const vec = (name: string, n: number, shard: -1 | 0 = -1) => place(name, 1, n, shard === 0 ? 1 : -1);
+  const vec = (name: string, n: number) => place(name, 1, n, -1);
+  /**
+   * One buffer holding the tensors' rows one after another, each cut across ranks along its rows,
+   * so that their projections run as one GEMM. cols = 1 takes vectors (biases), cut along their length.
+   */
+  const rowsOf = (parts: [name: string, rows: number][], cols: number): Buf => {
+    const total = parts.reduce((n, [, rows]) => n + rows, 0);
+    const buf = alloc((total * cols) / tp);
+    let at = 0;
+    for (const [name, rows] of parts) {
+      const bytes = (rows * cols * eb) / tp, dst = be.view(buf, at, bytes);
+      if (cols === 1) place(name, 1, rows, 1, dst);
+      else place(name, rows, cols, 0, dst);
+      at += bytes;
+    }
+    return buf;
+  };
 
   const embed = place("model.embed_tokens.weight", cfg.vocabSize, h, -1);
   const layers: LayerWeights[] = [];
   for (let i = 0; i < cfg.numLayers; i++) {
     const p = `model.layers.${i}`;
-    const gateUp = alloc((2 * inter * h) / tp);
-    place(`${p}.mlp.gate_proj.weight`, inter, h, 0, be.view(gateUp, 0, (inter * h * eb) / tp));
-    place(`${p}.mlp.up_proj.weight`, inter, h, 0, be.view(gateUp, (inter * h * eb) / tp, (inter * h * eb) / tp));
+    const qkvParts = (kind: string): [string, number][] =>
+      [[`${p}.self_attn.q_proj.${kind}`, nh * d], [`${p}.self_attn.k_proj.${kind}`, nkv * d], [`${p}.self_attn.v_proj.${kind}`, nkv * d]];
     layers.push({
       inputNorm: vec(`${p}.input_layernorm.weight`, h),
-      q: place(`${p}.self_attn.q_proj.weight`, nh * d, h, 0),
-      k: place(`${p}.self_attn.k_proj.weight`, nkv * d, h, 0),
-      v: place(`${p}.self_attn.v_proj.weight`, nkv * d, h, 0),
-      qBias: cfg.qkvBias ? vec(`${p}.self_attn.q_proj.bias`, nh * d, 0) : 0,
-      kBias: cfg.qkvBias ? vec(`${p}.self_attn.k_proj.bias`, nkv * d, 0) : 0,
-      vBias: cfg.qkvBias ? vec(`${p}.self_attn.v_proj.bias`, nkv * d, 0) : 0,
+      qkv: rowsOf(qkvParts("weight"), h),
+      qkvBias: cfg.qkvBias ? rowsOf(qkvParts("bias"), 1) : 0,
       o: place(`${p}.self_attn.o_proj.weight`, h, nh * d, 1),
       postNorm: vec(`${p}.post_attention_layernorm.weight`, h),
-      gateUp,
+      gateUp: rowsOf([[`${p}.mlp.gate_proj.weight`, inter], [`${p}.mlp.up_proj.weight`, inter]], h),
       down: place(`${p}.mlp.down_proj.weight`, h, inter, 1),
     });
   }

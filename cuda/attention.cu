@@ -174,11 +174,14 @@ int32_t launch_decode(Context &c, const attn::Params &p) {
   int32_t st = allow_smem(c, reinterpret_cast<const void *>(&attn_dec::decode_kernel<T, D>), smem, "the decode kernel");
   if (st != VD_OK) return st;
   const dim3 grid(unsigned(p.n_tokens), unsigned(p.n_kv_heads), unsigned(dp.n_splits));
-  attn_dec::decode_kernel<T, D><<<grid, attn_dec::kThreads, smem, c.stream>>>(dp);
-  st = check_launch(kFn);
+  st = check_cuda(launch_kernel(c.pdl, attn_dec::decode_kernel<T, D>, grid, dim3(attn_dec::kThreads), smem, c.stream, dp),
+                  kFn, "launching the decode kernel");
+  if (st == VD_OK) st = check_launch(kFn);
   if (st != VD_OK || dp.n_splits == 1) return st;
-  attn_dec::merge_kernel<T><<<dim3(unsigned(p.n_tokens), unsigned(p.n_heads)), D, 0, c.stream>>>(dp);
-  return check_launch(kFn);
+  st = check_cuda(launch_kernel(c.pdl, attn_dec::merge_kernel<T>, dim3(unsigned(p.n_tokens), unsigned(p.n_heads)), dim3(D), 0,
+                                c.stream, dp),
+                  kFn, "launching the merge kernel");
+  return st == VD_OK ? check_launch(kFn) : st;
 }
 
 // f16/bf16 with head_dim 64 or 128 and at most 16 query heads per kv head run on tensor cores:

@@ -17,6 +17,7 @@
 
 #include "attention.cuh"
 #include "attention_prefill.cuh"
+#include "launch.cuh"
 
 namespace vd {
 namespace attn_dec {
@@ -127,6 +128,8 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const Params p) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   __shared__ int seq_shared;
   __shared__ float sm_ml[kWarps][kMaxGroup][2];
+  pdl_wait(); // launched with programmatic dependent launch (launch.cuh)
+  pdl_launch_dependents();
   const attn::Params &a = p.base;
   if (blockIdx.z == 0) attn::check_sequences(a); // blockIdx.y == 0 blocks check; faults as the row kernel
   const int t = blockIdx.x, g = blockIdx.y, warp = threadIdx.x >> 5;
@@ -169,6 +172,8 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const Params p) {
 template <typename T>
 __global__ void merge_kernel(const Params p) {
   __shared__ int seq_shared;
+  pdl_wait();
+  pdl_launch_dependents();
   const attn::Params &a = p.base;
   const int t = blockIdx.x, h = blockIdx.y, d = threadIdx.x, D = a.head_dim;
   int64_t n_keys = 0;

@@ -24,6 +24,7 @@ struct Context {
   void *staging = nullptr;      // pinned host memory
   uint64_t staging_bytes = 0;
   int sm_count = 0;
+  bool pdl = false;             // programmatic dependent launch for the decode kernels (see launch.cuh)
   // Added with cuda/context.cu:
   std::mutex staging_mu;              // held by whoever fills `staging` (uploads, weight loads)
   cudaEvent_t staging_free[2] = {};   // recorded after the copy out of each half of `staging`

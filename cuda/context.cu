@@ -3,6 +3,8 @@
 // by vd_context_destroy.
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <string>
@@ -164,6 +166,11 @@ int32_t init_context(ContextEntry &e, int device) {
   c.fault = static_cast<int32_t *>(dev_word);
   if (st == VD_OK)
     st = check_cuda(cudaDeviceGetAttribute(&c.sm_count, cudaDevAttrMultiProcessorCount, device), fn, "SM count");
+  int major = 0;
+  if (st == VD_OK)
+    st = check_cuda(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), fn, "compute capability");
+  const char *pdl_env = std::getenv("VLLMD_CUDA_PDL");
+  c.pdl = major >= 9 && !(pdl_env && std::strcmp(pdl_env, "0") == 0);
   return st;
 }
 

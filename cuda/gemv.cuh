@@ -14,6 +14,7 @@
 #include <cuda_fp16.h>
 
 #include "common.cuh"
+#include "launch.cuh"
 
 namespace vd {
 namespace gemv {
@@ -58,13 +59,21 @@ __global__ void __launch_bounds__(32 * kWarps) gemv_kernel(T *out, const T *x, c
     wr[r] = reinterpret_cast<const uint4 *>(w + int64_t(min(row0 + r, n - 1)) * k); // a missing row reads row n-1
   const uint4 *xr = reinterpret_cast<const uint4 *>(x);
   float acc[kRowsPerBlock][M] = {};
-  for (int c0 = warp * 32 + lane; c0 < chunks; c0 += stride * kUnroll) {
-    uint4 wv[kRowsPerBlock][kUnroll];
+  uint4 wv[kRowsPerBlock][kUnroll];
+  const auto load_w = [&](int c0) {
 #pragma unroll
     for (int u = 0; u < kUnroll; u++)
 #pragma unroll
       for (int r = 0; r < kRowsPerBlock; r++)
         wv[r][u] = c0 + stride * u < chunks ? load_stream(wr[r] + c0 + stride * u) : make_uint4(0, 0, 0, 0);
+  };
+  // The weights do not depend on earlier kernels: the first ones are on their way before the
+  // wait for x (programmatic dependent launch, see launch.cuh).
+  load_w(warp * 32 + lane);
+  pdl_wait();
+  pdl_launch_dependents();
+  for (int c0 = warp * 32 + lane; c0 < chunks; c0 += stride * kUnroll) {
+    if (c0 != warp * 32 + lane) load_w(c0);
 #pragma unroll
     for (int u = 0; u < kUnroll; u++) {
       const int c = c0 + stride * u;
@@ -95,20 +104,21 @@ __global__ void __launch_bounds__(32 * kWarps) gemv_kernel(T *out, const T *x, c
   out[int64_t(mi) * n + row0 + r] = T(dot + sum);
 }
 
-// Launches the kernel for M = m (1..kMaxRows) rows of x.
+// Launches the kernel for M = m (1..kMaxRows) rows of x (pdl: see launch.cuh).
 template <typename T>
-void launch(T *out, const T *x, const T *w, const T *bias, int m, int n, int k, cudaStream_t stream) {
+cudaError_t launch(T *out, const T *x, const T *w, const T *bias, int m, int n, int k, cudaStream_t stream, bool pdl) {
   const int blocks = (n + kRowsPerBlock - 1) / kRowsPerBlock;
   const dim3 grid{unsigned(blocks)}, block{32 * kWarps};
+  const auto go = [&](auto kernel) { return launch_kernel(pdl, kernel, grid, block, 0, stream, out, x, w, bias, n, k); };
   switch (m) {
-  case 1: gemv_kernel<T, 1><<<grid, block, 0, stream>>>(out, x, w, bias, n, k); break;
-  case 2: gemv_kernel<T, 2><<<grid, block, 0, stream>>>(out, x, w, bias, n, k); break;
-  case 3: gemv_kernel<T, 3><<<grid, block, 0, stream>>>(out, x, w, bias, n, k); break;
-  case 4: gemv_kernel<T, 4><<<grid, block, 0, stream>>>(out, x, w, bias, n, k); break;
-  case 5: gemv_kernel<T, 5><<<grid, block, 0, stream>>>(out, x, w, bias, n, k); break;
-  case 6: gemv_kernel<T, 6><<<grid, block, 0, stream>>>(out, x, w, bias, n, k); break;
-  case 7: gemv_kernel<T, 7><<<grid, block, 0, stream>>>(out, x, w, bias, n, k); break;
-  default: gemv_kernel<T, 8><<<grid, block, 0, stream>>>(out, x, w, bias, n, k); break;
+  case 1: return go(gemv_kernel<T, 1>);
+  case 2: return go(gemv_kernel<T, 2>);
+  case 3: return go(gemv_kernel<T, 3>);
+  case 4: return go(gemv_kernel<T, 4>);
+  case 5: return go(gemv_kernel<T, 5>);
+  case 6: return go(gemv_kernel<T, 6>);
+  case 7: return go(gemv_kernel<T, 7>);
+  default: return go(gemv_kernel<T, 8>);
   }
 }
 

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_runtime.h>
 
 #include "vllmd.h" // VD_BF16
 
@@ -37,6 +38,41 @@ inline int64_t mul_sat(int64_t a, int64_t b) {
 template <typename F> void with_half_type(int32_t dtype, F &&f) {
   if (dtype == VD_BF16) f(__nv_bfloat16{});
   else f(__half{});
+}
+
+// Programmatic dependent launch (sm_90+): a kernel launched with `pdl` may be scheduled while the
+// kernel before it in the stream is still finishing, which hides the launch gap between the ~300
+// small kernels of a decode step. Such a kernel calls pdl_wait() before it touches memory that
+// earlier work reads or writes (every thread, before any early return, so that its grid cannot
+// end before the one it depends on), and pdl_launch_dependents() to let the next one be
+// scheduled. Off on older GPUs and with VLLMD_CUDA_PDL=0 (Context::pdl); both calls are no-ops
+// in a kernel launched without it.
+template <typename... Params, typename... Args>
+cudaError_t launch_kernel(bool pdl, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                          Args... args) {
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cfg.attrs = &attr;
+  cfg.numAttrs = pdl ? 1 : 0;
+  return cudaLaunchKernelEx(&cfg, kernel, Params(args)...);
+}
+
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
 }
 
 __device__ __forceinline__ float nan_f32() { return __int_as_float(0x7fc00000); }

@@ -134,18 +134,20 @@ VD_API int32_t vd_rmsnorm(uint64_t ctx, uint64_t out, uint64_t residual, uint64_
     return VD_ERR_INVALID_ARGUMENT;
   if (n == 0) return VD_OK;
   const dim3 grid(row_blocks(n_tokens)), block(row_threads(n_tokens));
+  cudaError_t err = cudaSuccess;
   if (vec::fits(act_dtype, w_dtype, hidden, so.data, sr.data, sx.data, sw.data)) {
     with_half_type(act_dtype, [&](auto t) {
       using T = decltype(t);
-      vec::rmsnorm_kernel<T><<<grid, block, 0, c->stream>>>(reinterpret_cast<T *>(so.data), reinterpret_cast<T *>(sr.data),
-                                                            reinterpret_cast<const T *>(sx.data),
-                                                            reinterpret_cast<const T *>(sw.data), n_tokens, hidden, eps);
+      err = launch_kernel(c->pdl, vec::rmsnorm_kernel<T>, grid, block, 0, c->stream, reinterpret_cast<T *>(so.data),
+                          reinterpret_cast<T *>(sr.data), reinterpret_cast<const T *>(sx.data),
+                          reinterpret_cast<const T *>(sw.data), n_tokens, hidden, eps);
     });
   } else {
     rmsnorm_kernel<<<grid, block, 0, c->stream>>>(so.data, sr.data, sx.data, sw.data, n_tokens, hidden, eps, act_dtype,
                                                  w_dtype);
   }
-  return check_launch(fn);
+  st = check_cuda(err, fn, "launching the kernel");
+  return st == VD_OK ? check_launch(fn) : st;
 }
 
 VD_API int32_t vd_silu_mul(uint64_t ctx, uint64_t out, uint64_t gate_up, int64_t n_tokens, int64_t inter,
@@ -160,17 +162,19 @@ VD_API int32_t vd_silu_mul(uint64_t ctx, uint64_t out, uint64_t gate_up, int64_t
       !lookup_array(ctx, gate_up, "vd_silu_mul(gate_up)", mul_sat(n_tokens, mul_sat(2, inter)), act_dtype, &sg))
     return VD_ERR_INVALID_ARGUMENT;
   if (n_tokens == 0 || inter == 0) return VD_OK;
+  cudaError_t err = cudaSuccess;
   if (vec::fits(act_dtype, act_dtype, inter, so.data, sg.data, nullptr, nullptr)) {
     with_half_type(act_dtype, [&](auto t) {
       using T = decltype(t);
-      vec::silu_mul_kernel<T><<<flat_blocks(n_tokens * inter / 8), kThreads, 0, c->stream>>>(
-          reinterpret_cast<T *>(so.data), reinterpret_cast<const T *>(sg.data), n_tokens, inter);
+      err = launch_kernel(c->pdl, vec::silu_mul_kernel<T>, dim3(flat_blocks(n_tokens * inter / 8)), dim3(kThreads), 0,
+                          c->stream, reinterpret_cast<T *>(so.data), reinterpret_cast<const T *>(sg.data), n_tokens, inter);
     });
   } else {
     silu_mul_kernel<<<flat_blocks(n_tokens * inter), kThreads, 0, c->stream>>>(so.data, sg.data, n_tokens, inter,
                                                                               act_dtype);
   }
-  return check_launch(fn);
+  st = check_cuda(err, fn, "launching the kernel");
+  return st == VD_OK ? check_launch(fn) : st;
 }
 
 VD_API int32_t vd_gather_rows(uint64_t ctx, uint64_t out, uint64_t x, uint64_t rows, int64_t n_rows, int64_t cols,

@@ -33,6 +33,8 @@ template <typename T>
 __global__ void rmsnorm_kernel(T *out, T *residual, const T *x, const T *weight, int64_t n_tokens, int64_t hidden,
                                float eps) {
   __shared__ float scratch[33];
+  pdl_wait(); // launched with programmatic dependent launch (launch.cuh)
+  pdl_launch_dependents();
   const int64_t chunks = hidden / 8;
   for (int64_t t = blockIdx.x; t < n_tokens; t += gridDim.x) {
     const uint4 *xr = reinterpret_cast<const uint4 *>(x + t * hidden);
@@ -70,6 +72,8 @@ __global__ void rmsnorm_kernel(T *out, T *residual, const T *x, const T *weight,
 // out[T, I] = silu(gate) * up, 8 outputs per thread, flat over the whole batch.
 template <typename T>
 __global__ void silu_mul_kernel(T *out, const T *gate_up, int64_t n_tokens, int64_t inter) {
+  pdl_wait(); // launched with programmatic dependent launch (launch.cuh)
+  pdl_launch_dependents();
   const int64_t per_row = inter / 8, total = n_tokens * per_row;
   for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
     const int64_t t = e / per_row, c = e - t * per_row;

@@ -34,6 +34,8 @@ __device__ __forceinline__ void rotate(float x1, float x2, float c, float s, flo
 // position outside the table makes the token's q and k NaN; a slot outside the cache skips the
 // cache writes; both fault. A skipped token (negative slot) reads no k or v at all.
 __global__ void rope_write_kv_kernel(RopeArgs a) {
+  pdl_wait(); // launched with programmatic dependent launch (launch.cuh)
+  pdl_launch_dependents();
   const int64_t half = a.head_dim / 2, q_row = a.n_heads * a.head_dim, kv_row = a.n_kv_heads * a.head_dim;
   const int64_t row = q_row + 2 * kv_row;
   for (int64_t t = blockIdx.x; t < a.n_tokens; t += gridDim.x) {
@@ -122,6 +124,8 @@ VD_API int32_t vd_rope_write_kv(uint64_t ctx, uint64_t q_out, uint64_t qkv, uint
              reinterpret_cast<const int32_t *>(ssm.data), reinterpret_cast<const float *>(scs.data), skc.data, svc.data,
              n_tokens, n_heads, n_kv_heads, head_dim, block_size, int64_t(scs.bytes / uint64_t(mul_sat(head_dim, 4))),
              mul_sat(n_blocks, block_size), act_dtype, c->fault};
-  rope_write_kv_kernel<<<row_blocks(n_tokens), row_threads(n_tokens), 0, c->stream>>>(a);
-  return check_launch(fn);
+  st = check_cuda(launch_kernel(c->pdl, rope_write_kv_kernel, dim3(row_blocks(n_tokens)), dim3(row_threads(n_tokens)), 0,
+                                c->stream, a),
+                  fn, "launching the kernel");
+  return st == VD_OK ? check_launch(fn) : st;
 }

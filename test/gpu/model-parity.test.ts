@@ -124,6 +124,23 @@ gpuSuite("model parity", () => {
     for (const r of reqs) expect({ id: r.id, tokens: pipelined.out.get(r.id) }).toEqual({ id: r.id, tokens: sync.out.get(r.id)! });
   }, 120_000);
 
+  test("programmatic dependent launch changes no token: on and off, with graphs and eagerly (VLLMD_CUDA_PDL)", () => {
+    // The switch is read when a context is created, from the process environment: one process each.
+    const prompts = golden.prompts.flatMap((p) => ["--prompt", p.text]);
+    const generate = (pdl: string, eager: boolean) => {
+      const args = ["src/cli.ts", "generate", "--device", DEVICE, ...prompts, "--max-tokens", "24", "--temperature", "0", "--ignore-eos", "--json"];
+      const p = Bun.spawnSync([process.execPath, ...args, ...(eager ? ["--enforce-eager"] : [])], { cwd: ROOT, env: { ...process.env, VLLMD_CUDA_PDL: pdl } });
+      if (p.exitCode !== 0) throw new Error(`generate exited ${p.exitCode}: ${p.stderr.toString()}`);
+      return (JSON.parse(p.stdout.toString().trim().split("\n").at(-1)!) as { token_ids: number[] }[]).map((o) => o.token_ids);
+    };
+    for (const eager of [false, true]) {
+      const on = generate("1", eager), off = generate("0", eager);
+      expect(on.length).toBe(golden.prompts.length);
+      expect(on.every((t) => t.length === 24)).toBe(true);
+      expect({ eager, tokens: on }).toEqual({ eager, tokens: off });
+    }
+  }, 120_000);
+
   test(`default model (bf16 activations): eval-ppl within ${PPL_TOL * 100}% of transformers' held-out perplexity`, () => {
     const args = ["src/cli.ts", "eval-ppl", "--device", DEVICE, "--file", join(ROOT, "corpus/heldout.txt"), "--json"];
     const p = Bun.spawnSync([process.execPath, ...args], { cwd: ROOT });

@@ -14,6 +14,10 @@
 #include "registry.cuh"
 
 namespace vd {
+// Compiled like every kernel here, so its PTX version tells which architecture the kernels of
+// this build run as on this device.
+__global__ void pdl_probe_kernel() {}
+
 namespace {
 
 // Pinned host memory for uploads, used in two 8 MiB halves: a chunk's copy (~0.4 ms) costs far
@@ -166,11 +170,13 @@ int32_t init_context(ContextEntry &e, int device) {
   c.fault = static_cast<int32_t *>(dev_word);
   if (st == VD_OK)
     st = check_cuda(cudaDeviceGetAttribute(&c.sm_count, cudaDevAttrMultiProcessorCount, device), fn, "SM count");
-  int major = 0;
+  // The kernels' griddepcontrol instructions exist only in code compiled for sm_90+: a build that
+  // runs here from older PTX must not launch them early.
+  cudaFuncAttributes probe{};
   if (st == VD_OK)
-    st = check_cuda(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), fn, "compute capability");
+    st = check_cuda(cudaFuncGetAttributes(&probe, reinterpret_cast<const void *>(&pdl_probe_kernel)), fn, "probe kernel");
   const char *pdl_env = std::getenv("VLLMD_CUDA_PDL");
-  c.pdl = major >= 9 && !(pdl_env && std::strcmp(pdl_env, "0") == 0);
+  c.pdl = probe.ptxVersion >= 90 && !(pdl_env && std::strcmp(pdl_env, "0") == 0);
   return st;
 }
 

@@ -46,6 +46,7 @@ template <typename T> __device__ __forceinline__ float dot8(const uint4 &a, cons
 }
 
 __device__ __forceinline__ uint4 load_stream(const uint4 *p) { return __ldcs(p); } // read once: do not keep in L2
+__device__ __forceinline__ void prefetch_l2(const void *p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
 
 template <typename T, int M>
 __global__ void __launch_bounds__(32 * kWarps) gemv_kernel(T *out, const T *x, const T *w, const T *bias, int n,
@@ -59,28 +60,29 @@ __global__ void __launch_bounds__(32 * kWarps) gemv_kernel(T *out, const T *x, c
     wr[r] = reinterpret_cast<const uint4 *>(w + int64_t(min(row0 + r, n - 1)) * k); // a missing row reads row n-1
   const uint4 *xr = reinterpret_cast<const uint4 *>(x);
   float acc[kRowsPerBlock][M] = {};
-  uint4 wv[kRowsPerBlock][kUnroll];
-  const auto load_w = [&](int c0) {
+  // The first weight chunks head for L2 before the wait for x (programmatic dependent launch,
+  // launch.cuh); a prefetch cannot hand back stale data, should an earlier kernel write w.
+#pragma unroll
+  for (int u = 0; u < kUnroll; u++)
+#pragma unroll
+    for (int r = 0; r < kRowsPerBlock; r++)
+      if (warp * 32 + lane + stride * u < chunks) prefetch_l2(wr[r] + warp * 32 + lane + stride * u);
+  pdl_wait();
+  pdl_launch_dependents();
+  for (int c0 = warp * 32 + lane; c0 < chunks; c0 += stride * kUnroll) {
+    uint4 wv[kRowsPerBlock][kUnroll];
 #pragma unroll
     for (int u = 0; u < kUnroll; u++)
 #pragma unroll
       for (int r = 0; r < kRowsPerBlock; r++)
         wv[r][u] = c0 + stride * u < chunks ? load_stream(wr[r] + c0 + stride * u) : make_uint4(0, 0, 0, 0);
-  };
-  // The weights do not depend on earlier kernels: the first ones are on their way before the
-  // wait for x (programmatic dependent launch, see launch.cuh).
-  load_w(warp * 32 + lane);
-  pdl_wait();
-  pdl_launch_dependents();
-  for (int c0 = warp * 32 + lane; c0 < chunks; c0 += stride * kUnroll) {
-    if (c0 != warp * 32 + lane) load_w(c0);
 #pragma unroll
     for (int u = 0; u < kUnroll; u++) {
       const int c = c0 + stride * u;
       if (c >= chunks) break;
 #pragma unroll
       for (int mi = 0; mi < M; mi++) {
-        const uint4 xv = __ldg(xr + int64_t(mi) * chunks + c);
+        const uint4 xv = xr[int64_t(mi) * chunks + c]; // a plain load: x was written by the kernel just before
 #pragma unroll
         for (int r = 0; r < kRowsPerBlock; r++) acc[r][mi] += dot8<T>(wv[r][u], xv);
       }

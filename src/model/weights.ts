@@ -53,6 +53,7 @@ export function loadWeights(
   const dt = weightDtype(cfg);
   const eb = dtypeBytes(dt);
   const { hiddenSize: h, numHeads: nh, numKvHeads: nkv, headDim: d, intermediateSize: inter } = cfg;
+  checkShardable(cfg, tp);
   const buffers: Buf[] = [];
   const placements: Placement[] = [];
   const alloc = (elems: number): Buf => {
@@ -105,6 +106,14 @@ export function loadWeights(
 
   transfer(be, dt, tensors, placements, onProgress);
   return { dtype: dt, embed, layers, norm, lmHead, buffers };
+}
+
+/** Tensor parallelism cuts heads and the MLP's width evenly across ranks, or not at all. */
+export function checkShardable(cfg: ModelConfig, tp: number): void {
+  const sizes = { num_attention_heads: cfg.numHeads, num_key_value_heads: cfg.numKvHeads, intermediate_size: cfg.intermediateSize };
+  for (const [field, n] of Object.entries(sizes)) {
+    if (n % tp !== 0) throw new Error(`--tensor-parallel-size ${tp} does not divide ${field} (${n}) in config.json`);
+  }
 }
 
 function transfer(be: Backend, dt: DType, tensors: Map<string, TensorInfo>, todo: Placement[], onProgress?: LoadProgress) {

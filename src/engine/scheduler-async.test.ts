@@ -1,20 +1,13 @@
 // Async scheduling in the Scheduler: the next step is built while the last one still awaits its
 // update(), counting its sampled tokens as pending.
 import { describe, expect, test } from "bun:test";
-import { defaultSamplingParams, Request, type SamplingParams } from "./request.ts";
-import { chunkStart, Scheduler, type SchedulerConfig } from "./scheduler.ts";
+import type { SamplingParams } from "./request.ts";
+import { chunkStart, Scheduler } from "./scheduler.ts";
+import { rangeRequest, smallConfig } from "./scheduler-testing.ts";
 
-const cfg: SchedulerConfig = {
-  maxNumSeqs: 4,
-  maxNumBatchedTokens: 16,
-  maxModelLen: 32,
-  blockSize: 4,
-  numBlocks: 16,
-  enablePrefixCaching: true,
-};
-const range = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
+const cfg = smallConfig;
 const request = (id: string, promptLen: number, params: Partial<SamplingParams> = {}) =>
-  new Request(id, range(100, promptLen), defaultSamplingParams({ maxTokens: 8, ...params }), 0, [2]);
+  rangeRequest(id, promptLen, { maxTokens: 8, ...params }, [2]);
 const tokens = (n: number, t: number) => new Int32Array(n).fill(t);
 
 describe("a step scheduled before the last one's update", () => {

@@ -2,18 +2,10 @@
 import { describe, expect, test } from "bun:test";
 import { defaultSamplingParams, Request, type SamplingParams } from "./request.ts";
 import { Scheduler, type SchedulerConfig } from "./scheduler.ts";
+import { range, rangeRequest, smallConfig } from "./scheduler-testing.ts";
 
-const cfg: SchedulerConfig = {
-  maxNumSeqs: 4,
-  maxNumBatchedTokens: 16,
-  maxModelLen: 32,
-  blockSize: 4,
-  numBlocks: 16,
-  enablePrefixCaching: true,
-};
-const range = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
-const request = (id: string, promptLen: number, params: Partial<SamplingParams> = {}, eos: number[] = []) =>
-  new Request(id, range(100, promptLen), defaultSamplingParams(params), 0, eos);
+const cfg = smallConfig;
+const request = rangeRequest;
 
 /** One schedule+update with every scheduled request sampling `token`. */
 function step(sched: Scheduler, token = 1) {

@@ -13,7 +13,8 @@ ${EVAL_PPL_USAGE}
   engine options: --model DIR (a Hugging Face directory; the built-in model if absent)
     --device auto|cpu|cuda|hip  --max-model-len N  --max-num-seqs N
     --max-num-batched-tokens N  --block-size N  --num-blocks N
-    --gpu-memory-utilization F  --tensor-parallel-size N`;
+    --gpu-memory-utilization F  --tensor-parallel-size N
+    --enforce-eager  --async-scheduling | --no-async-scheduling`;
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;

@@ -62,12 +62,7 @@ VD_API int32_t vd_host_free(uint64_t ctx, void *ptr) {
 
 VD_API int32_t vd_copy_to_host_async(uint64_t ctx, uint64_t src, uint64_t src_offset, void *dst, uint64_t bytes) {
   clear_error();
-  Span s;
-  if (!lookup_range(ctx, src, src_offset, bytes, "vd_copy_to_host_async(src)", &s)) return VD_ERR_INVALID_ARGUMENT;
-  if (bytes == 0) return VD_OK;
-  if (!dst) return fail(VD_ERR_INVALID_ARGUMENT, "vd_copy_to_host_async: dst is null");
-  std::memmove(dst, s.data + src_offset, bytes);
-  return VD_OK;
+  return copy_to_host("vd_copy_to_host_async", "vd_copy_to_host_async(src)", ctx, src, src_offset, dst, bytes);
 }
 
 VD_API int32_t vd_event_create(uint64_t ctx, uint64_t *out_event) {

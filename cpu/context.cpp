@@ -43,6 +43,16 @@ bool lookup(uint64_t ctx, uint64_t buf, const char *what, Span *out) {
   return true;
 }
 
+int32_t copy_to_host(const char *fn, const char *what, uint64_t ctx, uint64_t src, uint64_t src_offset, void *dst,
+                     uint64_t bytes) {
+  Span s;
+  if (!lookup_range(ctx, src, src_offset, bytes, what, &s)) return VD_ERR_INVALID_ARGUMENT;
+  if (bytes == 0) return VD_OK;
+  if (!dst) return fail(VD_ERR_INVALID_ARGUMENT, "%s: dst is null", fn);
+  std::memmove(dst, s.data + src_offset, bytes);
+  return VD_OK;
+}
+
 } // namespace vd
 
 using namespace vd;
@@ -212,12 +222,7 @@ VD_API int32_t vd_copy_from_host(uint64_t ctx, uint64_t dst, uint64_t dst_offset
 
 VD_API int32_t vd_copy_to_host(uint64_t ctx, uint64_t src, uint64_t src_offset, void *dst, uint64_t bytes) {
   clear_error();
-  Span s;
-  if (!lookup_range(ctx, src, src_offset, bytes, "vd_copy_to_host(src)", &s)) return VD_ERR_INVALID_ARGUMENT;
-  if (bytes == 0) return VD_OK;
-  if (!dst) return fail(VD_ERR_INVALID_ARGUMENT, "vd_copy_to_host: dst is null");
-  std::memmove(dst, s.data + src_offset, bytes);
-  return VD_OK;
+  return copy_to_host("vd_copy_to_host", "vd_copy_to_host(src)", ctx, src, src_offset, dst, bytes);
 }
 
 VD_API int32_t vd_copy(uint64_t ctx, uint64_t dst, uint64_t dst_offset, uint64_t src, uint64_t src_offset,

@@ -20,6 +20,12 @@ namespace vd {
 // True if ctx is a live context handle (records an error otherwise).
 bool valid_context(uint64_t ctx);
 
+// Bytes [src_offset, src_offset + bytes) of src into host memory dst, checked, errors naming fn
+// (and `what` for src): vd_copy_to_host, and vd_copy_to_host_async (the cpu finishes every copy
+// inside the call).
+int32_t copy_to_host(const char *fn, const char *what, uint64_t ctx, uint64_t src, uint64_t src_offset, void *dst,
+                     uint64_t bytes);
+
 inline int64_t dtype_bytes(int32_t dtype) {
   switch (dtype) {
   case VD_F32: return 4;

@@ -242,13 +242,7 @@ for n in ${NOTES[@]+"${NOTES[@]}"}; do FIG_ARGS+=(--note "$n"); done
 timeout 60 "$BUN" bench/figures.ts "${FIG_ARGS[@]}" > "$LOGS/figures.log" 2>&1 || { FAILED=1; echo "bench/figures.ts failed:"; }
 
 echo
-echo "== gpu-bench: $GPU_NAME, commit $COMMIT"
-printf '%-34s %-40s %6s\n' "step" "status" "s"
-for r in "${ROWS[@]}"; do
-  IFS='|' read -r n s t <<< "$r"
-  printf '%-34s %-40s %6s\n' "$n" "$s" "$t"
-done
-printf '%-34s %-40s %6s\n' "total" "$([ "$FAILED" -eq 0 ] && echo 'all ok' || echo 'SOMETHING FAILED')" $((SECONDS - START))
+print_table "gpu-bench: $GPU_NAME, commit $COMMIT" 40
 echo "logs: $LOGS; figures: $LOGS/results/$RESULT$([ "$SMOKE" = 1 ] || echo " and bench/results/$RESULT")"
 echo
 cat "$LOGS/figures.log"

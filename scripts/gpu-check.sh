@@ -120,12 +120,6 @@ if [ -f "$LOGS/sanitizer.log" ] && ! grep -q "ERROR SUMMARY: 0 errors" "$LOGS/sa
 fi
 
 echo
-echo "== gpu-check: $GPU_NAME"
-printf '%-34s %-52s %6s\n' "step" "status" "s"
-for r in "${ROWS[@]}"; do
-  IFS='|' read -r n s t <<< "$r"
-  printf '%-34s %-52s %6s\n' "$n" "$s" "$t"
-done
-printf '%-34s %-52s %6s\n' "total" "$([ "$FAILED" -eq 0 ] && echo 'all ok' || echo 'SOMETHING FAILED')" $((SECONDS - START))
+print_table "gpu-check: $GPU_NAME" 52
 echo "logs: $LOGS"
 exit "$FAILED"

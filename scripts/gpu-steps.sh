@@ -17,3 +17,16 @@ run_step() {
 
 # row NAME STATUS SECONDS: one line of the final table.
 row() { ROWS+=("$1|$2|$3"); }
+
+# print_table TITLE STATUS_WIDTH: the "== TITLE" line, one line per row and the total (uses
+# ROWS, FAILED and START).
+print_table() {
+  local fmt="%-34s %-${2}s %6s\n" r n s t
+  echo "== $1"
+  printf "$fmt" "step" "status" "s"
+  for r in "${ROWS[@]}"; do
+    IFS='|' read -r n s t <<< "$r"
+    printf "$fmt" "$n" "$s" "$t"
+  done
+  printf "$fmt" "total" "$([ "$FAILED" -eq 0 ] && echo 'all ok' || echo 'SOMETHING FAILED')" $((SECONDS - START))
+}

@@ -8,7 +8,7 @@ import { SP } from "../native/types.ts";
 import { DecodeGraphs, type DecodeGraphMode, graphBuckets } from "./decode-graphs.ts";
 import { MAX_STEPS_IN_FLIGHT, type SchedulerOutput } from "./scheduler.ts";
 import { StepInputs, type StepShape } from "./step-inputs.ts";
-import { type SamplerOutputs, StepReadback, type StepResult } from "./step-readback.ts";
+import { type SamplerOutputs, samplerOutputLayout, StepReadback, type StepResult } from "./step-readback.ts";
 
 export type { StepResult, TokenLogprobs } from "./step-readback.ts";
 
@@ -67,11 +67,11 @@ export class ModelRunner {
       seenOffsets: v(L.seenOffsets, S + 1), biasOffsets: v(L.biasOffsets, S + 1),
       pendingRows: v(L.pendingRows, S), pendingSources: v(L.pendingSources, S),
     };
-    const top = S * MAX_TOP_LOGPROBS;
-    const region = be.alloc((2 * S + 2 * top) * 4);
+    const at = samplerOutputLayout(S, MAX_TOP_LOGPROBS), top = S * MAX_TOP_LOGPROBS * 4;
+    const region = be.alloc(at.bytes);
     this.out = {
-      region, tokens: be.view(region, 0, S * 4), logprobs: be.view(region, S * 4, S * 4),
-      topIds: be.view(region, 2 * S * 4, top * 4), topLogprobs: be.view(region, (2 * S + top) * 4, top * 4),
+      region, tokens: be.view(region, at.tokens, S * 4), logprobs: be.view(region, at.logprobs, S * 4),
+      topIds: be.view(region, at.topIds, top), topLogprobs: be.view(region, at.topLogprobs, top),
     };
     for (let i = 0; i < MAX_STEPS_IN_FLIGHT; i++) this.readbacks.push(new StepReadback(be, S, MAX_TOP_LOGPROBS));
     this.result = { sampled: new Int32Array(S), logprobs: [] };

@@ -25,12 +25,22 @@ export interface StepResult {
   logprobs: (TokenLogprobs | null)[];
 }
 
+/**
+ * Byte offsets of the sampler's outputs in one region, the same on the device (the runner's) and
+ * in each readback's pinned copy: tokens and logprobs [maxSeqs], top ids and logprobs [maxSeqs, maxTop].
+ */
+export function samplerOutputLayout(maxSeqs: number, maxTop: number) {
+  const S = maxSeqs * 4, top = maxSeqs * maxTop * 4;
+  return { tokens: 0, logprobs: S, topIds: 2 * S, topLogprobs: 2 * S + top, bytes: 2 * S + 2 * top };
+}
+
 export class StepReadback {
   private readonly host: HostBuf;
   private readonly tokens: Int32Array;
   private readonly logprobs: Float32Array;
   private readonly topIds: Int32Array;
   private readonly topLogprobs: Float32Array;
+  private readonly at: ReturnType<typeof samplerOutputLayout>;
   private readonly event: DeviceEvent;
   /** Scheduled index of each sampling row of the queued step (the step's own copy). */
   private readonly sampleOf: Int32Array;
@@ -42,13 +52,13 @@ export class StepReadback {
     readonly maxSeqs: number,
     readonly maxTop: number,
   ) {
-    const S = maxSeqs, top = S * maxTop;
-    this.host = be.hostAlloc((2 * S + 2 * top) * 4);
+    const S = maxSeqs, top = S * maxTop, at = (this.at = samplerOutputLayout(maxSeqs, maxTop));
+    this.host = be.hostAlloc(at.bytes);
     const d = this.host.data;
-    this.tokens = new Int32Array(d, 0, S);
-    this.logprobs = new Float32Array(d, S * 4, S);
-    this.topIds = new Int32Array(d, 2 * S * 4, top);
-    this.topLogprobs = new Float32Array(d, (2 * S + top) * 4, top);
+    this.tokens = new Int32Array(d, at.tokens, S);
+    this.logprobs = new Float32Array(d, at.logprobs, S);
+    this.topIds = new Int32Array(d, at.topIds, top);
+    this.topLogprobs = new Float32Array(d, at.topLogprobs, top);
     this.event = be.eventCreate();
     this.sampleOf = new Int32Array(S);
   }
@@ -63,12 +73,12 @@ export class StepReadback {
     this.nSample = nSample;
     this.nTop = nTop;
     if (nSample === 0) return;
-    const be = this.be, S = this.maxSeqs, top = S * this.maxTop;
-    be.copyToHostAsync(src.tokens, 0, this.host, 0, nSample * 4);
-    if (nTop >= 0) be.copyToHostAsync(src.logprobs, 0, this.host, S * 4, nSample * 4);
+    const be = this.be, at = this.at;
+    be.copyToHostAsync(src.tokens, 0, this.host, at.tokens, nSample * 4);
+    if (nTop >= 0) be.copyToHostAsync(src.logprobs, 0, this.host, at.logprobs, nSample * 4);
     if (nTop > 0) {
-      be.copyToHostAsync(src.topIds, 0, this.host, 2 * S * 4, nSample * nTop * 4);
-      be.copyToHostAsync(src.topLogprobs, 0, this.host, (2 * S + top) * 4, nSample * nTop * 4);
+      be.copyToHostAsync(src.topIds, 0, this.host, at.topIds, nSample * nTop * 4);
+      be.copyToHostAsync(src.topLogprobs, 0, this.host, at.topLogprobs, nSample * nTop * 4);
     }
     be.eventRecord(this.event);
   }

@@ -8,6 +8,7 @@ import { openBackend } from "../native/backend.ts";
 import type { Backend, DType } from "../native/types.ts";
 import { Request, type FinishReason, type SamplingParams } from "./request.ts";
 import { type LaunchedStep, ModelRunner, type TokenLogprobs } from "./runner.ts";
+import { samplingParamsFault } from "./sampling-check.ts";
 import { MAX_STEPS_IN_FLIGHT, Scheduler, type SchedulerOutput } from "./scheduler.ts";
 import { scoreSequence } from "./scorer.ts";
 
@@ -97,12 +98,17 @@ export class Engine {
     return new Engine(info, be, weights, cache, model, runner, scheduler);
   }
 
-  /** Queues a request; throws on a prompt the engine cannot serve (empty, too long, bad ids). */
+  /**
+   * Queues a request; throws on a prompt the engine cannot serve (empty, too long, bad ids) or
+   * parameters the sampler would refuse, so that no request can fail a step for the others.
+   */
   addRequest(id: string, promptTokenIds: readonly number[], params: SamplingParams, arrival = performance.now()): void {
     const V = this.info.vocabSize;
     for (const t of promptTokenIds) {
       if (!Number.isInteger(t) || t < 0 || t >= V) throw new Error(`token id ${t} is out of range [0, ${V})`);
     }
+    const fault = samplingParamsFault(params, V);
+    if (fault !== null) throw new Error(`request ${id}: ${fault}`);
     this.scheduler.addRequest(new Request(id, promptTokenIds, params, arrival, this.info.eosTokenIds));
   }
 

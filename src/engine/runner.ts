@@ -6,14 +6,13 @@ import type { LlamaModel, StepBatch } from "../model/llama.ts";
 import type { Backend, Buf } from "../native/types.ts";
 import { SP } from "../native/types.ts";
 import { DecodeGraphs, type DecodeGraphMode, graphBuckets } from "./decode-graphs.ts";
+import { MAX_TOP_LOGPROBS } from "./sampling-check.ts";
 import { MAX_STEPS_IN_FLIGHT, type SchedulerOutput } from "./scheduler.ts";
 import { StepInputs, type StepShape } from "./step-inputs.ts";
 import { type SamplerOutputs, samplerOutputLayout, StepReadback, type StepResult } from "./step-readback.ts";
 
 export type { StepResult, TokenLogprobs } from "./step-readback.ts";
 
-/** vLLM's default cap on top logprobs per token. */
-export const MAX_TOP_LOGPROBS = 20;
 
 /** A step on the device: its batch and where its tokens come back. */
 export interface LaunchedStep {

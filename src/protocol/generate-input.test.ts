@@ -49,8 +49,9 @@ describe("toGenerateInput", () => {
       [{ prompt_token_ids: [1, 384] }, "token id 384 is outside the vocabulary (size 384)"],
       [{ params: { stop_token_ids: [999] } }, "params.stop_token_ids"],
       [{ params: { logit_bias: { "500": 1 } } }, "params.logit_bias"],
-      [{ params: { stop: ["x"] }, detokenize: false }, "stop strings need detokenize: true"],
-      [{ params: { min_tokens: 5, max_tokens: 4 } }, "min_tokens (5) must not exceed max_tokens (4)"],
+      [{ params: { logit_bias: { abc: 1 } } }, "params.logit_bias: logit_bias key 'abc' is not a token id"],
+      [{ params: { stop: ["x"] }, detokenize: false }, "params.stop: stop strings need text output"],
+      [{ params: { min_tokens: 5, max_tokens: 4 } }, "params.min_tokens: min_tokens (5) must not exceed max_tokens (4)"],
     ];
     for (const [over, msg] of bad) expect(() => toGenerateInput(frame(over), facts)).toThrow(msg);
     expect(() => toGenerateInput(frame({ prompt: "hi", prompt_token_ids: undefined }), { tokenizer: null, vocabSize: 384 }))

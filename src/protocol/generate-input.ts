@@ -1,7 +1,8 @@
-// Turns a checked generate frame into the generation service's input: tokenizes a text prompt,
-// fills the defaults (those of vLLM's SamplingParams), and checks what the schema cannot know
-// alone: token ids against the vocabulary, and fields that only make sense together.
-import type { GenerateInput } from "../serving/generation.ts";
+// Turns a checked generate frame into the generation service's input: tokenizes a text prompt and
+// maps the params as the HTTP API does (one mapping, src/serving/sampling-params.ts), with the
+// defaults of vLLM's SamplingParams.
+import { ServiceError, type GenerateInput } from "../serving/generation.ts";
+import { choiceInputs, generationTemplate, type GenerationTemplate } from "../serving/sampling-params.ts";
 import type { TextTokenizer } from "../tokenizer/tokenizer.ts";
 import type { GenerateFrame } from "./messages.ts";
 
@@ -23,40 +24,16 @@ export const DEFAULT_MAX_TOKENS = 16;
 
 export function toGenerateInput(f: GenerateFrame, m: ModelFacts): GenerateInput {
   const p = f.params ?? {};
-  const detokenize = f.detokenize ?? true;
-  const stop = p.stop == null ? [] : typeof p.stop === "string" ? [p.stop] : p.stop;
-  const maxTokens = p.max_tokens ?? DEFAULT_MAX_TOKENS;
-  if (stop.length && !detokenize) throw new InvalidGenerateError("params.stop: stop strings need detokenize: true (use stop_token_ids to stop on tokens)");
-  if (p.min_tokens != null && p.min_tokens > maxTokens) {
-    throw new InvalidGenerateError(`params.min_tokens (${p.min_tokens}) must not exceed max_tokens (${maxTokens})`);
+  let template: GenerationTemplate;
+  try {
+    template = generationTemplate(p, {
+      maxTokens: p.max_tokens ?? DEFAULT_MAX_TOKENS, logprobs: p.logprobs ?? -1, detokenize: f.detokenize ?? true, vocabSize: m.vocabSize,
+    });
+  } catch (e) {
+    if (e instanceof ServiceError) throw new InvalidGenerateError(`params.${e.param}: ${e.message}`);
+    throw e;
   }
-  const stopTokenIds = p.stop_token_ids ?? [];
-  checkVocab("params.stop_token_ids", stopTokenIds, m.vocabSize);
-  const logitBias = new Map(Object.entries(p.logit_bias ?? {}).map(([k, v]) => [Number(k), v] as [number, number]));
-  checkVocab("params.logit_bias", [...logitBias.keys()], m.vocabSize);
-  return {
-    promptTokenIds: promptTokenIds(f, m),
-    params: {
-      maxTokens,
-      temperature: p.temperature ?? 1,
-      topP: p.top_p ?? 1,
-      topK: p.top_k === -1 ? 0 : (p.top_k ?? 0),
-      minP: p.min_p ?? 0,
-      seed: p.seed == null ? randomSeed() : BigInt(p.seed),
-      repetitionPenalty: p.repetition_penalty ?? 1,
-      presencePenalty: p.presence_penalty ?? 0,
-      frequencyPenalty: p.frequency_penalty ?? 0,
-      logitBias,
-      logprobs: p.logprobs ?? -1,
-      ignoreEos: p.ignore_eos ?? false,
-      stopTokenIds,
-      minTokens: p.min_tokens ?? 0,
-    },
-    stop,
-    includeStopStrInOutput: p.include_stop_str_in_output ?? false,
-    detokenize,
-    skipSpecialTokens: p.skip_special_tokens ?? true,
-  };
+  return choiceInputs(promptTokenIds(f, m), template, 1)[0]!;
 }
 
 /** A text prompt is encoded with special tokens (a BOS where the model wants one), as /v1/completions does. */
@@ -72,9 +49,4 @@ function promptTokenIds(f: GenerateFrame, m: ModelFacts): number[] {
 function checkVocab(field: string, ids: readonly number[], vocabSize: number): void {
   const bad = ids.findIndex((t) => t >= vocabSize);
   if (bad >= 0) throw new InvalidGenerateError(`${field}: token id ${ids[bad]} is outside the vocabulary (size ${vocabSize})`);
-}
-
-/** A seed for a client that gave none: 64 random bits, so unseeded requests differ from one another. */
-function randomSeed(): bigint {
-  return crypto.getRandomValues(new BigUint64Array(1))[0]!;
 }

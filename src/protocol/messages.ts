@@ -2,6 +2,7 @@
 // the types of what the server answers. Sampling params keep the HTTP API's snake_case names so
 // a client can move between the two without renaming anything.
 import { z } from "zod";
+import { SAMPLING_LIMITS, samplingFieldShape } from "../serving/sampling-params.ts";
 
 export const PROTOCOL_VERSION = 1;
 
@@ -62,34 +63,17 @@ export interface OutputFrame {
 export type ServerFrame = HelloReply | OutputFrame | ErrorFrame;
 
 const MAX_ID_CHARS = 256;
-const MAX_TOP_LOGPROBS = 20; // the engine's limit (src/engine/runner.ts)
 const int = () => z.number().int();
 
 export const requestIdSchema = z.union([z.string().min(1).max(MAX_ID_CHARS), int()], {
   error: `id must be a non-empty string (at most ${MAX_ID_CHARS} characters) or a safe integer`,
 });
 
+/** The HTTP API's sampling fields (same names, same bounds), plus logprobs as a count; one sample per frame. */
 export const samplingParamsSchema = z.strictObject({
-  max_tokens: int().min(1).nullish(),
-  temperature: z.number().min(0).nullish(),
-  top_p: z.number().gt(0).max(1).nullish(),
-  top_k: int().min(-1).nullish(),
-  min_p: z.number().min(0).max(1).nullish(),
-  seed: z.union([int(), z.bigint()], { error: "seed must be an integer" }).nullish(),
-  stop: z.union([z.string().min(1), z.array(z.string().min(1)).max(64)], { error: "stop must be a non-empty string or a list of at most 64 of them" }).nullish(),
-  stop_token_ids: z.array(int().min(0)).max(1024).nullish(),
+  ...samplingFieldShape,
   n: z.literal(1, { error: "n must be 1 over the msgpack protocol: send one generate frame per sample" }).nullish(),
-  presence_penalty: z.number().min(-2).max(2).nullish(),
-  frequency_penalty: z.number().min(-2).max(2).nullish(),
-  repetition_penalty: z.number().gt(0).max(100).nullish(),
-  logprobs: int().min(0).max(MAX_TOP_LOGPROBS).nullish(),
-  logit_bias: z.record(z.string().regex(/^\d+$/), z.number().min(-100).max(100), {
-    error: (iss) => (iss.code === "invalid_key" ? "logit_bias keys must be token ids (decimal strings)" : undefined),
-  }).nullish(),
-  ignore_eos: z.boolean().nullish(),
-  min_tokens: int().min(0).nullish(),
-  include_stop_str_in_output: z.boolean().nullish(),
-  skip_special_tokens: z.boolean().nullish(),
+  logprobs: int().min(0).max(SAMPLING_LIMITS.topLogprobs).nullish(),
 });
 export type SamplingParamsFrame = z.infer<typeof samplingParamsSchema>;
 

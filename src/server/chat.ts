@@ -2,11 +2,11 @@
 // text is encoded without extra special tokens (the template writes them), then n choices.
 import type { Context } from "hono";
 import type { ServingContext } from "../serving/context.ts";
+import { choiceInputs, generationTemplate } from "../serving/sampling-params.ts";
 import type { ChatMessage, TextTokenizer } from "../tokenizer/tokenizer.ts";
 import { ChoiceSet, type ChoiceEvent, type ChoiceResult } from "./choices.ts";
 import { badRequest } from "./errors.ts";
 import { chatLogprobs, tokenNamer, type TokenNamer } from "./logprobs.ts";
-import { choiceInputs, generationTemplate } from "./params.ts";
 import { checkModel, parseBody, responseId, sumCompletionTokens, unixNow, usage } from "./route-utils.ts";
 import { ChatRequestSchema, type ChatMessageInput, type ChatRequest } from "./schemas.ts";
 import { streamChoices, type StreamPlan } from "./sse.ts";
@@ -54,7 +54,8 @@ export async function createChatCompletion(c: Context, ctx: ServingContext): Pro
   const template = generationTemplate(req, {
     maxTokens: req.max_completion_tokens ?? req.max_tokens ?? null,
     logprobs: req.logprobs ? (req.top_logprobs ?? 0) : -1,
-  }, { vocabSize: ctx.client.info.vocabSize, hasTokenizer: true });
+    detokenize: true, vocabSize: ctx.client.info.vocabSize,
+  });
   const n = req.n ?? 1;
   const set = ChoiceSet.start(ctx.service, choiceInputs(ids, template, n));
   const plan: Plan = { ctx, req, promptTokens: ids.length, n, id: responseId("chatcmpl"), created: unixNow(), name: tokenNamer(tok) };

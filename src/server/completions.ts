@@ -2,10 +2,10 @@
 // prompt by prompt; echo prepends the prompt; logprobs in the legacy completions format.
 import type { Context } from "hono";
 import type { ServingContext } from "../serving/context.ts";
+import { checkTokenIds, choiceInputs, generationTemplate } from "../serving/sampling-params.ts";
 import { ChoiceSet, type ChoiceEvent, type ChoiceResult } from "./choices.ts";
 import { badRequest } from "./errors.ts";
 import { completionLogprobs, textLength, tokenNamer, type TokenNamer } from "./logprobs.ts";
-import { checkTokenIds, choiceInputs, generationTemplate } from "./params.ts";
 import { checkModel, parseBody, responseId, sumCompletionTokens, unixNow, usage } from "./route-utils.ts";
 import { CompletionRequestSchema, type CompletionRequest } from "./schemas.ts";
 import { streamChoices, type StreamPlan } from "./sse.ts";
@@ -51,8 +51,8 @@ export async function createCompletion(c: Context, ctx: ServingContext): Promise
   const prompts = resolvePrompts(ctx, req);
   // vLLM's default is 16 tokens; an explicit null means "as many as fit".
   const maxTokens = req.max_tokens === undefined ? 16 : req.max_tokens;
-  const template = generationTemplate(req, { maxTokens, logprobs: req.logprobs ?? -1 }, {
-    vocabSize: ctx.client.info.vocabSize, hasTokenizer: ctx.tokenizer !== null,
+  const template = generationTemplate(req, {
+    maxTokens, logprobs: req.logprobs ?? -1, detokenize: ctx.tokenizer !== null, vocabSize: ctx.client.info.vocabSize,
   });
   const n = req.n ?? 1;
   const set = ChoiceSet.start(ctx.service, prompts.flatMap((p) => choiceInputs(p.ids, template, n)));

@@ -2,38 +2,16 @@
 // the default"; fields we do not know are dropped (OpenAI clients send extras). Cross-field rules
 // live here too, so every 400 names the field at fault.
 import { z } from "zod";
+import { SAMPLING_LIMITS, samplingFieldShape } from "../serving/sampling-params.ts";
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.number().int().min(min).max(max);
-const between = (min: number, max: number) => z.number().min(min).max(max);
 
-// JSON numbers lose precision past 2^53, but clients send such seeds; any integer in u64/i64 works.
-const seed = z.number().refine((v) => Number.isInteger(v) && v >= -(2 ** 63) && v < 2 ** 64, {
-  error: "must be an integer between -2^63 and 2^64-1",
-});
-
-const stop = z.union([z.string(), z.array(z.string())], { error: "must be a string or a list of strings" });
-
-/** Sampling and output fields both endpoints share (vLLM's extra parameters included). */
+/** The shared sampling fields plus what only the OpenAI API has (vLLM's extra parameters included). */
 const samplingFields = {
+  ...samplingFieldShape,
   model: z.string().nullish(),
-  max_tokens: int(1).nullish(),
-  temperature: z.number().min(0).nullish(),
-  top_p: z.number().gt(0).max(1).nullish(),
-  top_k: int(-1).nullish(),
-  min_p: between(0, 1).nullish(),
-  seed: seed.nullish(),
-  stop: stop.nullish(),
-  stop_token_ids: z.array(int(0)).nullish(),
-  n: int(1, 128).nullish(),
+  n: int(1, SAMPLING_LIMITS.n).nullish(),
   best_of: int(1).nullish(),
-  presence_penalty: between(-2, 2).nullish(),
-  frequency_penalty: between(-2, 2).nullish(),
-  repetition_penalty: z.number().gt(0).nullish(),
-  logit_bias: z.record(z.string(), between(-100, 100)).nullish(),
-  ignore_eos: z.boolean().nullish(),
-  min_tokens: int(0).nullish(),
-  include_stop_str_in_output: z.boolean().nullish(),
-  skip_special_tokens: z.boolean().nullish(),
   add_special_tokens: z.boolean().nullish(),
   stream: z.boolean().nullish(),
   stream_options: z.object({
@@ -49,16 +27,12 @@ const samplingFields = {
 type Ctx = z.core.$RefinementCtx;
 const fault = (ctx: Ctx, path: string, message: string) => ctx.addIssue({ code: "custom", path: [path], message });
 
-function checkSampling(v: SamplingFields, ctx: Ctx, maxTokens: number | null | undefined, maxName: string): void {
+function checkSampling(v: SamplingFields, ctx: Ctx): void {
   if (v.stream_options && !v.stream) fault(ctx, "stream_options", "stream_options can only be set when stream is true");
-  if (v.min_tokens && maxTokens != null && v.min_tokens > maxTokens) {
-    fault(ctx, "min_tokens", `min_tokens (${v.min_tokens}) must not exceed ${maxName} (${maxTokens})`);
-  }
   if (v.best_of != null && v.best_of !== (v.n ?? 1)) fault(ctx, "best_of", "best_of other than n is not supported");
   if (v.response_format && v.response_format.type !== "text") {
     fault(ctx, "response_format", `response_format type '${v.response_format.type}' is not supported (only 'text')`);
   }
-  if (typeof v.stop === "string" ? v.stop === "" : v.stop?.some((s) => s === "")) fault(ctx, "stop", "stop strings must not be empty");
 }
 
 const tokenIds = z.array(int(0), { error: "must be a list of token ids (non-negative integers)" });
@@ -76,7 +50,7 @@ export const CompletionRequestSchema = z.object({
   logprobs: int(0, 20).nullish(),
   suffix: z.string().nullish(),
 }).superRefine((v, ctx) => {
-  checkSampling(v, ctx, v.max_tokens, "max_tokens");
+  checkSampling(v, ctx);
   if (v.suffix) fault(ctx, "suffix", "suffix is not supported");
 });
 export type CompletionRequest = z.output<typeof CompletionRequestSchema>;
@@ -100,7 +74,7 @@ export const ChatRequestSchema = z.object({
   add_generation_prompt: z.boolean().nullish(),
   tools: z.array(z.object({}).loose()).nullish(),
 }).superRefine((v, ctx) => {
-  checkSampling(v, ctx, v.max_completion_tokens ?? v.max_tokens, v.max_completion_tokens != null ? "max_completion_tokens" : "max_tokens");
+  checkSampling(v, ctx);
   if (v.top_logprobs != null && v.top_logprobs > 0 && !v.logprobs) fault(ctx, "top_logprobs", "top_logprobs requires logprobs to be true");
 });
 export type ChatRequest = z.output<typeof ChatRequestSchema>;

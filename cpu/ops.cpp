@@ -159,7 +159,7 @@ VD_API int32_t vd_scatter_tokens(uint64_t ctx, uint64_t token_ids, uint64_t dst_
   if (st != VD_OK) return st;
   int32_t *ids = reinterpret_cast<int32_t *>(sd.data);
   const int32_t *values = reinterpret_cast<const int32_t *>(ss.data);
-  for (int64_t j = 0; j < n; j++) ids[to[j]] = values[from[j]];
+  for (int64_t j = 0; j < n; j++) ids[to[j]] = values[from[j]] < 0 ? 0 : values[from[j]];
   return VD_OK;
 }
 

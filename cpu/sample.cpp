@@ -168,7 +168,7 @@ bool draw_filtered(const Batch &b, int64_t s, const float *x, int32_t best, Scra
   return true;
 }
 
-// Failure kinds of a row, reported after the parallel loop.
+// Why a row could not be sampled.
 enum RowFault : int64_t { kRowOk = 0, kRowBadLogits = 1, kRowOverflow = 2, kRowNoMemory = 3 };
 
 RowFault sample_row(const Batch &b, int64_t s, Scratch &w) {
@@ -196,9 +196,21 @@ RowFault sample_row(const Batch &b, int64_t s, Scratch &w) {
   return kRowOk;
 }
 
-// Samples every row; returns (first failing row << 8 | fault), or 0 if all rows succeeded.
+// A row that cannot be sampled: token -1 and NaN logprobs, so that the caller fails that sequence
+// alone while the rest of the batch keeps its tokens.
+void write_row_fault(const Batch &b, int64_t s) {
+  b.out_tokens[s] = -1;
+  b.out_logprobs[s] = std::nanf("");
+  for (int64_t j = 0; j < b.n_top; ++j) {
+    b.out_top_ids[s * b.n_top + j] = -1;
+    b.out_top_logprobs[s * b.n_top + j] = std::nanf("");
+  }
+}
+
+// Samples every row; returns the first row that ran out of memory, or -1. Rows whose logits or
+// penalties fail get write_row_fault instead: their values, not the call, are at fault.
 int64_t sample_rows(const Batch &b) {
-  std::atomic<int64_t> first_fault{INT64_MAX};
+  std::atomic<int64_t> first_oom{INT64_MAX};
   bool parallel = b.n_seqs > 1 && b.n_seqs * b.vocab >= 32768;
 #pragma omp parallel for schedule(dynamic, 1) if (parallel)
   for (int64_t s = 0; s < b.n_seqs; ++s) {
@@ -214,24 +226,14 @@ int64_t sample_rows(const Batch &b) {
       fault = kRowNoMemory;
     }
     if (fault == kRowOk) continue;
-    int64_t code = (s << 8) | fault, seen = first_fault.load();
-    while (code < seen && !first_fault.compare_exchange_weak(seen, code)) {
+    write_row_fault(b, s);
+    if (fault != kRowNoMemory) continue;
+    int64_t seen = first_oom.load();
+    while (s < seen && !first_oom.compare_exchange_weak(seen, s)) {
     }
   }
-  int64_t code = first_fault.load();
-  return code == INT64_MAX ? 0 : code;
-}
-
-int32_t report_row_fault(int64_t code) {
-  long long s = (long long)(code >> 8);
-  switch (code & 0xff) {
-  case kRowBadLogits:
-    return vd::fail(VD_ERR_INVALID_ARGUMENT, "vd_sample(logits): row %lld holds NaN or +inf, or only -inf", s);
-  case kRowOverflow:
-    return vd::fail(VD_ERR_INVALID_ARGUMENT, "vd_sample: row %lld overflows after logit bias and penalties", s);
-  default:
-    return vd::fail(VD_ERR_OUT_OF_MEMORY, "vd_sample: no memory for the scratch of row %lld", s);
-  }
+  int64_t row = first_oom.load();
+  return row == INT64_MAX ? -1 : row;
 }
 
 } // namespace
@@ -247,6 +249,7 @@ VD_API int32_t vd_sample(uint64_t ctx, uint64_t logits, int64_t n_seqs, int64_t 
                                          seen_counts, bias_offsets, bias_tokens, bias_values, n_top, out_tokens,
                                          out_logprobs, out_top_ids, out_top_logprobs, &b);
   if (status != VD_OK || n_seqs == 0) return status;
-  int64_t fault = sample_rows(b);
-  return fault == 0 ? VD_OK : report_row_fault(fault);
+  int64_t oom_row = sample_rows(b);
+  if (oom_row < 0) return VD_OK;
+  return vd::fail(VD_ERR_OUT_OF_MEMORY, "vd_sample: no memory for the scratch of row %lld", (long long)oom_row);
 }

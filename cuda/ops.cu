@@ -70,13 +70,14 @@ __global__ void gather_kernel(E *out, const E *x, const int32_t *rows, int64_t n
   }
 }
 
-// One thread per moved token. A row outside its buffer is skipped and reported as a fault.
+// One thread per moved token. A row outside its buffer is skipped and reported as a fault; a
+// negative token (a row vd_sample could not sample) is written as 0.
 __global__ void scatter_tokens_kernel(int32_t *ids, const int32_t *dst_rows, const int32_t *src, const int32_t *src_rows,
                                       int64_t n, int64_t n_ids, int64_t n_src, int32_t *fault) {
   for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < n; j += int64_t(gridDim.x) * blockDim.x) {
     const int32_t to = dst_rows[j], from = src_rows[j];
     if (to < 0 || to >= n_ids || from < 0 || from >= n_src) record_fault(fault, kFaultScatterRow);
-    else ids[to] = src[from];
+    else ids[to] = max(src[from], 0);
   }
 }
 

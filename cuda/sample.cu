@@ -10,9 +10,10 @@
 //   adds its tokens in f32 (radix passes) or f64 (the other sums), then f64 across threads. A
 //   filter or draw decides differently only when the target lies within that rounding (~1e-6
 //   relative) of a boundary. expf may differ from the C library's by an ulp.
-// - Row errors the cpu returns as a status (bad parameter row, NaN or +inf or no finite logit,
-//   overflow after bias and penalties) give token -1 and NaN logprobs here, and record
-//   kFaultOther, which the next vd_sync or vd_copy_to_host reports. Malformed lists (the cpu
+// - A bad parameter row (the cpu rejects the call) gives token -1 and NaN logprobs here, and
+//   records kFaultOther, which the next vd_sync or vd_copy_to_host reports. Rows the cpu also
+//   answers with token -1 (NaN or +inf or no finite logit, overflow after bias and penalties)
+//   record nothing: they are values, not errors. Malformed lists (the cpu
 //   rejects the call) record it too, and the row is still sampled: entries with a token outside [0, vocab), a negative count or a
 //   non-finite bias are skipped, and offsets are clamped into the arrays' capacity. The seen
 //   list is read (and checked) only when a penalty is on.
@@ -71,16 +72,18 @@ __device__ void note_fault(const SampleArgs &a) {
 
 __device__ __forceinline__ float nan_value() { return __int_as_float(0x7fc00000); }
 
-// A row the cpu would reject: token -1, NaN logprob, and (before they are computed) empty top-n.
-__device__ void write_row_fault(const SampleArgs &a, int64_t s, bool clear_top) {
-  for (int64_t j = clear_top ? threadIdx.x : a.n_top; j < a.n_top; j += kSampleThreads) {
+// A row that cannot be sampled: token -1, NaN logprobs and top ids -1 (as the cpu writes them).
+// Only a malformed parameter row is the caller's error and recorded as a fault; bad logits or an
+// overflow after penalties are the row's values, which the caller reads from the token.
+__device__ void write_row_fault(const SampleArgs &a, int64_t s, bool bad_params) {
+  for (int64_t j = threadIdx.x; j < a.n_top; j += kSampleThreads) {
     a.out_top_ids[s * a.n_top + j] = -1;
     a.out_top_logprobs[s * a.n_top + j] = nan_value();
   }
   if (threadIdx.x != 0) return;
   a.out_tokens[s] = -1;
   a.out_logprobs[s] = nan_value();
-  note_fault(a);
+  if (bad_params) note_fault(a);
 }
 
 // The n_top best raw logits, best first: each pass takes the best token ranked after the last one.
@@ -204,7 +207,8 @@ __global__ void __launch_bounds__(kSampleThreads) sample_rows(SampleArgs a) {
   float *x = a.logits + s * a.vocab;
   RowParams p;
   float m, log_sum;
-  if (!read_params(a, s, &p) || !raw_stats(x, a.vocab, sh, &m, &log_sum)) return write_row_fault(a, s, true);
+  if (!read_params(a, s, &p)) return write_row_fault(a, s, true);
+  if (!raw_stats(x, a.vocab, sh, &m, &log_sum)) return write_row_fault(a, s, false);
   if (a.n_top > 0) write_top(a, s, x, m, log_sum, sh);
   apply_bias(a, s, x);
   __syncthreads(); // the penalties act on the biased logits
@@ -213,7 +217,10 @@ __global__ void __launch_bounds__(kSampleThreads) sample_rows(SampleArgs a) {
   int64_t token = arg_best(x, a.vocab, sh);
   const bool greedy = p.temperature <= kGreedyTemperature || p.top_k == 1;
   if (!greedy) token = isfinite(x[token]) ? draw(p, x, a.vocab, token, sh) : -1;
-  if (token < 0) return write_row_fault(a, s, false);
+  if (token < 0) {
+    __syncthreads(); // write_top's stores to the top-n arrays come before they are cleared
+    return write_row_fault(a, s, false);
+  }
   const float raw = raw_logit(a, s, p, x, token, sh);
   if (threadIdx.x != 0) return;
   a.out_tokens[s] = int32_t(token);

@@ -28,7 +28,7 @@
 extern "C" {
 #endif
 
-#define VD_ABI_VERSION 4
+#define VD_ABI_VERSION 5
 
 /* Status codes. */
 #define VD_OK 0
@@ -206,7 +206,9 @@ int32_t vd_gather_rows(uint64_t ctx, uint64_t out, uint64_t x, uint64_t rows, in
  * [n]. Why: with async scheduling a decode's input token is the one the previous step sampled,
  * which is still on the device when this step is queued; this moves it into place without a
  * round trip through the host. Stream-ordered like any op, and allowed while capturing (a graph
- * reads the row lists when it runs). n = 0 does nothing; n < 0 is invalid. dst_rows should not
+ * reads the row lists when it runs). A source token below 0 (a row vd_sample could not sample) is
+ * written as 0, so that the step reading it still runs; its result belongs to a sequence the
+ * caller drops. n = 0 does nothing; n < 0 is invalid. dst_rows should not
  * repeat a row (which write wins is then undefined), and src should not overlap token_ids.
  * Row values are trusted as block tables are: the cpu backend rejects one outside its buffer at
  * the call; cuda skips it and records a fault that the next vd_sync / vd_event_sync /
@@ -251,6 +253,11 @@ int32_t vd_all_reduce(uint64_t ctx, uint64_t buf, int64_t n, int32_t act_dtype);
  * the lowest index among equal maxima after bias and penalties.
  * Outputs: out_tokens i32 [S]; out_logprobs f32 [S] (of the chosen token);
  * out_top_ids i32 [S, n_top], out_top_logprobs f32 [S, n_top] (descending; ignored if n_top = 0).
+ * A row that cannot be sampled (its logits hold NaN or +inf or no finite value, or a logit
+ * overflows after bias and penalties) gets token -1, NaN logprobs and top ids -1, and the call
+ * still succeeds: one sequence's values must not cost the others their tokens. A malformed
+ * parameter row or list is the caller's error (an invalid-argument status on the cpu, a fault
+ * reported at the next sync on cuda).
  */
 int32_t vd_sample(uint64_t ctx, uint64_t logits, int64_t n_seqs, int64_t vocab, uint64_t fparams, uint64_t iparams,
                   uint64_t seen_offsets, uint64_t seen_tokens, uint64_t seen_counts, uint64_t bias_offsets,

@@ -4,10 +4,28 @@ import { parseArgs } from "node:util";
 import type { EngineInfo } from "../engine/engine.ts";
 import { DEFAULT_MODEL_NAME } from "../model/default-model.ts";
 import { startServer, type RunningServer } from "../serving/start.ts";
+import type { ConnectionLimits } from "../serving/limits.ts";
 import { engineConfigFrom, engineOptions, numArg, optNumArg, UsageError } from "./args.ts";
 
 export const SERVE_USAGE = `  vllmd serve [MODEL_DIR] [--host 127.0.0.1] [--port 8000] [--served-model-name NAME] [--api-key KEY]
-    [--max-queue N (256)] [--socket PATH] [--msgpack-port N]`;
+    [--max-queue N (256)] [--socket PATH] [--msgpack-port N] [--shutdown-timeout S (0)]
+    [--max-connections N (2048)] [--keep-alive-timeout S (5)] [--body-timeout S (30)] [--msgpack-idle-timeout S (300)]`;
+
+const LIMIT_FLAGS = {
+  "max-connections": "maxConnections", "keep-alive-timeout": "keepAliveTimeoutS",
+  "body-timeout": "bodyTimeoutS", "msgpack-idle-timeout": "msgpackIdleTimeoutS",
+} as const;
+
+function limitsFrom(a: Record<string, string | boolean | undefined>): Partial<ConnectionLimits> {
+  const out: Partial<ConnectionLimits> = {};
+  for (const [flag, key] of Object.entries(LIMIT_FLAGS)) {
+    const v = optNumArg(a[flag] as string | undefined, flag);
+    if (v === undefined) continue;
+    if (v < 0 || (key === "maxConnections" && (v < 1 || !Number.isInteger(v)))) throw new UsageError(`--${flag} must be ${key === "maxConnections" ? "a positive integer" : ">= 0"}, got ${v}`);
+    out[key] = v;
+  }
+  return out;
+}
 
 function progressBar(): (done: number, total: number) => void {
   const tty = process.stderr.isTTY;
@@ -45,6 +63,7 @@ export async function cmdServe(argv: string[], defaultModel: () => string): Prom
     options: {
       ...engineOptions, host: { type: "string" }, port: { type: "string" }, "served-model-name": { type: "string" },
       "api-key": { type: "string" }, "max-queue": { type: "string" }, socket: { type: "string" }, "msgpack-port": { type: "string" },
+      "shutdown-timeout": { type: "string" }, ...Object.fromEntries(Object.keys(LIMIT_FLAGS).map((k) => [k, { type: "string" as const }])),
     },
     strict: true,
   });
@@ -52,19 +71,34 @@ export async function cmdServe(argv: string[], defaultModel: () => string): Prom
   const given = positionals[0] ?? a.model;
   const model = given ?? defaultModel();
   const port = numArg(a.port, "port", 8000);
+  const shutdownTimeout = numArg(a["shutdown-timeout"], "shutdown-timeout", 0);
+  if (shutdownTimeout < 0) throw new UsageError(`--shutdown-timeout must be >= 0, got ${shutdownTimeout}`);
+  let exitCode = 0;
+  let stop = (_code: number) => {};
   const srv = await startServer({
     engine: engineConfigFrom(a, model), host: a.host ?? "127.0.0.1", port,
     servedModelName: a["served-model-name"] ?? (given ? undefined : DEFAULT_MODEL_NAME), apiKey: a["api-key"] ?? process.env.VLLM_API_KEY ?? null,
     maxQueue: numArg(a["max-queue"], "max-queue", 256), socketPath: a.socket ?? null,
-    msgpackPort: optNumArg(a["msgpack-port"], "msgpack-port") ?? null, onProgress: progressBar(),
+    msgpackPort: optNumArg(a["msgpack-port"], "msgpack-port") ?? null, onProgress: progressBar(), limits: limitsFrom(a),
+    onEngineDead: () => stop(1), // as vLLM's engine-dead path: exit non-zero so a supervisor restarts us
   });
   const endpoints = [`http        ${srv.url}/v1 (OpenAI API), ${srv.url}/metrics`];
   if (srv.msgpack.socketPath) endpoints.push(`msgpack     unix:${srv.msgpack.socketPath}`);
   if (srv.msgpack.tcpPort !== null) endpoints.push(`msgpack     tcp:${a.host ?? "127.0.0.1"}:${srv.msgpack.tcpPort}`);
   console.log(summary(srv, srv.info, (performance.now() - t0) / 1000, endpoints));
   await new Promise<void>((resolve) => {
-    const stop = () => void srv.close().then(resolve);
-    process.once("SIGINT", stop);
-    process.once("SIGTERM", stop);
+    let stopping = false;
+    stop = (code) => {
+      exitCode = Math.max(exitCode, code);
+      if (stopping) return;
+      stopping = true;
+      const grace = code === 0 ? shutdownTimeout : 0;
+      if (grace > 0) console.error(`vllmd: shutting down; requests in flight have ${grace} s to finish`);
+      void srv.shutdown(grace * 1000).then(resolve);
+    };
+    const onSignal = () => (stopping ? void srv.shutdown(0) : stop(0)); // a second signal ends the wait
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
   });
+  process.exit(exitCode);
 }

@@ -7,7 +7,8 @@ import type { SamplingParams } from "./request.ts";
 import { ENGINE_WORKER_URL } from "../worker-url.ts";
 
 export type OutputHandler = (out: EngineOutput) => void;
-export type ErrorHandler = (message: string) => void;
+/** "rejected": the engine refused this request; "dead": the engine failed and serves nothing more. */
+export type ErrorHandler = (message: string, kind: "rejected" | "dead") => void;
 
 interface Pending {
   onOutput: OutputHandler;
@@ -18,12 +19,27 @@ export class EngineClient {
   private readonly pending = new Map<string, Pending>();
   stats: EngineStats = { numRunning: 0, numWaiting: 0, kvCacheUsage: 0, numPreemptionsTotal: 0 };
   private closed: (() => void) | null = null;
+  private shuttingDown = false;
+  private deathReason: string | null = null;
+  private readonly deathListeners: ((reason: string) => void)[] = [];
 
   private constructor(
     private readonly worker: Worker,
     readonly info: EngineInfo,
   ) {
     worker.onmessage = (ev: MessageEvent<FromWorker>) => this.onMessage(ev.data);
+    worker.onerror = (e) => this.die(`the engine worker failed: ${e.message}`);
+    worker.addEventListener("close", (e) => this.die(`the engine worker exited (code ${(e as CloseEvent).code})`));
+  }
+
+  /** Why the engine failed (a step threw, or its Worker died), or null while it serves. */
+  get deadReason(): string | null {
+    return this.deathReason;
+  }
+
+  /** Calls fn once if the engine fails; every request in flight has had its onError by then. */
+  onDead(fn: (reason: string) => void): void {
+    this.deathListeners.push(fn);
   }
 
   /** Starts the Worker and loads the model; rejects with the loader's message on failure. */
@@ -46,6 +62,7 @@ export class EngineClient {
 
   add(id: string, promptTokenIds: number[], params: SamplingParams, onOutput: OutputHandler, onError: ErrorHandler): void {
     if (this.pending.has(id)) throw new Error(`request id '${id}' is already running`);
+    if (this.deathReason !== null) return onError(this.deathReason, "dead");
     this.pending.set(id, { onOutput, onError });
     this.send({ type: "add", id, promptTokenIds, params });
   }
@@ -60,10 +77,23 @@ export class EngineClient {
 
   /** Frees the engine's memory and ends the Worker. */
   async shutdown(): Promise<void> {
+    this.shuttingDown = true;
+    if (this.deathReason !== null) return;
     const done = new Promise<void>((r) => (this.closed = r));
     this.send({ type: "shutdown" });
     await done;
     this.worker.terminate();
+  }
+
+  /** The engine cannot go on: every request in flight fails, later ones are refused, listeners hear why. */
+  private die(reason: string): void {
+    if (this.deathReason !== null || this.shuttingDown) return;
+    this.deathReason = reason;
+    const failed = [...this.pending.values()];
+    this.pending.clear();
+    for (const p of failed) p.onError(reason, "dead");
+    this.worker.terminate();
+    for (const fn of this.deathListeners) fn(reason);
   }
 
   private send(m: ToWorker): void {
@@ -82,10 +112,9 @@ export class EngineClient {
     } else if (m.type === "rejected") {
       const p = this.pending.get(m.id);
       this.pending.delete(m.id);
-      p?.onError(m.message);
+      p?.onError(m.message, "rejected");
     } else if (m.type === "fatal") {
-      for (const p of this.pending.values()) p.onError(m.message);
-      this.pending.clear();
+      this.die(m.message);
     } else if (m.type === "closed") {
       this.closed?.();
     }

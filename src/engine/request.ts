@@ -36,7 +36,8 @@ export const defaultSamplingParams = (over: Partial<SamplingParams> = {}): Sampl
 });
 
 export type RequestStatus = "waiting" | "running" | "preempted" | "finished";
-export type FinishReason = "stop" | "length" | "abort";
+/** "error": the sampler could not sample this request's token (its logits or penalties overflowed). */
+export type FinishReason = "stop" | "length" | "abort" | "error";
 
 /** True if the sampler must see this request's token history. */
 export const needsPenalties = (p: SamplingParams): boolean =>

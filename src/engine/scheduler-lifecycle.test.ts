@@ -191,17 +191,33 @@ describe("bad input", () => {
       },
       /1 requests scheduled, 0 tokens/,
     ],
-    [
-      "a sampling request without a sampled token",
-      () => {
-        const s = new Scheduler(cfg);
-        s.addRequest(request("r", 3));
-        s.update(s.schedule(), new Int32Array([-1]));
-      },
-      /no token sampled for r/,
-    ],
   ];
   test.each(rows)("%s throws", (_name, fn, message) => {
     expect(fn).toThrow(message);
+  });
+});
+
+describe("a row the sampler could not sample (token -1)", () => {
+  test("fails that request alone with reason error and frees its blocks", () => {
+    const s = new Scheduler(cfg);
+    s.addRequest(request("a", 5));
+    s.addRequest(request("b", 6));
+    const out = s.schedule();
+    const outs = s.update(out, new Int32Array([7, -1]));
+    expect(outs.map((o) => [o.req.id, o.newTokenIds, o.finished, o.finishReason])).toEqual([["a", [7], false, null], ["b", [], true, "error"]]);
+    expect(s.numRunning).toBe(1);
+    expect(cfg.numBlocks - s.kv.numFreeBlocks).toBe(2); // a's 6 tokens in 4-token blocks
+    expect(step(s, 8).map((o) => o.req.id)).toEqual(["a"]);
+  });
+
+  test("with two steps in flight, the failed request's entry in the later step is dropped", () => {
+    const s = new Scheduler(cfg);
+    s.addRequest(request("a", 5));
+    s.addRequest(request("b", 5));
+    const first = s.schedule(), second = s.schedule();
+    expect(second.scheduled.map((x) => x.req.id)).toEqual(["a", "b"]);
+    expect(s.update(first, new Int32Array([1, -1])).map((o) => o.finishReason)).toEqual([null, "error"]);
+    expect(s.update(second, new Int32Array([2, 0])).map((o) => [o.req.id, o.newTokenIds])).toEqual([["a", [2]]]);
+    expect(cfg.numBlocks - s.kv.numFreeBlocks).toBe(2);
   });
 });

@@ -153,8 +153,9 @@ export class Scheduler {
   /**
    * Applies the oldest step's results: sampled[i] is the token sampled for out.scheduled[i] (read
    * only where it samples). Registers newly full blocks, appends tokens, checks stop conditions
-   * and frees finished requests. Returns one output per request that got a token. A request that
-   * finishes here may sit in the next step already: that step's token for it is dropped.
+   * and frees finished requests. Returns one output per request that got a token, or that failed
+   * (sampled -1: the sampler could not sample its row; it finishes with reason "error"). A request
+   * that finishes here may sit in the next step already: that step's token for it is dropped.
    */
   update(out: SchedulerOutput, sampled: Int32Array): RequestOutput[] {
     if (out !== this.inFlight[0]) {
@@ -172,13 +173,17 @@ export class Scheduler {
       if (req.status === "running") this.kv.cacheComputedBlocks(req, chunkStart(s), s.end);
       if (!s.samples) continue;
       const token = sampled[i]!;
-      if (token < 0) throw new Error(`update(): no token sampled for ${req.id}, which samples this step`);
+      if (token < 0) { // the sampler could not sample this row: the request alone fails
+        this.finishEarly(req, "error");
+        anyFinished = true;
+        results.push({ req, newTokenIds: [], finished: true, finishReason: "error" });
+        continue;
+      }
       req.numPendingTokens--;
       req.outputTokenIds.push(token);
       const reason = this.stopReason(req, token);
       if (reason !== null) {
-        if (req.status === "preempted") this.waiting.splice(this.waiting.indexOf(req), 1);
-        this.finish(req, reason);
+        this.finishEarly(req, reason);
         anyFinished = true;
       }
       results.push({ req, newTokenIds: [token], finished: reason !== null, finishReason: reason });
@@ -271,6 +276,12 @@ export class Scheduler {
     if (req.numOutputTokens >= p.maxTokens) return "length";
     if (req.numTokens >= this.cfg.maxModelLen) return "length";
     return null;
+  }
+
+  /** Finishes a request met in update(): a preempted one waits in the queue, a running one is filtered out after. */
+  private finishEarly(req: Request, reason: FinishReason): void {
+    if (req.status === "preempted") this.waiting.splice(this.waiting.indexOf(req), 1);
+    this.finish(req, reason);
   }
 
   private finish(req: Request, reason: FinishReason): void {

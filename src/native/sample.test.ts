@@ -288,8 +288,6 @@ describe("arguments", () => {
     ["top_p 0", /top_p/, (h) => h.fparams.set([0], SP.nf + SP.topP)],
     ["a NaN temperature", /temperature/, (h) => h.fparams.set([NaN], SP.temperature)],
     ["a negative step", /step/, (h) => h.iparams.set([-1], SP.step)],
-    ["a NaN logit", /logits/, (h) => h.logits.set([NaN], 20)],
-    ["a row of -inf logits", /logits/, (h) => h.logits.fill(-Infinity, 0, 16)],
   ];
   for (const [name, message, edit, patch] of cases) {
     test(`${name} throws BackendError naming the argument`, () => {
@@ -314,4 +312,28 @@ describe("arguments", () => {
   test("the unedited input samples fine", () => {
     expect(() => run(good(), 2)).not.toThrow();
   });
+});
+
+describe("rows that cannot be sampled", () => {
+  const r = rng(7);
+  const rows = () => Array.from({ length: 4 }, (_, s) => refRow(r.logits(64, 3), { temperature: 0.8, seed: BigInt(s + 1), seen: [[2, 1]] }));
+  const faults: Array<[string, (h: Host) => void]> = [
+    ["a NaN logit", (h) => h.logits.set([NaN], 64 + 20)],
+    ["a +inf logit", (h) => h.logits.set([Infinity], 64 + 3)],
+    ["a row of -inf logits", (h) => h.logits.fill(-Infinity, 64, 128)],
+    // A float32 penalty just above zero divides a positive seen logit past the largest float.
+    ["a repetition penalty that overflows a logit", (h) => (h.logits.set([5], 64 + 2), h.fparams.set([1e-44], SP.nf + SP.repetition))],
+  ];
+  for (const [name, edit] of faults) {
+    test(`${name} gives that row token -1 and NaN logprobs; the others sample as alone`, () => {
+      const base = rows();
+      const h = pack(base);
+      edit(h);
+      const out = run(h, 3);
+      expect(out.tokens[1]).toBe(-1);
+      expect(Number.isNaN(out.logprobs[1]!)).toBe(true);
+      expect([...out.topIds.subarray(3, 6)]).toEqual([-1, -1, -1]);
+      for (const s of [0, 2, 3]) expect(out.tokens[s]).toBe(sample([base[s]!]).tokens[0]!);
+    });
+  }
 });

@@ -26,9 +26,11 @@ export interface ConnectionOptions {
   maxQueuedBytes: number;
   /** How long a closing connection may take to flush its last error frame. */
   closeGraceMs: number;
+  /** A connection with no request in flight that sends nothing for this long is closed (0: never). */
+  idleTimeoutMs: number;
 }
 
-export const DEFAULT_CONNECTION_OPTIONS: ConnectionOptions = { maxQueuedBytes: 64 * 2 ** 20, closeGraceMs: 2000 };
+export const DEFAULT_CONNECTION_OPTIONS: ConnectionOptions = { maxQueuedBytes: 64 * 2 ** 20, closeGraceMs: 2000, idleTimeoutMs: 0 };
 
 interface Running {
   abort(): void;
@@ -43,6 +45,7 @@ export class Connection {
   private readonly running = new Map<RequestId, Running>();
   private greeted = false;
   private closing = false;
+  private idleTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
     private readonly ctx: ServingContext,
@@ -54,6 +57,7 @@ export class Connection {
       highWaterBytes: opts.maxQueuedBytes,
       onOverflow: () => this.fail("internal", `more than ${opts.maxQueuedBytes} bytes of output left unread; closing the connection`),
     });
+    this.armIdleTimer();
   }
 
   get numRunning(): number {
@@ -62,6 +66,7 @@ export class Connection {
 
   onData(chunk: Uint8Array): void {
     if (this.closing) return;
+    this.armIdleTimer();
     let payloads: Uint8Array[];
     try {
       payloads = this.frames.push(chunk);
@@ -86,8 +91,17 @@ export class Connection {
   /** The socket is gone: nothing more can be sent, and its generations must free their KV blocks. */
   onClose(): void {
     this.closing = true;
+    this.disarmIdleTimer();
     this.out.discard();
     this.abortAll();
+  }
+
+  /** Stops reading, and closes once what is queued has been written (the server shuts down). */
+  closeWhenFlushed(): void {
+    if (this.closing) return;
+    this.closing = true;
+    this.abortAll();
+    this.endAfterFlush();
   }
 
   private onFrame(payload: Uint8Array): void {
@@ -123,6 +137,7 @@ export class Connection {
     const entry: Running = { abort: () => {} };
     const release = () => {
       if (this.running.get(id) === entry) this.running.delete(id);
+      this.armIdleTimer();
     };
     try {
       const input = toGenerateInput(f, { tokenizer: this.ctx.tokenizer, vocabSize: this.ctx.client.info.vocabSize });
@@ -133,6 +148,7 @@ export class Connection {
       });
       entry.abort = () => handle.abort();
       this.running.set(id, entry);
+      this.disarmIdleTimer();
     } catch (e) {
       if (!(e instanceof InvalidGenerateError) && !(e instanceof ServiceError)) throw e;
       this.send(errorFrame(codeOf(e), e.message, id));
@@ -149,11 +165,29 @@ export class Connection {
     this.send(errorFrame(code, message));
     this.closing = true;
     this.abortAll();
+    this.endAfterFlush();
+  }
+
+  private endAfterFlush(): void {
+    this.disarmIdleTimer();
     const timer = setTimeout(() => this.socket.terminate(), this.opts.closeGraceMs);
     this.out.whenEmpty(() => {
       clearTimeout(timer);
       this.socket.end();
     });
+  }
+
+  /** (Re)starts the idle clock while no request is in flight: a client waiting on a generation is not idle. */
+  private armIdleTimer(): void {
+    this.disarmIdleTimer();
+    const ms = this.opts.idleTimeoutMs;
+    if (ms <= 0 || this.closing || this.running.size > 0) return;
+    this.idleTimer = setTimeout(() => this.fail("idle_timeout", `no request for ${ms / 1000} s; closing the connection`), ms);
+  }
+
+  private disarmIdleTimer(): void {
+    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
   }
 
   private abortAll(): void {
@@ -164,5 +198,8 @@ export class Connection {
 }
 
 function codeOf(e: Error): ErrorCode {
-  return e instanceof ServiceError && e.status === 429 ? "busy" : "invalid_request";
+  if (!(e instanceof ServiceError)) return "invalid_request";
+  if (e.status === 429) return "busy";
+  if (e.status === 503) return "unavailable";
+  return e.status >= 500 ? "internal" : "invalid_request";
 }

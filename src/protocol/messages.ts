@@ -14,7 +14,9 @@ export type ErrorCode =
   | "unsupported_version"
   | "invalid_request" // a field missing or out of range, a prompt too long, ...
   | "duplicate_id"
-  | "busy" // the server's queue is full (HTTP's 429)
+  | "busy" // the server's queue is full (HTTP's 429), or it has too many connections
+  | "unavailable" // the server is shutting down, or its engine failed (HTTP's 503)
+  | "idle_timeout" // no request for --msgpack-idle-timeout seconds; sent just before the server closes the connection
   | "frame_too_large" // sent just before the server closes the connection
   | "internal";
 

@@ -47,9 +47,16 @@ export function createApp(ctx: ServingContext): Hono {
   for (const [path, handler] of POST_ROUTES) app.post(path, (c) => handler(c, ctx));
   addInfoRoutes(app, ctx);
   app.notFound((c) => methodNotAllowed(c) ?? errorResponse(notFound(`no route for ${c.req.method} ${c.req.path}`)));
-  app.onError((err) => {
+  app.onError((err, c) => {
     const e = toApiError(err);
-    if (e.status >= 500) console.error("vllmd http: unhandled error:", err);
+    if (e.status === 499) {
+      ctx.metrics.clientGone();
+      console.error(`vllmd http: client went away during ${c.req.method} ${c.req.path} (body unfinished)`);
+    } else if (!(err instanceof ApiError) && e.status >= 500) {
+      console.error("vllmd http: unhandled error:", err); // a bug: the stack says where
+    } else if (e.status === 500) {
+      console.error(`vllmd http: ${c.req.method} ${c.req.path} failed: ${e.message}`);
+    }
     return errorResponse(e);
   });
   return app;

@@ -1,6 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import { ApiError } from "./errors.ts";
-import { readJsonBody } from "./body.ts";
+import { readJsonBody as read } from "./body.ts";
+
+const readJsonBody = (req: Request, maxBytes: number, timeoutMs = 5000) => read(req, { maxBytes, timeoutMs });
 
 const post = (body: RequestInit["body"], headers: Record<string, string> = {}) =>
   new Request("http://x/", { method: "POST", body, headers });
@@ -49,5 +51,18 @@ describe("readJsonBody", () => {
       const e = await failure(readJsonBody(post(body), 100));
       expect(e.status).toBe(400);
     }
+  });
+
+  test("a body that stalls is 408 at the deadline", async () => {
+    const stalled = new ReadableStream<Uint8Array>({ start: (c) => c.enqueue(new TextEncoder().encode('{"a": ')) });
+    const t0 = performance.now();
+    const e = await failure(readJsonBody(post(stalled), 100, 150));
+    expect(e.status).toBe(408);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(140);
+  });
+
+  test("a body whose stream breaks (the client went away) is 499, not an internal error", async () => {
+    const broken = new ReadableStream<Uint8Array>({ pull: (c) => c.error(new DOMException("aborted", "AbortError")) });
+    expect((await failure(readJsonBody(post(broken), 100))).status).toBe(499);
   });
 });

@@ -1,27 +1,47 @@
-// Reads a JSON request body with a size cap. The cap is checked twice: against Content-Length
-// before reading (cheap rejection) and against the bytes actually read (chunked bodies, or a
-// Content-Length that lies), so an oversized body never sits whole in memory.
+// Reads a JSON request body with a size cap and a deadline. The cap is checked twice: against
+// Content-Length before reading (cheap rejection) and against the bytes actually read (chunked
+// bodies, or a Content-Length that lies), so an oversized body never sits whole in memory; the
+// deadline frees the request of a client that sends its body too slowly or stops half way.
 import { ApiError, badRequest } from "./errors.ts";
 
 const tooLarge = (limit: number): ApiError =>
   new ApiError(413, "invalid_request_error", `the request body is larger than the limit of ${limit} bytes`);
 
-async function readCapped(req: Request, limit: number): Promise<Uint8Array> {
+const tooSlow = (ms: number): ApiError =>
+  new ApiError(408, "request_timeout", `the request body did not arrive within ${ms / 1000} s`);
+
+/** The client closed the connection before its body was complete: nobody is left to answer. */
+export const clientGone = (): ApiError => new ApiError(499, "client_closed_request", "the client went away before sending its whole body");
+
+export interface BodyLimits {
+  maxBytes: number;
+  timeoutMs: number;
+}
+
+async function readCapped(req: Request, o: BodyLimits): Promise<Uint8Array> {
   const declared = req.headers.get("content-length");
-  if (declared !== null && Number(declared) > limit) throw tooLarge(limit);
+  if (declared !== null && Number(declared) > o.maxBytes) throw tooLarge(o.maxBytes);
   if (req.body === null) return new Uint8Array(0);
   const reader = req.body.getReader();
   const parts: Uint8Array[] = [];
   let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > limit) {
-      await reader.cancel().catch(() => {});
-      throw tooLarge(limit);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(tooSlow(o.timeoutMs)), o.timeoutMs)));
+  try {
+    for (;;) {
+      const { done, value } = await Promise.race([reader.read(), deadline]).catch((e) => {
+        throw e instanceof ApiError ? e : clientGone();
+      });
+      if (done) break;
+      total += value.byteLength;
+      if (total > o.maxBytes) throw tooLarge(o.maxBytes);
+      parts.push(value);
     }
-    parts.push(value);
+  } catch (e) {
+    await reader.cancel().catch(() => {});
+    throw e;
+  } finally {
+    clearTimeout(timer);
   }
   const out = new Uint8Array(total);
   let at = 0;
@@ -32,9 +52,9 @@ async function readCapped(req: Request, limit: number): Promise<Uint8Array> {
   return out;
 }
 
-/** The body parsed as a JSON object; 413 over `limit` bytes, 400 when it is not a JSON object. */
-export async function readJsonBody(req: Request, limit: number): Promise<Record<string, unknown>> {
-  const bytes = await readCapped(req, limit);
+/** The body parsed as a JSON object: 413 over maxBytes, 408 past the deadline, 400 when it is not a JSON object. */
+export async function readJsonBody(req: Request, o: BodyLimits): Promise<Record<string, unknown>> {
+  const bytes = await readCapped(req, o);
   if (bytes.byteLength === 0) throw badRequest("the request body is empty; expected a JSON object");
   let parsed: unknown;
   try {

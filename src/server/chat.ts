@@ -45,7 +45,7 @@ interface Plan {
 }
 
 export async function createChatCompletion(c: Context, ctx: ServingContext): Promise<Response> {
-  const req = await parseBody(ctx, c.req.raw, ChatRequestSchema);
+  const req = await parseBody(c, ctx, ChatRequestSchema);
   checkModel(ctx, req.model);
   const tok = requireTokenizer(ctx);
   const ids = encodeChat(tok, req.messages, {

@@ -45,7 +45,7 @@ interface Plan {
 }
 
 export async function createCompletion(c: Context, ctx: ServingContext): Promise<Response> {
-  const req = await parseBody(ctx, c.req.raw, CompletionRequestSchema);
+  const req = await parseBody(c, ctx, CompletionRequestSchema);
   checkModel(ctx, req.model);
   if (req.echo && req.logprobs != null) throw badRequest("echo together with logprobs needs prompt logprobs, which this server does not compute", "echo");
   const prompts = resolvePrompts(ctx, req);

@@ -21,8 +21,12 @@ export function errorBody(e: ServiceError): ErrorBody {
   return { error: { message: e.message, type: e.type, param: e.param, code: e.status } };
 }
 
+/** After a 408 or 413 the body is left unread on the connection, so it must close. */
+const CLOSES_CONNECTION = new Set([408, 413]);
+
 export function errorResponse(e: ServiceError, headers: Record<string, string> = {}): Response {
-  return Response.json(errorBody(e), { status: e.status, headers });
+  const close = CLOSES_CONNECTION.has(e.status) ? { connection: "close" } : {};
+  return Response.json(errorBody(e), { status: e.status, headers: { ...close, ...headers } });
 }
 
 /** A zod path as clients name fields: messages.0.content -> "messages[0].content". */

@@ -1,17 +1,26 @@
-// Serves the Hono app on Bun.serve.
+// Serves the Hono app on Bun.serve, with the connection limits of src/serving/limits.ts.
 import type { ServingContext } from "../serving/context.ts";
 import { createApp } from "./app.ts";
+import { ApiError, errorResponse } from "./errors.ts";
 
 export function startHttpServer(ctx: ServingContext, o: { hostname: string; port: number }): ReturnType<typeof Bun.serve> {
   const app = createApp(ctx);
+  const max = ctx.limits.maxConnections;
   return Bun.serve({
     hostname: o.hostname,
     port: o.port,
-    fetch: app.fetch,
-    // Bun's default closes a connection after 10 s without bytes: long prefills and slow streams
-    // must not be cut, and clients that leave are noticed through the request's signal anyway.
-    idleTimeout: 0,
-    // Bun answers oversized bodies itself with a bare 413; leave it room so ours (JSON) is sent.
-    maxRequestBodySize: ctx.maxBodyBytes * 2 + 1024 * 1024,
+    fetch(req, server) {
+      // pendingRequests counts this one: refuse at once and close, so a flood holds no descriptors.
+      if (server.pendingRequests > max) {
+        const e = new ApiError(503, "service_unavailable_error", `too many requests in progress (--max-connections ${max}); retry later`);
+        return errorResponse(e, { connection: "close", "retry-after": "1" });
+      }
+      return app.fetch(req, server);
+    },
+    // Idle keep-alive connections close after this; generating routes lift it once their body is
+    // in (route-utils.ts readBody), so long prefills and slow streams are not cut.
+    idleTimeout: Math.min(255, Math.max(1, Math.ceil(ctx.limits.keepAliveTimeoutS))),
+    // Every size is ours to answer (readJsonBody, a JSON 413): Bun's own limit would send a bare 413.
+    maxRequestBodySize: Number.MAX_SAFE_INTEGER,
   });
 }

@@ -1,13 +1,24 @@
 // Steps every generating route shares: read and validate the body, check the model name, name
 // the response, count usage.
+import type { Server } from "bun";
+import type { Context } from "hono";
 import type { z } from "zod";
 import type { ServingContext } from "../serving/context.ts";
 import type { ChoiceResult } from "./choices.ts";
 import { ApiError, fromZodError } from "./errors.ts";
 import { readJsonBody } from "./body.ts";
 
-export async function parseBody<S extends z.ZodType>(ctx: ServingContext, req: Request, schema: S): Promise<z.output<S>> {
-  const body = await readJsonBody(req, ctx.maxBodyBytes);
+/** The body within the size and time limits, and exempt from the keep-alive timeout from then on. */
+export async function readBody(c: Context, ctx: ServingContext): Promise<Record<string, unknown>> {
+  const body = await readJsonBody(c.req.raw, { maxBytes: ctx.maxBodyBytes, timeoutMs: ctx.limits.bodyTimeoutS * 1000 });
+  // Bun.serve closes a connection that sends nothing for --keep-alive-timeout; a long prefill or a
+  // slow stream must not be cut (a client that leaves is noticed through the request's signal).
+  (c.env as Server<unknown> | undefined)?.timeout?.(c.req.raw, 0);
+  return body;
+}
+
+export async function parseBody<S extends z.ZodType>(c: Context, ctx: ServingContext, schema: S): Promise<z.output<S>> {
+  const body = await readBody(c, ctx);
   const r = schema.safeParse(body);
   if (!r.success) throw fromZodError(r.error);
   return r.data;

@@ -3,13 +3,12 @@ import type { Context } from "hono";
 import type { ServingContext } from "../serving/context.ts";
 import { requireTokenizer, encodeChat } from "./chat.ts";
 import { badRequest, fromZodError } from "./errors.ts";
-import { checkModel, parseBody } from "./route-utils.ts";
+import { checkModel, parseBody, readBody } from "./route-utils.ts";
 import { DetokenizeRequestSchema, TokenizeChatSchema, TokenizePromptSchema } from "./schemas.ts";
-import { readJsonBody } from "./body.ts";
 
 /** {prompt} encodes text (special tokens by default); {messages} renders the chat template first. */
-async function tokenIdsOf(ctx: ServingContext, req: Request): Promise<{ ids: number[]; strs: boolean }> {
-  const body = await readJsonBody(req, ctx.maxBodyBytes);
+async function tokenIdsOf(c: Context, ctx: ServingContext): Promise<{ ids: number[]; strs: boolean }> {
+  const body = await readBody(c, ctx);
   const tok = requireTokenizer(ctx);
   if ("messages" in body) {
     const r = TokenizeChatSchema.safeParse(body);
@@ -27,7 +26,7 @@ async function tokenIdsOf(ctx: ServingContext, req: Request): Promise<{ ids: num
 }
 
 export async function tokenize(c: Context, ctx: ServingContext): Promise<Response> {
-  const { ids, strs } = await tokenIdsOf(ctx, c.req.raw);
+  const { ids, strs } = await tokenIdsOf(c, ctx);
   const tok = requireTokenizer(ctx);
   return c.json({
     count: ids.length, max_model_len: ctx.maxModelLen, tokens: ids,
@@ -36,7 +35,7 @@ export async function tokenize(c: Context, ctx: ServingContext): Promise<Respons
 }
 
 export async function detokenize(c: Context, ctx: ServingContext): Promise<Response> {
-  const req = await parseBody(ctx, c.req.raw, DetokenizeRequestSchema);
+  const req = await parseBody(c, ctx, DetokenizeRequestSchema);
   checkModel(ctx, req.model);
   const tok = requireTokenizer(ctx);
   const unknown = req.tokens.find((id) => tok.idToToken(id) === undefined);

@@ -2,6 +2,7 @@
 import type { EngineClient } from "../engine/client.ts";
 import type { TextTokenizer } from "../tokenizer/tokenizer.ts";
 import type { GenerationService } from "./generation.ts";
+import type { ConnectionLimits } from "./limits.ts";
 import type { ServingMetrics } from "./metrics.ts";
 
 export interface ServingContext {
@@ -16,6 +17,7 @@ export interface ServingContext {
   apiKey: string | null;
   /** Largest request body accepted, in bytes (HTTP 413 beyond; msgpack frames likewise). */
   maxBodyBytes: number;
+  limits: ConnectionLimits;
   /** Unix seconds when the server started (OpenAI's `created` of the model). */
   startedAt: number;
 }

@@ -2,12 +2,10 @@
 // strings, usage and metrics. The HTTP routes and the msgpack socket both sit on this, so they
 // behave the same; neither touches the engine Worker directly.
 import type { EngineClient } from "../engine/client.ts";
-import type { EngineOutput } from "../engine/engine.ts";
 import type { SamplingParams } from "../engine/request.ts";
 import type { TokenLogprobs } from "../engine/runner.ts";
-import { IncrementalDetokenizer } from "../tokenizer/detokenizer.ts";
-import { StopStringMatcher } from "../tokenizer/stop-strings.ts";
 import type { TextTokenizer } from "../tokenizer/tokenizer.ts";
+import { Generation } from "./generation-run.ts";
 import type { ServingMetrics } from "./metrics.ts";
 
 /** A failure to report to the client: HTTP status, OpenAI error type, message, offending field. */
@@ -69,7 +67,10 @@ export interface ServiceOptions {
 
 export class GenerationService {
   private nextId = 0;
-  private inFlight = 0;
+  private readonly running = new Map<string, Generation>();
+  /** Why new generations are refused (the server is shutting down), or null. */
+  private refusing: string | null = null;
+  private idleWaiters: ((idle: boolean) => void)[] = [];
 
   constructor(
     private readonly client: EngineClient,
@@ -79,26 +80,75 @@ export class GenerationService {
   ) {}
 
   get numInFlight(): number {
-    return this.inFlight;
+    return this.running.size;
   }
 
   /** Validates and queues a generation; throws ServiceError when it cannot be served. */
   start(input: GenerateInput, ev: GenerationEvents): GenerationHandle {
+    this.checkAccepting();
     const maxTokens = this.resolveMaxTokens(input);
-    if (this.inFlight >= this.opts.maxNumSeqs + this.opts.maxQueue) {
-      throw new ServiceError(429, "rate_limit_error", `the server is busy: ${this.inFlight} requests in flight (--max-queue ${this.opts.maxQueue})`);
+    if (this.running.size >= this.opts.maxNumSeqs + this.opts.maxQueue) {
+      throw new ServiceError(429, "rate_limit_error", `the server is busy: ${this.running.size} requests in flight (--max-queue ${this.opts.maxQueue})`);
     }
     if (input.detokenize && !this.tokenizer) throw new ServiceError(400, "invalid_request_error", "this model has no tokenizer; set detokenize to false");
     const id = `gen-${++this.nextId}`;
-    const run = new Generation(id, input, this.tokenizer, this.metrics, () => this.client.abort(id));
-    this.inFlight++;
-    const done = () => void this.inFlight--;
+    const run = new Generation(id, input, this.tokenizer, this.metrics, ev, () => this.client.abort(id));
+    this.running.set(id, run);
     this.client.add(
       id, input.promptTokenIds, { ...input.params, maxTokens },
-      (o) => run.onOutput(o, ev) && done(),
-      (msg) => (done(), ev.onError(new ServiceError(400, "invalid_request_error", msg))),
+      (o) => run.onOutput(o) && this.settle(id),
+      (msg, kind) => {
+        run.fail(kind === "dead" ? new ServiceError(500, "internal_server_error", `the engine failed: ${msg}`)
+          : new ServiceError(400, "invalid_request_error", msg));
+        this.settle(id);
+      },
     );
     return { id, abort: () => run.abort() };
+  }
+
+  /** Throws 503 while the server shuts down or once the engine has failed. */
+  checkAccepting(): void {
+    const dead = this.client.deadReason;
+    if (dead !== null) throw new ServiceError(503, "service_unavailable_error", `the engine is not running (${dead}); the server is shutting down`);
+    if (this.refusing !== null) throw new ServiceError(503, "service_unavailable_error", this.refusing);
+  }
+
+  /** From now on new generations get 503 with this message; running ones go on. */
+  refuseNew(message: string): void {
+    this.refusing ??= message;
+  }
+
+  /** Resolves true once no generation is in flight, or false after timeoutMs (or at stopWaiting). */
+  whenIdle(timeoutMs: number): Promise<boolean> {
+    if (this.running.size === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.wakeIdleWaiters(), timeoutMs);
+      this.idleWaiters.push((idle) => (clearTimeout(timer), resolve(idle)));
+    });
+  }
+
+  /** Ends every whenIdle wait now (a second shutdown signal). */
+  stopWaiting(): void {
+    this.wakeIdleWaiters();
+  }
+
+  /** Ends every generation in flight with a 503 carrying `message`, and frees their KV blocks. */
+  failAll(message: string): void {
+    for (const [id, run] of [...this.running]) {
+      run.abort();
+      run.fail(new ServiceError(503, "service_unavailable_error", message));
+      this.settle(id);
+    }
+  }
+
+  private settle(id: string): void {
+    if (this.running.delete(id) && this.running.size === 0) this.wakeIdleWaiters();
+  }
+
+  private wakeIdleWaiters(): void {
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const fn of waiters) fn(this.running.size === 0);
   }
 
   private resolveMaxTokens(input: GenerateInput): number {
@@ -118,73 +168,3 @@ export class GenerationService {
   }
 }
 
-/** The per-request state: detokenizer, stop-string matcher, counts and timings. */
-class Generation {
-  private readonly detok: IncrementalDetokenizer | null;
-  private readonly stops: StopStringMatcher | null;
-  private completionTokens = 0;
-  private finished = false;
-  private readonly t0 = performance.now();
-  private tLast = 0;
-
-  constructor(
-    readonly id: string,
-    private readonly input: GenerateInput,
-    tok: TextTokenizer | null,
-    private readonly metrics: ServingMetrics,
-    private readonly abortEngine: () => void,
-  ) {
-    this.detok = input.detokenize && tok ? new IncrementalDetokenizer(tok, input.promptTokenIds, input.skipSpecialTokens) : null;
-    this.stops = input.stop.length && this.detok ? new StopStringMatcher(input.stop, input.includeStopStrInOutput) : null;
-  }
-
-  abort(): void {
-    if (!this.finished) this.abortEngine();
-  }
-
-  /** Handles one engine output; returns true when this generation is over. */
-  onOutput(o: EngineOutput, ev: GenerationEvents): boolean {
-    if (this.finished) return o.finished;
-    this.observeTimings(o.newTokenIds.length);
-    this.completionTokens += o.newTokenIds.length;
-    // A stop token ends the output without its text, as in vLLM (unless the client wants it).
-    const hideLast = o.finishReason === "stop" && !this.input.includeStopStrInOutput && o.newTokenIds.length > 0;
-    const shown = hideLast ? o.newTokenIds.slice(0, -1) : o.newTokenIds;
-    let text = this.detok ? this.detok.push(shown) : "";
-    if (o.finished && this.detok) text += this.detok.flush();
-    let stopString: string | null = null;
-    if (this.stops) {
-      const r = this.stops.push(text);
-      text = r.emit + (o.finished && !r.stopped ? this.stops.flush() : "");
-      if (r.stopped) stopString = r.stop ?? null;
-    }
-    if (o.newTokenIds.length || text) ev.onDelta({ tokenIds: o.newTokenIds, text, logprobs: o.logprobs });
-    if (!o.finished && stopString === null) return false;
-    if (!o.finished) this.abortEngine(); // a stop string ended it: free the engine's blocks now
-    this.finish(o, stopString, ev);
-    return o.finished;
-  }
-
-  private finish(o: EngineOutput, stopString: string | null, ev: GenerationEvents): void {
-    this.finished = true;
-    const last = o.newTokenIds.at(-1);
-    const stopToken = o.finishReason === "stop" && last !== undefined && this.input.params.stopTokenIds.includes(last) ? last : null;
-    const f: GenerationFinal = {
-      finishReason: stopString !== null ? "stop" : (o.finishReason ?? "abort"),
-      stopReason: stopString ?? stopToken,
-      promptTokens: this.input.promptTokenIds.length,
-      completionTokens: this.completionTokens,
-      cachedTokens: o.numCachedTokens,
-    };
-    this.metrics.requestFinished((performance.now() - this.t0) / 1000, f.promptTokens, f.completionTokens, f.finishReason);
-    ev.onFinish(f);
-  }
-
-  private observeTimings(newTokens: number): void {
-    if (newTokens === 0) return;
-    const now = performance.now();
-    if (this.tLast === 0) this.metrics.firstToken((now - this.t0) / 1000);
-    else this.metrics.interToken((now - this.tLast) / 1000);
-    this.tLast = now;
-  }
-}

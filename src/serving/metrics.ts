@@ -35,6 +35,7 @@ const E2E_BUCKETS = [0.3, 0.5, 0.8, 1, 1.5, 2, 2.5, 5, 10, 15, 20, 30, 40, 50, 6
 
 export class ServingMetrics {
   private promptTokens = 0;
+  private clientsGone = 0;
   private generationTokens = 0;
   /** Finished requests by finish reason (stop, length, abort), as vLLM labels them. */
   private readonly finishedBy = new Map<string, number>();
@@ -49,6 +50,11 @@ export class ServingMetrics {
 
   firstToken(seconds: number): void {
     this.ttft.observe(seconds);
+  }
+
+  /** A client closed its connection before its request body was complete. */
+  clientGone(): void {
+    this.clientsGone++;
   }
 
   interToken(seconds: number): void {
@@ -87,6 +93,7 @@ export class ServingMetrics {
       scalar("vllm:num_preemptions_total", "counter", "Cumulative number of preemptions from the engine.", s.numPreemptionsTotal),
       scalar("vllm:prompt_tokens_total", "counter", "Number of prefill tokens processed.", this.promptTokens),
       scalar("vllm:generation_tokens_total", "counter", "Number of generation tokens processed.", this.generationTokens),
+      scalar("vllmd:client_disconnects_total", "counter", "Requests whose client went away before sending the whole body.", this.clientsGone),
       this.renderFinished(labels),
       this.ttft.render(labels),
       this.itl.render(labels),

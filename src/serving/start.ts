@@ -10,6 +10,7 @@ import { startHttpServer } from "../server/http.ts";
 import { TextTokenizer } from "../tokenizer/tokenizer.ts";
 import type { ServingContext } from "./context.ts";
 import { GenerationService } from "./generation.ts";
+import { DEFAULT_LIMITS, type ConnectionLimits } from "./limits.ts";
 import { ServingMetrics } from "./metrics.ts";
 
 export interface ServeOptions {
@@ -22,7 +23,10 @@ export interface ServeOptions {
   maxBodyBytes?: number;
   socketPath?: string | null;
   msgpackPort?: number | null;
+  limits?: Partial<ConnectionLimits>;
   onProgress?: (done: number, total: number) => void;
+  /** The engine failed (it has been logged; every request in flight has its error): the caller should shut down. */
+  onEngineDead?: (reason: string) => void;
 }
 
 export interface RunningServer {
@@ -31,8 +35,19 @@ export interface RunningServer {
   http: ReturnType<typeof Bun.serve>;
   url: string; // http://host:port
   msgpack: MsgpackServers;
+  /**
+   * vLLM's --shutdown-timeout: stops accepting, lets generations in flight finish for up to
+   * timeoutMs, then ends the rest with an error (an SSE error event and [DONE]; a msgpack error
+   * frame), closes every connection once its last bytes are out, and frees the engine. Called
+   * again with 0 while draining, it ends the wait at once.
+   */
+  shutdown(timeoutMs: number): Promise<void>;
+  /** shutdown(0). */
   close(): Promise<void>;
 }
+
+/** How long answers to the requests a shutdown ended may take to reach their clients. */
+const FLUSH_MS = 2000;
 
 export async function startServer(o: ServeOptions): Promise<RunningServer> {
   const modelDir = o.engine.model;
@@ -46,16 +61,34 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
   });
   const ctx: ServingContext = {
     service, tokenizer, metrics, client, modelName, maxModelLen: info.maxModelLen,
-    apiKey: o.apiKey ?? null, maxBodyBytes: o.maxBodyBytes ?? 32 * 2 ** 20, startedAt: Math.floor(Date.now() / 1000),
+    apiKey: o.apiKey ?? null, maxBodyBytes: o.maxBodyBytes ?? 32 * 2 ** 20, limits: { ...DEFAULT_LIMITS, ...o.limits },
+    startedAt: Math.floor(Date.now() / 1000),
   };
+  client.onDead((reason) => {
+    console.error(`vllmd: the engine failed and cannot serve any more: ${reason}`);
+    o.onEngineDead?.(reason);
+  });
   const http = startHttpServer(ctx, { hostname: o.host, port: o.port });
   const msgpack = await startMsgpackServers(ctx, { socketPath: o.socketPath ?? null, port: o.msgpackPort ?? null, hostname: o.host });
+  let closing: Promise<void> | null = null;
+  const shutdown = (timeoutMs: number) => {
+    if (closing !== null && timeoutMs === 0) ctx.service.stopWaiting(); // asked again, without patience
+    return (closing ??= drainAndClose(ctx, http, msgpack, timeoutMs));
+  };
   return {
     ctx, info, http, msgpack, url: `http://${o.host.includes(":") ? `[${o.host}]` : o.host}:${http.port}`,
-    async close() {
-      http.stop(true);
-      msgpack.close();
-      await client.shutdown();
-    },
+    shutdown, close: () => shutdown(0),
   };
+}
+
+async function drainAndClose(ctx: ServingContext, http: ReturnType<typeof Bun.serve>, msgpack: MsgpackServers, timeoutMs: number): Promise<void> {
+  ctx.service.refuseNew("the server is shutting down");
+  const httpDone = http.stop(false); // no new connections; resolves once every response has ended
+  msgpack.stopAccepting();
+  await ctx.service.whenIdle(timeoutMs);
+  ctx.service.failAll(`the server shut down before this request finished (--shutdown-timeout ${timeoutMs / 1000} s)`);
+  await Promise.race([httpDone, Bun.sleep(FLUSH_MS)]);
+  await msgpack.close();
+  await http.stop(true);
+  await ctx.client.shutdown();
 }

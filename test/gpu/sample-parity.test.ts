@@ -173,4 +173,37 @@ gpuSuite("sample parity", () => {
       });
       expect(changed).toBeGreaterThan(10); // the penalty did change choices, so it was tested
     });
+
+  test("rows that cannot be sampled give token -1 and NaN logprobs on both, fault nothing, and spare the others", () => {
+    const r = gen(99);
+    const nTop = 3;
+    const rows = Array.from({ length: 8 }, () => refRow(r.logits(500, 3), { temperature: 0.7, seed: r.seed64(), seen: [[7, 1]] }));
+    rows[1]!.logits[20] = NaN;
+    rows[3]!.logits.fill(-Infinity);
+    rows[5]!.logits[7] = 5;
+    rows[5]!.repetition = 1e-44; // a float32 just above zero: 5 / 1e-44 overflows
+    const { cpu, dev } = backends();
+    const got = { cpu: sampleOn(cpu, rows, nTop), dev: sampleOn(dev, rows, nTop) };
+    dev.sync(); // a row's values are not a device fault
+    for (const o of [got.cpu, got.dev]) {
+      for (const s of [1, 3, 5]) {
+        expect(o.tokens[s]).toBe(-1);
+        expect(Number.isNaN(o.logprobs[s]!)).toBe(true);
+        expect([...o.topIds.subarray(s * nTop, (s + 1) * nTop)]).toEqual([-1, -1, -1]);
+      }
+    }
+    for (const s of [0, 2, 4, 6, 7]) expect({ s, token: got.dev.tokens[s] }).toEqual({ s, token: got.cpu.tokens[s] });
+  });
+
+  test("a negative source token is scattered as 0 (the next step of a row that failed still runs)", () => {
+    const { cpu, dev } = backends();
+    const scatter = (be: Backend) => run(be, (b) => {
+      const ids = b.i32(Int32Array.of(5, 5, 5, 5));
+      be.scatterTokens(ids, b.i32(Int32Array.of(0, 2)), b.i32(Int32Array.of(-1, 9)), b.i32(Int32Array.of(0, 1)), 2);
+      return [...new Int32Array(b.bytes(ids, 16).buffer)];
+    });
+    expect(scatter(dev)).toEqual([0, 5, 9, 5]);
+    expect(scatter(cpu)).toEqual([0, 5, 9, 5]);
+    dev.sync();
+  });
 });

@@ -35,7 +35,7 @@ $(BUILD)/libvllmd_cuda.so: $(CUDA_SRCS) $(CUDA_HDRS)
 	cp $@ libvllmd_cuda.so
 
 vllmd: deps cpu $(TS_SRCS)
-	$(BUN) build --compile src/cli.ts src/engine/worker.ts --outfile vllmd
+	$(BUN) build --compile src/cli.ts src/engine/worker.ts src/serving/input-worker.ts --outfile vllmd
 
 test: deps cpu vllmd
 	node_modules/.bin/tsc -p .

@@ -9,20 +9,28 @@ import { engineConfigFrom, engineOptions, numArg, optNumArg, UsageError } from "
 
 export const SERVE_USAGE = `  vllmd serve [MODEL_DIR] [--host 127.0.0.1] [--port 8000] [--served-model-name NAME] [--api-key KEY]
     [--max-queue N (256)] [--socket PATH] [--msgpack-port N] [--shutdown-timeout S (0)]
-    [--max-connections N (2048)] [--keep-alive-timeout S (5)] [--body-timeout S (30)] [--msgpack-idle-timeout S (300)]`;
+    [--max-connections N (2048)] [--keep-alive-timeout S (5)] [--body-timeout S (30)] [--msgpack-idle-timeout S (300)]
+    [--input-workers N (a quarter of the cores, 1 to 4)]`;
 
 const LIMIT_FLAGS = {
   "max-connections": "maxConnections", "keep-alive-timeout": "keepAliveTimeoutS",
   "body-timeout": "bodyTimeoutS", "msgpack-idle-timeout": "msgpackIdleTimeoutS",
 } as const;
 
+function positiveInt(v: string | undefined, flag: string): number | undefined {
+  const n = optNumArg(v, flag);
+  if (n !== undefined && (!Number.isInteger(n) || n < 1)) throw new UsageError(`--${flag} must be a positive integer, got ${n}`);
+  return n;
+}
+
 function limitsFrom(a: Record<string, string | boolean | undefined>): Partial<ConnectionLimits> {
   const out: Partial<ConnectionLimits> = {};
   for (const [flag, key] of Object.entries(LIMIT_FLAGS)) {
     const v = optNumArg(a[flag] as string | undefined, flag);
     if (v === undefined) continue;
-    if (v < 0 || (key === "maxConnections" && (v < 1 || !Number.isInteger(v)))) throw new UsageError(`--${flag} must be ${key === "maxConnections" ? "a positive integer" : ">= 0"}, got ${v}`);
-    out[key] = v;
+    if (key === "maxConnections") out[key] = positiveInt(a[flag] as string, flag);
+    else if (v < 0) throw new UsageError(`--${flag} must be >= 0, got ${v}`);
+    else out[key] = v;
   }
   return out;
 }
@@ -63,7 +71,7 @@ export async function cmdServe(argv: string[], defaultModel: () => string): Prom
     options: {
       ...engineOptions, host: { type: "string" }, port: { type: "string" }, "served-model-name": { type: "string" },
       "api-key": { type: "string" }, "max-queue": { type: "string" }, socket: { type: "string" }, "msgpack-port": { type: "string" },
-      "shutdown-timeout": { type: "string" }, ...Object.fromEntries(Object.keys(LIMIT_FLAGS).map((k) => [k, { type: "string" as const }])),
+      "shutdown-timeout": { type: "string" }, "input-workers": { type: "string" }, ...Object.fromEntries(Object.keys(LIMIT_FLAGS).map((k) => [k, { type: "string" as const }])),
     },
     strict: true,
   });
@@ -80,6 +88,7 @@ export async function cmdServe(argv: string[], defaultModel: () => string): Prom
     servedModelName: a["served-model-name"] ?? (given ? undefined : DEFAULT_MODEL_NAME), apiKey: a["api-key"] ?? process.env.VLLM_API_KEY ?? null,
     maxQueue: numArg(a["max-queue"], "max-queue", 256), socketPath: a.socket ?? null,
     msgpackPort: optNumArg(a["msgpack-port"], "msgpack-port") ?? null, onProgress: progressBar(), limits: limitsFrom(a),
+    inputWorkers: positiveInt(a["input-workers"], "input-workers"),
     onEngineDead: () => stop(1), // as vLLM's engine-dead path: exit non-zero so a supervisor restarts us
   });
   const endpoints = [`http        ${srv.url}/v1 (OpenAI API), ${srv.url}/metrics`];

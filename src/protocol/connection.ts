@@ -10,7 +10,7 @@ import { InvalidGenerateError, toGenerateInput } from "./generate-input.ts";
 import { OutputCollector } from "./output.ts";
 import {
   errorFrame, parseClientFrame, PROTOCOL_VERSION, type ErrorCode, type GenerateFrame, type HelloFrame,
-  type RequestId, type ServerFrame,
+  type ParsedFrame, type RequestId, type ServerFrame,
 } from "./messages.ts";
 import { WriteQueue, type ByteSink } from "./write-queue.ts";
 
@@ -30,6 +30,9 @@ export interface ConnectionOptions {
   idleTimeoutMs: number;
 }
 
+/** Bytes of received frames that may wait for their turn (behind prompts being tokenized). */
+const MAX_QUEUED_BYTES = 64 * 2 ** 20;
+
 export const DEFAULT_CONNECTION_OPTIONS: ConnectionOptions = { maxQueuedBytes: 64 * 2 ** 20, closeGraceMs: 2000, idleTimeoutMs: 0 };
 
 interface Running {
@@ -45,6 +48,9 @@ export class Connection {
   private readonly running = new Map<RequestId, Running>();
   private greeted = false;
   private closing = false;
+  /** The handling of frames received so far, in order (see enqueue). */
+  private tail: Promise<void> = Promise.resolve();
+  private queuedBytes = 0;
   private idleTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
@@ -74,14 +80,8 @@ export class Connection {
       if (!(e instanceof FrameTooLargeError)) throw e;
       return this.fail("frame_too_large", `${e.message} (the server's max_frame_bytes); closing the connection`);
     }
-    for (const p of payloads) {
-      if (this.closing) return;
-      try {
-        this.onFrame(p);
-      } catch (e) {
-        this.send(errorFrame("internal", `internal error: ${e instanceof Error ? e.message : String(e)}`));
-      }
-    }
+    // Payloads are views that the next push() overwrites: decode each now, handle it in turn.
+    for (const p of payloads) this.enqueue(this.decode(p), p.byteLength);
   }
 
   onDrain(): void {
@@ -104,14 +104,40 @@ export class Connection {
     this.endAfterFlush();
   }
 
-  private onFrame(payload: Uint8Array): void {
+  private decode(payload: Uint8Array): ParsedFrame {
     let value: unknown;
     try {
       value = normalizeIntegers(this.msgpack.decode(payload));
     } catch (e) {
-      return this.send(errorFrame("malformed_frame", `the frame is not one valid msgpack value with string map keys: ${e instanceof Error ? e.message : String(e)}`));
+      return { ok: false, error: errorFrame("malformed_frame", `the frame is not one valid msgpack value with string map keys: ${e instanceof Error ? e.message : String(e)}`) };
     }
-    const parsed = parseClientFrame(value);
+    return parseClientFrame(value);
+  }
+
+  /**
+   * Frames are handled one after another, in arrival order, though a generate waits for its
+   * prompt to be tokenized. What waits is bounded: past MAX_QUEUED_BYTES a frame is answered
+   * busy in its turn, its content dropped.
+   */
+  private enqueue(parsed: ParsedFrame, bytes: number): void {
+    if (this.queuedBytes + bytes > MAX_QUEUED_BYTES && parsed.ok && parsed.frame.type === "generate") {
+      const id = parsed.frame.id;
+      parsed = { ok: false, error: errorFrame("busy", `more than ${MAX_QUEUED_BYTES} bytes of frames wait on this connection`, id) };
+      bytes = 0;
+    }
+    this.queuedBytes += bytes;
+    this.tail = this.tail.then(async () => {
+      try {
+        if (!this.closing) await this.onFrame(parsed);
+      } catch (e) {
+        this.send(errorFrame("internal", `internal error: ${e instanceof Error ? e.message : String(e)}`));
+      } finally {
+        this.queuedBytes -= bytes;
+      }
+    });
+  }
+
+  private async onFrame(parsed: ParsedFrame): Promise<void> {
     if (!parsed.ok) return this.send(parsed.error);
     const f = parsed.frame;
     if (f.type === "hello") return this.hello(f);
@@ -128,7 +154,7 @@ export class Connection {
     this.send({ type: "hello", version: PROTOCOL_VERSION, model: this.ctx.modelName, max_model_len: this.ctx.maxModelLen, max_frame_bytes: this.ctx.maxBodyBytes });
   }
 
-  private generate(f: GenerateFrame): void {
+  private async generate(f: GenerateFrame): Promise<void> {
     const id = f.id;
     if (this.running.has(id)) return this.send(errorFrame("duplicate_id", `id ${JSON.stringify(id)} is already in flight on this connection`, id));
     const stream = f.stream ?? true;
@@ -139,17 +165,20 @@ export class Connection {
       if (this.running.get(id) === entry) this.running.delete(id);
       this.armIdleTimer();
     };
+    this.running.set(id, entry);
+    this.disarmIdleTimer();
     try {
-      const input = toGenerateInput(f, { tokenizer: this.ctx.tokenizer, vocabSize: this.ctx.client.info.vocabSize });
+      this.ctx.service.checkCapacity(1);
+      const input = await toGenerateInput(f, { prompts: this.ctx.prompts, vocabSize: this.ctx.client.info.vocabSize });
+      if (this.closing) return release(); // the client left while its prompt was tokenized
       const handle = this.ctx.service.start(input, {
         onDelta: (d) => collector.delta(d),
         onFinish: (fin) => (release(), collector.finish(fin)),
         onError: (e) => (release(), collector.cancel(), this.send(errorFrame(codeOf(e), e.message, id))),
       });
       entry.abort = () => handle.abort();
-      this.running.set(id, entry);
-      this.disarmIdleTimer();
     } catch (e) {
+      release();
       if (!(e instanceof InvalidGenerateError) && !(e instanceof ServiceError)) throw e;
       this.send(errorFrame(codeOf(e), e.message, id));
     }

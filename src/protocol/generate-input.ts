@@ -3,7 +3,7 @@
 // defaults of vLLM's SamplingParams.
 import { ServiceError, type GenerateInput } from "../serving/generation.ts";
 import { choiceInputs, generationTemplate, type GenerationTemplate } from "../serving/sampling-params.ts";
-import type { TextTokenizer } from "../tokenizer/tokenizer.ts";
+import type { PromptEncoder } from "../serving/prompt-encoder.ts";
 import type { GenerateFrame } from "./messages.ts";
 
 /** A generate frame the server cannot run; its message goes back to the client as is. */
@@ -15,14 +15,14 @@ export class InvalidGenerateError extends Error {
 }
 
 export interface ModelFacts {
-  tokenizer: TextTokenizer | null;
+  prompts: PromptEncoder | null;
   vocabSize: number;
 }
 
 /** max_tokens when the client gives none (vLLM's SamplingParams and /v1/completions default). */
 export const DEFAULT_MAX_TOKENS = 16;
 
-export function toGenerateInput(f: GenerateFrame, m: ModelFacts): GenerateInput {
+export async function toGenerateInput(f: GenerateFrame, m: ModelFacts): Promise<GenerateInput> {
   const p = f.params ?? {};
   let template: GenerationTemplate;
   try {
@@ -33,17 +33,22 @@ export function toGenerateInput(f: GenerateFrame, m: ModelFacts): GenerateInput 
     if (e instanceof ServiceError) throw new InvalidGenerateError(`params.${e.param}: ${e.message}`);
     throw e;
   }
-  return choiceInputs(promptTokenIds(f, m), template, 1)[0]!;
+  return choiceInputs(await promptTokenIds(f, m), template, 1)[0]!;
 }
 
 /** A text prompt is encoded with special tokens (a BOS where the model wants one), as /v1/completions does. */
-function promptTokenIds(f: GenerateFrame, m: ModelFacts): number[] {
+async function promptTokenIds(f: GenerateFrame, m: ModelFacts): Promise<number[]> {
   if (f.prompt_token_ids != null) {
     checkVocab("prompt_token_ids", f.prompt_token_ids, m.vocabSize);
     return f.prompt_token_ids;
   }
-  if (!m.tokenizer) throw new InvalidGenerateError("prompt: this model has no tokenizer; send prompt_token_ids");
-  return m.tokenizer.encode(f.prompt ?? "", true);
+  if (!m.prompts) throw new InvalidGenerateError("prompt: this model has no tokenizer; send prompt_token_ids");
+  try {
+    return await m.prompts.encode(f.prompt ?? "", true);
+  } catch (e) {
+    if (e instanceof ServiceError) throw new InvalidGenerateError(`prompt: ${e.message}`);
+    throw e;
+  }
 }
 
 function checkVocab(field: string, ids: readonly number[], vocabSize: number): void {

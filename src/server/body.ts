@@ -2,6 +2,7 @@
 // Content-Length before reading (cheap rejection) and against the bytes actually read (chunked
 // bodies, or a Content-Length that lies), so an oversized body never sits whole in memory; the
 // deadline frees the request of a client that sends its body too slowly or stops half way.
+import { parseJsonBytes } from "../serving/input-jobs.ts";
 import { ApiError, badRequest } from "./errors.ts";
 
 const tooLarge = (limit: number): ApiError =>
@@ -16,6 +17,8 @@ export const clientGone = (): ApiError => new ApiError(499, "client_closed_reque
 export interface BodyLimits {
   maxBytes: number;
   timeoutMs: number;
+  /** UTF-8 and JSON.parse, possibly off this thread; parseJsonBytes when absent. */
+  parse?: (bytes: Uint8Array) => Promise<unknown>;
 }
 
 async function readCapped(req: Request, o: BodyLimits): Promise<Uint8Array> {
@@ -26,7 +29,9 @@ async function readCapped(req: Request, o: BodyLimits): Promise<Uint8Array> {
   const parts: Uint8Array[] = [];
   let total = 0;
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(tooSlow(o.timeoutMs)), o.timeoutMs)));
+  const deadline = new Promise<never>((_, reject) => {
+    if (o.timeoutMs > 0) timer = setTimeout(() => reject(tooSlow(o.timeoutMs)), o.timeoutMs); // 0: no deadline
+  });
   try {
     for (;;) {
       const { done, value } = await Promise.race([reader.read(), deadline]).catch((e) => {
@@ -58,7 +63,7 @@ export async function readJsonBody(req: Request, o: BodyLimits): Promise<Record<
   if (bytes.byteLength === 0) throw badRequest("the request body is empty; expected a JSON object");
   let parsed: unknown;
   try {
-    parsed = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+    parsed = o.parse ? await o.parse(bytes) : parseJsonBytes(bytes);
   } catch (e) {
     throw badRequest(`the request body is not valid JSON: ${(e as Error).message}`);
   }

@@ -3,7 +3,8 @@
 import type { Context } from "hono";
 import type { ServingContext } from "../serving/context.ts";
 import { choiceInputs, generationTemplate } from "../serving/sampling-params.ts";
-import type { ChatMessage, TextTokenizer } from "../tokenizer/tokenizer.ts";
+import type { PromptEncoder } from "../serving/prompt-encoder.ts";
+import type { ChatMessage } from "../tokenizer/tokenizer.ts";
 import { ChoiceSet, type ChoiceEvent, type ChoiceResult } from "./choices.ts";
 import { badRequest } from "./errors.ts";
 import { chatLogprobs, tokenNamer, type TokenNamer } from "./logprobs.ts";
@@ -19,19 +20,18 @@ export function toTemplateMessages(messages: readonly ChatMessageInput[]): ChatM
   }));
 }
 
-export function requireTokenizer(ctx: ServingContext): TextTokenizer {
-  if (!ctx.tokenizer) throw badRequest("this model has no tokenizer, so chat messages cannot be encoded; use /v1/completions with token ids", "messages");
-  return ctx.tokenizer;
+export function requirePrompts(ctx: ServingContext): PromptEncoder {
+  if (!ctx.prompts) throw badRequest("this model has no tokenizer, so chat messages cannot be encoded; use /v1/completions with token ids", "messages");
+  return ctx.prompts;
 }
 
-/** The prompt token ids of a chat: template, then encode (special tokens only if asked). */
-export function encodeChat(tok: TextTokenizer, messages: readonly ChatMessageInput[], o: {
+/** The prompt token ids of a chat: template, then encode (special tokens only if asked), off the event loop. */
+export function encodeChat(enc: PromptEncoder, messages: readonly ChatMessageInput[], o: {
   addGenerationPrompt: boolean; addSpecialTokens: boolean; tools?: object[] | null;
-}): number[] {
-  const text = tok.applyChatTemplate(toTemplateMessages(messages), {
+}): Promise<number[]> {
+  return enc.encodeChat(toTemplateMessages(messages), {
     addGenerationPrompt: o.addGenerationPrompt, ...(o.tools ? { tools: o.tools } : {}),
-  });
-  return tok.encode(text, o.addSpecialTokens);
+  }, o.addSpecialTokens);
 }
 
 interface Plan {
@@ -47,18 +47,19 @@ interface Plan {
 export async function createChatCompletion(c: Context, ctx: ServingContext): Promise<Response> {
   const req = await parseBody(c, ctx, ChatRequestSchema);
   checkModel(ctx, req.model);
-  const tok = requireTokenizer(ctx);
-  const ids = encodeChat(tok, req.messages, {
-    addGenerationPrompt: req.add_generation_prompt ?? true, addSpecialTokens: req.add_special_tokens ?? false, tools: req.tools,
-  });
+  const enc = requirePrompts(ctx);
   const template = generationTemplate(req, {
     maxTokens: req.max_completion_tokens ?? req.max_tokens ?? null,
     logprobs: req.logprobs ? (req.top_logprobs ?? 0) : -1,
     detokenize: true, vocabSize: ctx.client.info.vocabSize,
   });
   const n = req.n ?? 1;
+  ctx.service.checkCapacity(n);
+  const ids = await encodeChat(enc, req.messages, {
+    addGenerationPrompt: req.add_generation_prompt ?? true, addSpecialTokens: req.add_special_tokens ?? false, tools: req.tools,
+  });
   const set = ChoiceSet.start(ctx.service, choiceInputs(ids, template, n));
-  const plan: Plan = { ctx, req, promptTokens: ids.length, n, id: responseId("chatcmpl"), created: unixNow(), name: tokenNamer(tok) };
+  const plan: Plan = { ctx, req, promptTokens: ids.length, n, id: responseId("chatcmpl"), created: unixNow(), name: tokenNamer(enc.tokenizer) };
   if (req.stream) return streamChoices(c, set, streamPlan(plan));
   const results = await set.collect(c.req.raw.signal);
   return c.json(chatBody(plan, results));

@@ -16,22 +16,25 @@ interface Prompt {
   echo: string;
 }
 
-/** Every shape of `prompt` as a list of token-id prompts. */
-function resolvePrompts(ctx: ServingContext, req: CompletionRequest): Prompt[] {
+/** Every shape of `prompt` as a list of token-id prompts (text tokenized off the event loop). */
+function resolvePrompts(ctx: ServingContext, req: CompletionRequest): Promise<Prompt[]> {
   const p = req.prompt;
   const list: (string | number[])[] = typeof p === "string" ? [p] : typeof p[0] === "number" ? [p as number[]] : (p as (string | number[])[]);
-  const tok = ctx.tokenizer;
+  const enc = ctx.prompts;
   const skip = req.skip_special_tokens ?? true;
-  return list.map((item, i) => {
+  // Every prompt is checked before any is tokenized, so that a bad last one costs no work.
+  const jobs = list.map((item, i) => {
     const param = list.length > 1 ? `prompt[${i}]` : "prompt";
     if (typeof item === "string") {
-      if (!tok) throw badRequest("this model has no tokenizer; send the prompt as token ids", param);
+      if (!enc) throw badRequest("this model has no tokenizer; send the prompt as token ids", param);
       if (item === "") throw badRequest("the prompt is empty", param);
-      return { ids: tok.encode(item, req.add_special_tokens ?? true), echo: item };
+      enc.checkPromptSize(item.length, param);
+      return () => enc.encode(item, req.add_special_tokens ?? true, param).then((ids) => ({ ids, echo: item }));
     }
     checkTokenIds(item, ctx.client.info.vocabSize, param);
-    return { ids: item, echo: req.echo && tok ? tok.decode(item, skip) : "" };
+    return async () => ({ ids: item, echo: req.echo && enc ? await enc.decode(item, skip) : "" });
   });
+  return Promise.all(jobs.map((job) => job()));
 }
 
 interface Plan {
@@ -48,19 +51,23 @@ export async function createCompletion(c: Context, ctx: ServingContext): Promise
   const req = await parseBody(c, ctx, CompletionRequestSchema);
   checkModel(ctx, req.model);
   if (req.echo && req.logprobs != null) throw badRequest("echo together with logprobs needs prompt logprobs, which this server does not compute", "echo");
-  const prompts = resolvePrompts(ctx, req);
+  const n = req.n ?? 1;
+  ctx.service.checkCapacity(promptCount(req) * n);
+  const prompts = await resolvePrompts(ctx, req);
   // vLLM's default is 16 tokens; an explicit null means "as many as fit".
   const maxTokens = req.max_tokens === undefined ? 16 : req.max_tokens;
   const template = generationTemplate(req, {
     maxTokens, logprobs: req.logprobs ?? -1, detokenize: ctx.tokenizer !== null, vocabSize: ctx.client.info.vocabSize,
   });
-  const n = req.n ?? 1;
   const set = ChoiceSet.start(ctx.service, prompts.flatMap((p) => choiceInputs(p.ids, template, n)));
   const plan: Plan = { ctx, req, prompts, n, id: responseId("cmpl"), created: unixNow(), name: tokenNamer(ctx.tokenizer) };
   if (req.stream) return streamChoices(c, set, streamPlan(plan));
   const results = await set.collect(c.req.raw.signal);
   return c.json(completionBody(plan, results));
 }
+
+const promptCount = (req: CompletionRequest): number =>
+  typeof req.prompt === "string" || typeof req.prompt[0] === "number" ? 1 : req.prompt.length;
 
 const promptOf = (plan: Plan, index: number): Prompt => plan.prompts[Math.floor(index / plan.n)]!;
 const promptTokens = (plan: Plan): number => plan.prompts.reduce((s, p) => s + p.ids.length, 0);

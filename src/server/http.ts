@@ -19,7 +19,7 @@ export function startHttpServer(ctx: ServingContext, o: { hostname: string; port
     },
     // Idle keep-alive connections close after this; generating routes lift it once their body is
     // in (route-utils.ts readBody), so long prefills and slow streams are not cut.
-    idleTimeout: Math.min(255, Math.max(1, Math.ceil(ctx.limits.keepAliveTimeoutS))),
+    idleTimeout: Math.min(255, Math.ceil(ctx.limits.keepAliveTimeoutS)), // 0: never
     // Every size is ours to answer (readJsonBody, a JSON 413): Bun's own limit would send a bare 413.
     maxRequestBodySize: Number.MAX_SAFE_INTEGER,
   });

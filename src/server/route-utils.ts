@@ -10,7 +10,9 @@ import { readJsonBody } from "./body.ts";
 
 /** The body within the size and time limits, and exempt from the keep-alive timeout from then on. */
 export async function readBody(c: Context, ctx: ServingContext): Promise<Record<string, unknown>> {
-  const body = await readJsonBody(c.req.raw, { maxBytes: ctx.maxBodyBytes, timeoutMs: ctx.limits.bodyTimeoutS * 1000 });
+  const body = await readJsonBody(c.req.raw, {
+    maxBytes: ctx.maxBodyBytes, timeoutMs: ctx.limits.bodyTimeoutS * 1000, parse: (bytes) => ctx.inputs.parseJson(bytes),
+  });
   // Bun.serve closes a connection that sends nothing for --keep-alive-timeout; a long prefill or a
   // slow stream must not be cut (a client that leaves is noticed through the request's signal).
   (c.env as Server<unknown> | undefined)?.timeout?.(c.req.raw, 0);

@@ -2,12 +2,18 @@
 import type { EngineClient } from "../engine/client.ts";
 import type { TextTokenizer } from "../tokenizer/tokenizer.ts";
 import type { GenerationService } from "./generation.ts";
+import type { InputPool } from "./input-pool.ts";
 import type { ConnectionLimits } from "./limits.ts";
+import type { PromptEncoder } from "./prompt-encoder.ts";
 import type { ServingMetrics } from "./metrics.ts";
 
 export interface ServingContext {
   service: GenerationService;
   tokenizer: TextTokenizer | null;
+  /** Workers for large inputs: JSON bodies, prompts. */
+  inputs: InputPool;
+  /** Prompts to token ids off the event loop (null without a tokenizer). */
+  prompts: PromptEncoder | null;
   metrics: ServingMetrics;
   client: EngineClient;
   /** The name clients must send as `model` (--served-model-name, else the directory). */

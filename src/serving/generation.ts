@@ -87,9 +87,7 @@ export class GenerationService {
   start(input: GenerateInput, ev: GenerationEvents): GenerationHandle {
     this.checkAccepting();
     const maxTokens = this.resolveMaxTokens(input);
-    if (this.running.size >= this.opts.maxNumSeqs + this.opts.maxQueue) {
-      throw new ServiceError(429, "rate_limit_error", `the server is busy: ${this.running.size} requests in flight (--max-queue ${this.opts.maxQueue})`);
-    }
+    this.checkCapacity(1);
     if (input.detokenize && !this.tokenizer) throw new ServiceError(400, "invalid_request_error", "this model has no tokenizer; set detokenize to false");
     const id = `gen-${++this.nextId}`;
     const run = new Generation(id, input, this.tokenizer, this.metrics, ev, () => this.client.abort(id));
@@ -104,6 +102,19 @@ export class GenerationService {
       },
     );
     return { id, abort: () => run.abort() };
+  }
+
+  /**
+   * Throws what start() would for `count` more generations, before any work on them (a request's
+   * prompts are tokenized only once it is known to fit): 503 when refusing, 429 when full.
+   */
+  checkCapacity(count: number): void {
+    this.checkAccepting();
+    const cap = this.opts.maxNumSeqs + this.opts.maxQueue;
+    if (this.running.size + count > cap) {
+      throw new ServiceError(429, "rate_limit_error",
+        `the server is busy: ${this.running.size} requests in flight, ${count} more asked, room for ${cap} (--max-queue ${this.opts.maxQueue})`);
+    }
   }
 
   /** Throws 503 while the server shuts down or once the engine has failed. */

@@ -8,9 +8,9 @@ export interface ConnectionLimits {
    * request head is not complete within ~10 s).
    */
   maxConnections: number;
-  /** HTTP: an idle keep-alive connection closes after this long (Bun rounds it up to 4-second ticks). */
+  /** HTTP: an idle keep-alive connection closes after this long (Bun rounds it up to 4-second ticks; 0: never). */
   keepAliveTimeoutS: number;
-  /** HTTP: a request body must arrive whole within this many seconds of its headers (408 otherwise). */
+  /** HTTP: a request body must arrive whole within this many seconds of its headers (408 otherwise; 0: no limit). */
   bodyTimeoutS: number;
   /** msgpack: a connection with no request in flight that sends no frame for this long is closed (0: never). */
   msgpackIdleTimeoutS: number;

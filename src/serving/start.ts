@@ -10,7 +10,9 @@ import { startHttpServer } from "../server/http.ts";
 import { TextTokenizer } from "../tokenizer/tokenizer.ts";
 import type { ServingContext } from "./context.ts";
 import { GenerationService } from "./generation.ts";
+import { defaultPoolSize, InputPool } from "./input-pool.ts";
 import { DEFAULT_LIMITS, type ConnectionLimits } from "./limits.ts";
+import { PromptEncoder } from "./prompt-encoder.ts";
 import { ServingMetrics } from "./metrics.ts";
 
 export interface ServeOptions {
@@ -24,6 +26,8 @@ export interface ServeOptions {
   socketPath?: string | null;
   msgpackPort?: number | null;
   limits?: Partial<ConnectionLimits>;
+  /** Workers that parse large bodies and tokenize prompts (default: a quarter of the cores, 1 to 4). */
+  inputWorkers?: number;
   onProgress?: (done: number, total: number) => void;
   /** The engine failed (it has been logged; every request in flight has its error): the caller should shut down. */
   onEngineDead?: (reason: string) => void;
@@ -52,7 +56,14 @@ const FLUSH_MS = 2000;
 export async function startServer(o: ServeOptions): Promise<RunningServer> {
   const modelDir = o.engine.model;
   const tokenizer = existsSync(join(modelDir, "tokenizer.json")) ? TextTokenizer.fromDir(modelDir) : null;
-  const client = await EngineClient.start(o.engine, o.onProgress);
+  const pool = InputPool.start(tokenizer ? modelDir : null, o.inputWorkers ?? defaultPoolSize());
+  let client: EngineClient;
+  try {
+    client = await EngineClient.start(o.engine, o.onProgress);
+  } catch (e) {
+    pool.close();
+    throw e;
+  }
   const info = client.info;
   const modelName = o.servedModelName ?? basename(modelDir.replace(/\/+$/, "")) ?? modelDir;
   const metrics = new ServingMetrics(modelName, () => client.stats);
@@ -61,6 +72,7 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
   });
   const ctx: ServingContext = {
     service, tokenizer, metrics, client, modelName, maxModelLen: info.maxModelLen,
+    inputs: pool, prompts: tokenizer ? new PromptEncoder(tokenizer, pool, info.maxModelLen) : null,
     apiKey: o.apiKey ?? null, maxBodyBytes: o.maxBodyBytes ?? 32 * 2 ** 20, limits: { ...DEFAULT_LIMITS, ...o.limits },
     startedAt: Math.floor(Date.now() / 1000),
   };
@@ -73,7 +85,7 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
   let closing: Promise<void> | null = null;
   const shutdown = (timeoutMs: number) => {
     if (closing !== null && timeoutMs === 0) ctx.service.stopWaiting(); // asked again, without patience
-    return (closing ??= drainAndClose(ctx, http, msgpack, timeoutMs));
+    return (closing ??= drainAndClose(ctx, http, msgpack, timeoutMs).finally(() => pool.close()));
   };
   return {
     ctx, info, http, msgpack, url: `http://${o.host.includes(":") ? `[${o.host}]` : o.host}:${http.port}`,

@@ -83,6 +83,7 @@ export class TextTokenizer {
   private readonly bosToken: string | null;
   /** tokenizer_config.json's add_bos_token when present: it overrides the post-processor. */
   private readonly addBosToken: boolean | undefined;
+  private longestToken = 0;
 
   private constructor(
     private readonly inner: Tokenizer,
@@ -151,6 +152,23 @@ export class TextTokenizer {
 
   tokenToId(tok: string): number | undefined {
     return this.inner.token_to_id(tok);
+  }
+
+  /**
+   * The longest token, in UTF-16 units of its vocabulary string. A token covers at most that many
+   * units of input text (byte-level and SentencePiece strings spell each input byte or character
+   * with at least one unit), so a text longer than n * maxTokenChars has more than n tokens.
+   */
+  get maxTokenChars(): number {
+    if (this.longestToken === 0) {
+      for (const token of this.inner.get_vocab(true).keys()) this.longestToken = Math.max(this.longestToken, token.length);
+    }
+    return this.longestToken;
+  }
+
+  /** The chat rendered by the model's template, then encoded (special tokens only if asked: the template writes them). */
+  encodeChat(messages: ChatMessage[], opts: ChatTemplateOptions, addSpecialTokens: boolean): number[] {
+    return this.encode(this.applyChatTemplate(messages, opts), addSpecialTokens);
   }
 
   get hasChatTemplate(): boolean {

@@ -134,3 +134,41 @@ describe("finding 5: a client that drops mid-upload", () => {
     await stillServes();
   });
 });
+
+describe("finding 2: huge prompts are refused before tokenizing, and never stall other clients", () => {
+  let big: RunningServer;
+  beforeAll(async () => {
+    big = await serveFixture({}); // the default 32 MiB body limit
+  });
+  afterAll(() => big.close());
+
+  test("four 30 MiB /tokenize and /v1/completions at once: 400s within seconds, /health answering throughout", async () => {
+    // The big bodies come from another process, so that this thread is the server's alone.
+    const senders = `
+      const prompt = "Hello world ".repeat((30 * 2 ** 20) / 12);
+      const url = process.argv[1];
+      const paths = ["/tokenize", "/tokenize", "/v1/completions", "/v1/completions"];
+      const t0 = performance.now();
+      const rs = await Promise.all(paths.map((p) => fetch(url + p, { method: "POST", body: JSON.stringify({ prompt, max_tokens: 1 }) })));
+      const bodies = await Promise.all(rs.map((r) => r.json()));
+      console.log(JSON.stringify({ took: performance.now() - t0, statuses: rs.map((r) => r.status), messages: bodies.map((b) => b.error?.message) }));`;
+    const proc = Bun.spawn([process.execPath, "-e", senders, big.url], { stdout: "pipe" });
+    const healthLatencies: number[] = [];
+    const out = new Response(proc.stdout).text();
+    let done = false;
+    void proc.exited.then(() => (done = true));
+    while (!done) {
+      const t0 = performance.now();
+      expect((await fetch(`${big.url}/health`)).status).toBe(200);
+      healthLatencies.push(performance.now() - t0);
+      await Bun.sleep(10);
+    }
+    const r = JSON.parse(await out) as { took: number; statuses: number[]; messages: string[] };
+    expect(r.statuses).toEqual([400, 400, 400, 400]);
+    for (const m of r.messages) expect(m).toContain("more than this model's maximum context length");
+    const worst = Math.max(...healthLatencies);
+    console.log(`four 30 MiB prompts refused in ${r.took.toFixed(0)} ms; /health worst ${worst.toFixed(0)} ms over ${healthLatencies.length} polls`);
+    expect(r.took).toBeLessThan(10_000);
+    expect(worst).toBeLessThan(1000);
+  }, 30_000);
+});

@@ -1,5 +1,5 @@
 # `make` builds what a CPU machine can build: the cpu backend and ./vllmd.
-# `make test` runs every test on the cpu backend. `make cuda` builds libvllmd_cuda.so (needs nvcc).
+# `make test` runs every test on the cpu backend, then a one-minute soak of the daemon. `make cuda` builds libvllmd_cuda.so (needs nvcc).
 BUN      := node_modules/.bin/bun
 CXX      ?= g++
 CXXFLAGS ?= -O3 -std=c++17 -fPIC -fopenmp -Wall -Wextra -fvisibility=hidden
@@ -7,6 +7,8 @@ BUILD    := build
 CPU_SRCS := $(wildcard cpu/*.cpp common/*.cpp)
 CPU_HDRS := $(wildcard cpu/*.h common/*.h) include/vllmd.h
 TS_SRCS  := $(shell find src -name '*.ts' 2>/dev/null)
+# The soak `make test` ends with (bench/soak.ts): hostile and careless clients against ./vllmd.
+SOAK_SECONDS ?= 60
 
 .PHONY: all test deps cpu cuda clean
 all: vllmd
@@ -40,6 +42,7 @@ vllmd: deps cpu $(TS_SRCS)
 test: deps cpu vllmd
 	node_modules/.bin/tsc -p .
 	$(BUN) test --timeout 120000
+	$(BUN) bench/soak.ts --duration $(SOAK_SECONDS) --vllmd ./vllmd
 
 clean:
 	rm -rf $(BUILD) vllmd libvllmd_*.so

@@ -6,6 +6,7 @@ import { ApiError, errorResponse } from "./errors.ts";
 export function startHttpServer(ctx: ServingContext, o: { hostname: string; port: number }): ReturnType<typeof Bun.serve> {
   const app = createApp(ctx);
   const max = ctx.limits.maxConnections;
+  const bodyIdleS = ctx.limits.bodyTimeoutS > 0 ? Math.min(255, Math.ceil(ctx.limits.bodyTimeoutS) + 5) : 0;
   return Bun.serve({
     hostname: o.hostname,
     port: o.port,
@@ -15,6 +16,8 @@ export function startHttpServer(ctx: ServingContext, o: { hostname: string; port
         const e = new ApiError(503, "service_unavailable_error", `too many requests in progress (--max-connections ${max}); retry later`);
         return errorResponse(e, { connection: "close", "retry-after": "1" });
       }
+      // While a body arrives, Bun's idle timer must not cut it before readJsonBody's deadline answers 408.
+      if (req.body !== null && bodyIdleS > 0) server.timeout(req, bodyIdleS);
       return app.fetch(req, server);
     },
     // Idle keep-alive connections close after this; generating routes lift it once their body is

@@ -38,6 +38,21 @@ describe("HTTP", () => {
     expect(ms).toBeLessThan(3000);
   });
 
+  test("a stalled body gets its 408 even when the keep-alive timeout is shorter than the body timeout", async () => {
+    const other = await serveFixture({ limits: { keepAliveTimeoutS: 1, bodyTimeoutS: 5 } });
+    try {
+      let reply = "";
+      const socket = connect(Number(new URL(other.url).port), "127.0.0.1", () => socket.write(unfinishedBody));
+      socket.on("data", (d) => void (reply += d.toString()));
+      const t0 = performance.now();
+      await new Promise((r) => socket.once("close", r));
+      expect(reply).toStartWith("HTTP/1.1 408"); // not a silent close by the idle timer at ~4 s
+      expect(performance.now() - t0).toBeGreaterThanOrEqual(4900);
+    } finally {
+      await other.close();
+    }
+  }, 20_000);
+
   test("past --max-connections requests in progress, the next is a 503 at once; /health answers after", async () => {
     const held = Array.from({ length: LIMITS.maxConnections }, () => rawHttp(unfinishedBody));
     await Bun.sleep(100); // all of them are being read

@@ -10,7 +10,7 @@ TS_SRCS  := $(shell find src -name '*.ts' 2>/dev/null)
 # The soak `make test` ends with (bench/soak.ts): hostile and careless clients against ./vllmd.
 SOAK_SECONDS ?= 60
 
-.PHONY: all test deps cpu cuda clean
+.PHONY: all test deps cpu cuda compile clean
 all: vllmd
 
 deps: node_modules/.installed
@@ -36,8 +36,14 @@ $(BUILD)/libvllmd_cuda.so: $(CUDA_SRCS) $(CUDA_HDRS)
 	$(NVCC) $(NVCCFLAGS) -shared -o $@ $(CUDA_SRCS) -lcublas
 	cp $@ libvllmd_cuda.so
 
+# Every Worker's entry is its own entrypoint of the compiled binary (see src/worker-url.ts).
+ENTRYPOINTS := src/cli.ts src/engine/worker.ts src/serving/input-worker.ts
 vllmd: deps cpu $(TS_SRCS)
-	$(BUN) build --compile src/cli.ts src/engine/worker.ts src/serving/input-worker.ts --outfile vllmd
+	$(MAKE) compile
+
+# The binary alone, without `npm ci` (the GPU machine has node_modules unpacked and no network).
+compile:
+	$(BUN) build --compile $(ENTRYPOINTS) --outfile vllmd
 
 test: deps cpu vllmd
 	node_modules/.bin/tsc -p .

@@ -4,7 +4,7 @@
 // answering quickly throughout, and a clean exit on SIGTERM. Exits 1 if any invariant fails.
 // Usage: bun bench/soak.ts [--duration 60] [--concurrency 12] [--seed 1] [--max-health-ms 1000]
 //   [--vllmd ./vllmd (default: bun src/cli.ts)] [--json FILE] [-- MODEL_DIR and other `vllmd serve` flags]
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import {
@@ -50,10 +50,7 @@ async function startDaemon() {
   return { proc, target: { url, msgpackPort, maxBodyBytes: MAX_BODY } satisfies Target, log: () => log };
 }
 
-const rssMiB = (pid: number): number => {
-  const status = require("node:fs").readFileSync(`/proc/${pid}/status`, "utf8") as string;
-  return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024;
-};
+const rssMiB = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024;
 
 async function engineState(url: string): Promise<{ running: number; waiting: number; kv: number }> {
   const text = await (await fetch(`${url}/metrics`)).text();

@@ -153,7 +153,7 @@ build_all() {
   export NVCC_APPEND_FLAGS="${NVCC_APPEND_FLAGS:-} --threads 0"
   bg "make cuda" "$LOGS/build-cuda.log" 330 make -j16 cuda
   bg "make cpu" "$LOGS/build-cpu.log" 180 make -j16 cpu
-  bg "bun build --compile vllmd" "$LOGS/build-vllmd.log" 120 "$BUN" build --compile src/cli.ts src/engine/worker.ts --outfile vllmd
+  bg "bun build --compile vllmd" "$LOGS/build-vllmd.log" 120 make compile
   MODEL_OK=0
   if [ -f "$MODEL/.complete" ]; then
     row "benchmark model (8B, bf16)" "reused $MODEL" 0

@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import fc from "fast-check";
 import { StopStringMatcher } from "./stop-strings.ts";
 
 /** Feeds the deltas until stopped; returns everything emitted (plus flush if never stopped). */
@@ -88,5 +89,44 @@ describe("StopStringMatcher", () => {
 
   test("an empty stop string is rejected", () => {
     expect(() => new StopStringMatcher(["ok", ""])).toThrow(/non-empty/);
+  });
+});
+
+/** The matcher as first written: an earliest-start search, then a naive search for the held-back tail. */
+function naive(stops: string[], deltas: string[]): { text: string; stopped: boolean; stop?: string } {
+  let pending = "", out = "";
+  for (const d of deltas) {
+    const text = pending + d;
+    let best: { index: number; stop: string } | null = null;
+    for (const st of stops) {
+      const i = text.indexOf(st);
+      if (i >= 0 && (!best || i < best.index || (i === best.index && st.length > best.stop.length))) best = { index: i, stop: st };
+    }
+    if (best) return { text: out + text.slice(0, best.index), stopped: true, stop: best.stop };
+    let held = 0;
+    for (let n = text.length; n > 0 && !held; n--) if (stops.some((st) => st.length > n && st.startsWith(text.slice(text.length - n)))) held = n;
+    out += text.slice(0, text.length - held);
+    pending = text.slice(text.length - held);
+  }
+  return { text: out + pending, stopped: false };
+}
+
+describe("StopStringMatcher against the naive search", () => {
+  test("same text and stop for random stops and random splits of random text (a small alphabet, so partial matches overlap)", () => {
+    const word = (max: number) => fc.string({ unit: fc.constantFrom("a", "b", "c"), minLength: 1, maxLength: max });
+    fc.assert(fc.property(fc.uniqueArray(word(6), { minLength: 1, maxLength: 4 }), fc.array(fc.string({ unit: fc.constantFrom("a", "b", "c"), maxLength: 5 }), { maxLength: 12 }), (stops, deltas) => {
+      expect(run(new StopStringMatcher(stops), deltas)).toEqual(naive(stops, deltas));
+    }), { numRuns: 2000 });
+  });
+
+  test("64 long stop strings broken late at every push cost time linear in the text, not quadratic in the stops", () => {
+    const stops = Array.from({ length: 64 }, (_, i) => "a".repeat(1000 + i) + "x");
+    const m = new StopStringMatcher(stops);
+    const t0 = performance.now();
+    let emitted = 0;
+    for (let i = 0; i < 200; i++) emitted += m.push("a".repeat(1100)).emit.length + m.push("b").emit.length;
+    // ~65 ms here; the naive tail search compares every suffix against every stop (~550 ms)
+    expect(performance.now() - t0).toBeLessThan(400);
+    expect(emitted).toBe(200 * 1101);
   });
 });

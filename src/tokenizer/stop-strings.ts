@@ -1,6 +1,9 @@
 // Stop strings over streamed text. A stop string can arrive split over several deltas, so the
 // tail of the text that could still become a stop string is held back until the next delta
-// settles it; everything before that tail is safe to send at once.
+// settles it; everything before that tail is safe to send at once. How long that tail is comes
+// from one Knuth-Morris-Pratt automaton per stop string, advanced by each new character, so a
+// push costs O(delta x stops) whatever the stop strings are (a naive suffix search is quadratic
+// in their length, which a client could use to stall the server).
 
 export interface StopPushResult {
   /** Text that can be sent now. */
@@ -13,7 +16,9 @@ export interface StopPushResult {
 
 export class StopStringMatcher {
   private readonly stops: readonly string[];
-  private readonly longestStop: number;
+  /** Per stop string: its KMP failure function, and the automaton's state (longest suffix of the text that is a prefix of it). */
+  private readonly failure: Int32Array[];
+  private readonly state: Int32Array;
   /** Text received but not emitted: a possible beginning of a stop string. */
   private pending = "";
   private matched: string | null = null;
@@ -26,7 +31,8 @@ export class StopStringMatcher {
       if (typeof s !== "string" || s.length === 0) throw new RangeError("stop strings must be non-empty strings");
     }
     this.stops = [...new Set(stops)];
-    this.longestStop = this.stops.reduce((n, s) => Math.max(n, s.length), 0);
+    this.failure = this.stops.map(failureFunction);
+    this.state = new Int32Array(this.stops.length);
   }
 
   get stopped(): boolean {
@@ -43,7 +49,7 @@ export class StopStringMatcher {
       const end = this.includeStopStrInOutput ? match.index + match.stop.length : match.index;
       return { emit: text.slice(0, end), stopped: true, stop: match.stop };
     }
-    const held = this.partialStopLength(text);
+    const held = this.advance(delta);
     this.pending = text.slice(text.length - held);
     return { emit: text.slice(0, text.length - held), stopped: false };
   }
@@ -68,12 +74,31 @@ export class StopStringMatcher {
     return best;
   }
 
-  /** Length of the longest suffix of `text` that is a proper prefix of some stop string. */
-  private partialStopLength(text: string): number {
-    for (let n = Math.min(text.length, this.longestStop - 1); n > 0; n--) {
-      const tail = text.slice(text.length - n);
-      if (this.stops.some((s) => s.length > n && s.startsWith(tail))) return n;
+  /** Feeds the delta to every automaton; returns the longest suffix of the text that is a proper prefix of some stop string. */
+  private advance(delta: string): number {
+    let held = 0;
+    for (let k = 0; k < this.stops.length; k++) {
+      const s = this.stops[k]!, f = this.failure[k]!;
+      let q = this.state[k]!;
+      for (let i = 0; i < delta.length; i++) {
+        const c = delta.charCodeAt(i);
+        while (q > 0 && (q === s.length || s.charCodeAt(q) !== c)) q = f[q - 1]!;
+        if (s.charCodeAt(q) === c) q++;
+      }
+      this.state[k] = q;
+      held = Math.max(held, q < s.length ? q : f[q - 1]!); // a full match was found by earliestMatch
     }
-    return 0;
+    return held;
   }
+}
+
+/** f[i]: the length of the longest proper prefix of s[0..i] that is also its suffix. */
+function failureFunction(s: string): Int32Array {
+  const f = new Int32Array(s.length);
+  for (let i = 1, q = 0; i < s.length; i++) {
+    while (q > 0 && s.charCodeAt(i) !== s.charCodeAt(q)) q = f[q - 1]!;
+    if (s.charCodeAt(i) === s.charCodeAt(q)) q++;
+    f[i] = q;
+  }
+  return f;
 }

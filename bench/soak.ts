@@ -47,7 +47,8 @@ async function startDaemon() {
   const msgpackPort = Number(/msgpack\s+tcp:\S+:(\d+)/.exec(out)![1]);
   let log = "";
   void (async () => { for await (const c of proc.stderr) log += new TextDecoder().decode(c); })();
-  return { proc, target: { url, msgpackPort, maxBodyBytes: MAX_BODY } satisfies Target, log: () => log };
+  const summary = out.split("\n").filter((l) => /^(model|device|KV cache) /.test(l));
+  return { proc, summary, target: { url, msgpackPort, maxBodyBytes: MAX_BODY } satisfies Target, log: () => log };
 }
 
 const rssMiB = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024;
@@ -114,6 +115,7 @@ async function report(d: Awaited<ReturnType<typeof startDaemon>>, tally: Tally, 
     ["clean exit on SIGTERM", exit === 0, `exit ${exit}`],
   ];
   console.log(`soak: ${DURATION_S} s, ${CONCURRENCY} client loops + 6 idle connections, seed ${a.seed ?? 1}`);
+  for (const line of d.summary) console.log(`  ${line}`);
   for (const [kind, c] of [...tally.counts].sort()) console.log(`  ${kind.padEnd(16)} ${JSON.stringify(c)}`);
   for (const line of tally.unclear) console.log(`  unclear: ${line}`);
   for (const [name, ok, detail] of checks) console.log(`${ok ? "PASS" : "FAIL"}  ${name.padEnd(42)} ${detail}`);

@@ -5,6 +5,7 @@ import { samplingParamsSchema } from "../protocol/messages.ts";
 import { CompletionRequestSchema } from "../server/schemas.ts";
 import { ServiceError } from "./generation.ts";
 import { choiceInputs, generationTemplate, SAMPLING_LIMITS, type EndpointChoices } from "./sampling-params.ts";
+import { asJson, samplingBody, SAMPLING_FIELDS as FIELDS } from "../../test/helpers/sampling-arbitrary.ts";
 
 const VOCAB = 100;
 const choices = (over: Partial<EndpointChoices> = {}): EndpointChoices => ({ maxTokens: 16, logprobs: -1, detokenize: true, vocabSize: VOCAB, ...over });
@@ -104,20 +105,6 @@ describe("choiceInputs", () => {
 
 // ---- properties: any value of any field is refused by name, or gives parameters the sampler takes
 
-const EDGE_NUMBERS = [0, -0, 1, -1, 2, 100, 101, -101, 0.5, 3.4e38, 3.4028235e38, 3.5e38, 1e39, 1e-38, 1e-44, 1.4e-45, 1e-46,
-  2 ** 31 - 1, 2 ** 31, 2 ** 53, 2 ** 64, -(2 ** 63), Number.MAX_VALUE, Number.MIN_VALUE];
-const number = fc.oneof(fc.constantFrom(...EDGE_NUMBERS), fc.double(), fc.integer({ min: -5, max: 200 }));
-const smallList = <T>(a: fc.Arbitrary<T>) => fc.array(a, { maxLength: 4 });
-// Mostly numbers, and few fields per body, so that bodies often pass every other field's check.
-const anyValue: fc.Arbitrary<unknown> = fc.oneof(
-  { arbitrary: number, weight: 12 }, fc.constant(null), fc.boolean(), fc.string({ maxLength: 8 }), smallList(number), smallList(fc.string({ maxLength: 3 })),
-  fc.array(fc.integer({ min: 0, max: 150 }), { minLength: 1000, maxLength: 1100 }),
-  fc.dictionary(fc.oneof(fc.string({ maxLength: 3 }), fc.integer({ min: 0, max: 120 }).map(String)), number, { maxKeys: 4 }),
-  fc.bigInt({ min: -(2n ** 65n), max: 2n ** 65n }),
-);
-const FIELDS = Object.keys(samplingParamsSchema.shape);
-const body = fc.dictionary(fc.constantFrom(...FIELDS), anyValue, { maxKeys: 3 });
-
 /** Parses and maps as a front end does: the engine's params, or the field a 400 names. */
 function frontEnd(parse: (b: object) => { success: boolean; data?: any; error?: any }, b: object): { field: string } | { params: any } {
   const r = parse(b);
@@ -133,8 +120,8 @@ function frontEnd(parse: (b: object) => { success: boolean; data?: any; error?: 
 
 describe("properties", () => {
   test("HTTP: every body is refused naming a field, or maps to parameters the sampler takes", () => {
-    fc.assert(fc.property(body, (b) => {
-      const json = JSON.parse(JSON.stringify(b, (_k, v) => (typeof v === "bigint" ? Number(v) : v)));
+    fc.assert(fc.property(samplingBody, (b) => {
+      const json = asJson(b);
       const r = frontEnd((x) => CompletionRequestSchema.safeParse({ prompt: "x", ...x }), json);
       if ("field" in r) return FIELDS.includes(r.field);
       return samplingParamsFault({ ...r.params, maxTokens: r.params.maxTokens ?? 1 }, VOCAB) === null;
@@ -142,8 +129,8 @@ describe("properties", () => {
   });
 
   test("msgpack takes what HTTP takes and maps it to the same parameters (NaN and infinities refused too)", () => {
-    fc.assert(fc.property(body, (b) => {
-      const json = JSON.parse(JSON.stringify(b, (_k, v) => (typeof v === "bigint" ? Number(v) : v)));
+    fc.assert(fc.property(samplingBody, (b) => {
+      const json = asJson(b);
       const viaHttp = frontEnd((x) => CompletionRequestSchema.safeParse({ prompt: "x", ...x }), json);
       const viaMsgpack = frontEnd((x) => samplingParamsSchema.safeParse(x), json);
       const raw = frontEnd((x) => samplingParamsSchema.safeParse(x), b); // msgpack carries NaN, infinities, bigints

@@ -2,8 +2,10 @@
 // far over the limit, clients that leave mid-upload. After each the daemon still serves, and its
 // engine is idle with every KV block back.
 import { afterAll, beforeAll, describe, expect, spyOn, test } from "bun:test";
+import fc from "fast-check";
 import { connect } from "node:net";
 import type { RunningServer } from "../../src/serving/start.ts";
+import { asJson, samplingBody } from "../helpers/sampling-arbitrary.ts";
 import { RawConnection } from "../protocol/raw-client.ts";
 import { engineIdle, metric, serveFixture } from "./helpers.ts";
 
@@ -71,6 +73,28 @@ describe("finding 1: finite doubles that overflow or underflow float32", () => {
     expect((await mp.untilDone("overflow"))[0]).toMatchObject({ type: "error", code: "internal" });
     await stillServes();
   });
+});
+
+describe("properties: random values for every sampling field, live", () => {
+  test("over HTTP and msgpack each is served or refused with a clear error; the daemon serves on", async () => {
+    const statuses = new Map<number, number>();
+    await fc.assert(fc.asyncProperty(samplingBody, async (b) => {
+      const r = await post("/v1/completions", { prompt: "Hello", max_tokens: 2, ...asJson(b) });
+      const j = (await r.json()) as { error?: { code: number; message: string } };
+      statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
+      if (r.status !== 200) {
+        expect(j.error?.code).toBe(r.status);
+        expect(typeof j.error?.message).toBe("string");
+        expect(r.status).toBeLessThanOrEqual(500); // 400 for a bad field, 500 for a row the sampler could not sample
+      }
+      mp.send({ type: "generate", id: "p", prompt: "Hello", params: { max_tokens: 2, ...b } });
+      const last = (await mp.untilDone("p")).at(-1)!;
+      if (last.type === "error") expect(typeof last.message).toBe("string");
+      else expect(last.finished).toBe(true);
+    }), { numRuns: 300 });
+    expect(statuses.get(200)).toBeGreaterThan(10); // many were served, not only refused
+    await stillServes();
+  }, 60_000);
 });
 
 describe("finding 3: lists are bounded over HTTP as over msgpack", () => {

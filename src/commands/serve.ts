@@ -4,12 +4,12 @@ import { parseArgs } from "node:util";
 import type { EngineInfo } from "../engine/engine.ts";
 import { DEFAULT_MODEL_NAME } from "../model/default-model.ts";
 import { startServer, type RunningServer } from "../serving/start.ts";
-import type { ConnectionLimits } from "../serving/limits.ts";
+import { maxConnectionsFor, openFileLimit, type ConnectionLimits } from "../serving/limits.ts";
 import { engineConfigFrom, engineOptions, numArg, optNumArg, UsageError } from "./args.ts";
 
 export const SERVE_USAGE = `  vllmd serve [MODEL_DIR] [--host 127.0.0.1] [--port 8000] [--served-model-name NAME] [--api-key KEY]
     [--max-queue N (256)] [--socket PATH] [--msgpack-port N] [--shutdown-timeout S (0)]
-    [--max-connections N (2048)] [--keep-alive-timeout S (5)] [--body-timeout S (30)] [--msgpack-idle-timeout S (300)]
+    [--max-connections N (2048, less if the open-file limit is low)] [--keep-alive-timeout S (5)] [--body-timeout S (30)] [--msgpack-idle-timeout S (300)]
     [--input-workers N (a quarter of the cores, 1 to 4)]`;
 
 const LIMIT_FLAGS = {
@@ -25,10 +25,16 @@ function positiveInt(v: string | undefined, flag: string): number | undefined {
 
 function limitsFrom(a: Record<string, string | boolean | undefined>): Partial<ConnectionLimits> {
   const out: Partial<ConnectionLimits> = {};
+  const fds = openFileLimit();
   for (const [flag, key] of Object.entries(LIMIT_FLAGS)) {
     const v = optNumArg(a[flag] as string | undefined, flag);
     if (v === undefined) continue;
-    if (key === "maxConnections") out[key] = positiveInt(a[flag] as string, flag);
+    if (key === "maxConnections") {
+      out[key] = positiveInt(a[flag] as string, flag)!;
+      if (out[key]! > maxConnectionsFor(fds)) {
+        console.error(`vllmd: warning: --max-connections ${out[key]} for HTTP and msgpack each may exhaust the open-file limit (${fds}); raise \`ulimit -n\` or lower it to ${maxConnectionsFor(fds)}`);
+      }
+    }
     else if (v < 0) throw new UsageError(`--${flag} must be >= 0, got ${v}`);
     else out[key] = v;
   }

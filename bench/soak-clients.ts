@@ -5,6 +5,7 @@
 // which the soak counts as a failure).
 import { decode } from "@msgpack/msgpack";
 import { connect, type Socket } from "node:net";
+import { seededRandom } from "../src/native/testing.ts";
 import { FrameDecoder, FrameEncoder } from "../src/protocol/frame.ts";
 
 export type Outcome = "answered" | "refused" | "cut" | "unclear";
@@ -35,14 +36,9 @@ export interface Target {
 
 /** A seeded generator, so that a soak can be replayed. */
 export function rng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-  const int = (n: number) => Math.floor(next() * n);
+  const u = seededRandom(seed); // in [-1, 1)
+  const next = () => (u() + 1) / 2;
+  const int = (n: number) => Math.min(n - 1, Math.floor(next() * n));
   return { next, int, pick: <T>(xs: readonly T[]): T => xs[int(xs.length)]! };
 }
 export type Rng = ReturnType<typeof rng>;

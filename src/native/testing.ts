@@ -1,5 +1,6 @@
 // Helpers for the native backend tests: seeded random data, weight encodings, relative error,
 // and device upload/download shorthands. Test-only; nothing in the engine imports this.
+import { thrownBy } from "../testing/thrown.ts";
 import { type Backend, BackendError, type Buf, DType } from "./types.ts";
 
 /** A seeded uniform generator on [-1, 1) (mulberry32), so a failing test reproduces. */
@@ -98,12 +99,4 @@ export function cosSinTable(maxPos: number, dim: number, theta: number): Float32
 }
 
 /** Runs fn and returns the BackendError it throws (failing the test if it throws none). */
-export function backendError(fn: () => void): BackendError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof BackendError) return e;
-    throw e;
-  }
-  throw new Error("expected a BackendError");
-}
+export const backendError = (fn: () => void): BackendError => thrownBy(BackendError, fn);

@@ -3,6 +3,7 @@ import fc from "fast-check";
 import { samplingParamsFault } from "../engine/sampling-check.ts";
 import { samplingParamsSchema } from "../protocol/messages.ts";
 import { CompletionRequestSchema } from "../server/schemas.ts";
+import { thrownBy } from "../testing/thrown.ts";
 import { ServiceError } from "./generation.ts";
 import { choiceInputs, generationTemplate, SAMPLING_LIMITS, type EndpointChoices } from "./sampling-params.ts";
 import { asJson, samplingBody, SAMPLING_FIELDS as FIELDS } from "../../test/helpers/sampling-arbitrary.ts";
@@ -11,15 +12,7 @@ const VOCAB = 100;
 const choices = (over: Partial<EndpointChoices> = {}): EndpointChoices => ({ maxTokens: 16, logprobs: -1, detokenize: true, vocabSize: VOCAB, ...over });
 const fields = (body: object) => CompletionRequestSchema.parse({ prompt: "x", ...body });
 
-function thrown(f: () => unknown): ServiceError {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof ServiceError) return e;
-    throw e;
-  }
-  throw new Error("expected a ServiceError");
-}
+const thrown = (f: () => unknown): ServiceError => thrownBy(ServiceError, f);
 
 describe("generationTemplate", () => {
   test("maps every field onto the engine's parameters", () => {

@@ -12,7 +12,8 @@ export function startHttpServer(ctx: ServingContext, o: { hostname: string; port
     port: o.port,
     fetch(req, server) {
       // pendingRequests counts this one: refuse at once and close, so a flood holds no descriptors.
-      if (server.pendingRequests > max) {
+      // A request without a body is answered at once and holds nothing, so /health stays open.
+      if (req.body !== null && server.pendingRequests > max) {
         const e = new ApiError(503, "service_unavailable_error", `too many requests in progress (--max-connections ${max}); retry later`);
         return errorResponse(e, { connection: "close", "retry-after": "1" });
       }

@@ -53,16 +53,18 @@ describe("HTTP", () => {
     }
   }, 20_000);
 
-  test("past --max-connections requests in progress, the next is a 503 at once; /health answers after", async () => {
+  test("past --max-connections requests in progress, the next with a body is a 503 at once; /health still answers", async () => {
     const held = Array.from({ length: LIMITS.maxConnections }, () => rawHttp(unfinishedBody));
     await Bun.sleep(100); // all of them are being read
     const t0 = performance.now();
-    const r = await fetch(`${srv.url}/v1/models`);
+    const r = await fetch(`${srv.url}/v1/completions`, { method: "POST", body: JSON.stringify({ prompt: "hi", max_tokens: 1 }) });
     expect(performance.now() - t0).toBeLessThan(300);
     expect(r.status).toBe(503);
     expect(((await r.json()) as { error: { message: string } }).error.message).toContain("--max-connections 3");
+    expect((await fetch(`${srv.url}/health`)).status).toBe(200); // no body: answered at once, holds nothing
     await Promise.all(held.map((h) => h.closed)); // the body timeout frees them
-    expect((await fetch(`${srv.url}/health`)).status).toBe(200);
+    const after = await fetch(`${srv.url}/v1/completions`, { method: "POST", body: JSON.stringify({ prompt: "hi", max_tokens: 1 }) });
+    expect(after.status).toBe(200);
   });
 
   test("an idle keep-alive connection is closed after --keep-alive-timeout", async () => {

@@ -27,9 +27,9 @@ $(BUILD)/libvllmd_cpu.so: $(CPU_SRCS) $(CPU_HDRS)
 # The CUDA backend (on a machine with nvcc and cuBLAS): Hopper (sm_90a) and Ampere (sm_80).
 NVCC       ?= nvcc
 CUDA_ARCH  ?= -gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_80,code=sm_80
-NVCCFLAGS  ?= -O3 -std=c++17 -Xcompiler -fPIC,-fvisibility=hidden -Iinclude -Icpu $(CUDA_ARCH) -lineinfo
+NVCCFLAGS  ?= -O3 -std=c++17 -Xcompiler -fPIC,-fvisibility=hidden -Iinclude $(CUDA_ARCH) -lineinfo
 CUDA_SRCS  := $(wildcard cuda/*.cu) $(wildcard common/*.cpp)
-CUDA_HDRS  := $(wildcard cuda/*.cuh cuda/*.h common/*.h) include/vllmd.h cpu/rng.h
+CUDA_HDRS  := $(wildcard cuda/*.cuh cuda/*.h common/*.h) include/vllmd.h
 cuda: $(BUILD)/libvllmd_cuda.so
 $(BUILD)/libvllmd_cuda.so: $(CUDA_SRCS) $(CUDA_HDRS)
 	@mkdir -p $(BUILD)

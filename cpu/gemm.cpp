@@ -56,6 +56,10 @@ struct Avx2Vec {
   static V load_x(const float *p) { return _mm256_loadu_ps(p); }
   template <int WD> static V load_w(const void *w, int64_t idx) {
     if constexpr (WD == VD_F32) return _mm256_loadu_ps(static_cast<const float *>(w) + idx);
+    if constexpr (WD == VD_FP8_E4M3) {
+      __m128i codes = _mm_loadl_epi64(reinterpret_cast<const __m128i *>(static_cast<const uint8_t *>(w) + idx));
+      return _mm256_i32gather_ps(kFp8E4m3Table, _mm256_cvtepu8_epi32(codes), 4);
+    }
     __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i *>(static_cast<const uint16_t *>(w) + idx));
     if constexpr (WD == VD_F16) return _mm256_cvtph_ps(h);
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)); // bf16: the high half of f32
@@ -95,8 +99,10 @@ BlockFn pick_block_fn() {
 // Below this many multiply-adds a second thread costs more than it saves.
 constexpr int64_t kParallelWork = int64_t(1) << 18;
 
-void run_gemm(const float *x, const void *w, int32_t wd, const void *bias, float *out, int64_t m, int64_t n,
-              int64_t k) {
+} // namespace
+
+void vd::run_gemm(const float *x, const void *w, int32_t wd, const void *bias, float *out, int64_t m, int64_t n,
+                  int64_t k) {
   static const BlockFn block = pick_block_fn();
   // Column chunks of ~96 KiB of weights stay in L2 while row strips stream past; a multiple of
   // 24 columns is a whole number of tiles for every strip height.
@@ -110,8 +116,6 @@ void run_gemm(const float *x, const void *w, int32_t wd, const void *bias, float
     for (int64_t ti = 0; ti < tm; ti++)
       block(x, w, wd, bias, out, n, k, ti * mb, std::min(m, (ti + 1) * mb), tj * nb, std::min(n, (tj + 1) * nb));
 }
-
-} // namespace
 
 VD_API int32_t vd_gemm(uint64_t ctx, uint64_t out, uint64_t x, uint64_t w, uint64_t bias, int64_t m, int64_t n,
                        int64_t k, int32_t act_dtype, int32_t w_dtype) {

@@ -86,6 +86,7 @@ inline void gemm_block(const float *x, const void *w, int32_t w_dtype, const voi
   switch (w_dtype) {
   case VD_F32: gemm_block_typed<P, VD_F32>(x, w, bias, out, n, k, i0, i1, j0, j1); break;
   case VD_BF16: gemm_block_typed<P, VD_BF16>(x, w, bias, out, n, k, i0, i1, j0, j1); break;
+  case VD_FP8_E4M3: gemm_block_typed<P, VD_FP8_E4M3>(x, w, bias, out, n, k, i0, i1, j0, j1); break;
   default: gemm_block_typed<P, VD_F16>(x, w, bias, out, n, k, i0, i1, j0, j1); break;
   }
 }

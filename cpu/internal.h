@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "vllmd.h"
+#include "../common/fp8.h"
 #include "../common/status.h"
 
 #define VD_API extern "C" __attribute__((visibility("default")))
@@ -32,6 +33,7 @@ inline int64_t dtype_bytes(int32_t dtype) {
   case VD_F16: return 2;
   case VD_BF16: return 2;
   case VD_I32: return 4;
+  case VD_FP8_E4M3: return 1;
   default: return 0;
   }
 }
@@ -61,11 +63,19 @@ inline int32_t check_weight_dtype(const char *fn, const char *arg, int32_t w_dty
 
 // a * b * c as a byte count, saturating at UINT64_MAX (so a size check fails instead of wrapping).
 
-// Reads element i of a weight array of `dtype` (f32, f16 or bf16) as f32.
+// out[m, n] = x[m, k] . w[n, k]^T (+ bias of w_dtype, none for fp8), f32 x and out (cpu/gemm.cpp).
+void run_gemm(const float *x, const void *w, int32_t w_dtype, const void *bias, float *out, int64_t m, int64_t n,
+              int64_t k);
+
+// e4m3 code -> f32, all 256 of them, for the GEMM's weight loads (filled at load by cpu/quant.cpp).
+extern float kFp8E4m3Table[256];
+
+// Reads element i of a weight array of `dtype` (f32, f16, bf16 or fp8 e4m3) as f32.
 inline float load_as_f32(const void *p, int64_t i, int32_t dtype) {
   switch (dtype) {
   case VD_F32: return static_cast<const float *>(p)[i];
   case VD_BF16: return bf16_to_f32(static_cast<const uint16_t *>(p)[i]);
+  case VD_FP8_E4M3: return kFp8E4m3Table[static_cast<const uint8_t *>(p)[i]];
   default: return f16_to_f32(static_cast<const uint16_t *>(p)[i]);
   }
 }

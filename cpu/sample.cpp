@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "internal.h"
-#include "rng.h"
+#include "../common/rng.h"
 #include "sample.h"
 
 namespace {

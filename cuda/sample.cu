@@ -25,7 +25,7 @@
 #include <cmath>
 
 #include "common.cuh"
-#include "rng.h"
+#include "../common/rng.h"
 #include "sample.cuh"
 
 namespace {

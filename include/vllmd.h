@@ -28,7 +28,7 @@
 extern "C" {
 #endif
 
-#define VD_ABI_VERSION 5
+#define VD_ABI_VERSION 6
 
 /* Status codes. */
 #define VD_OK 0
@@ -44,6 +44,7 @@ extern "C" {
 #define VD_F16 1
 #define VD_BF16 2
 #define VD_I32 3
+#define VD_FP8_E4M3 4 /* 1 byte, OCP float8 e4m3fn (largest finite 448, no infinities): quantized weights */
 
 /* ---- library ---------------------------------------------------------------------------- */
 
@@ -193,6 +194,25 @@ int32_t vd_attention(uint64_t ctx, uint64_t out, uint64_t q, uint64_t k_cache, u
 /* out[M, N] = x[M, K] · w[N, K]ᵀ (+ bias[N] if bias != 0). w and bias of w_dtype. */
 int32_t vd_gemm(uint64_t ctx, uint64_t out, uint64_t x, uint64_t w, uint64_t bias, int64_t m, int64_t n, int64_t k,
                 int32_t act_dtype, int32_t w_dtype);
+
+/* ---- quantized weights ------------------------------------------------------------------ */
+
+/*
+ * Per-row FP8 quantization, as vLLM's --quantization fp8 does at load: for each row r of src
+ * [rows, cols] (f32, f16 or bf16), scales[r] = max|src[r, :]| / 448 (1 for a row of zeros) and
+ * q[r, c] = e4m3(src[r, c] / scales[r]), rounded to nearest even. q: [rows, cols] of VD_FP8_E4M3;
+ * scales: f32 [rows].
+ */
+int32_t vd_quantize_fp8(uint64_t ctx, uint64_t q, uint64_t scales, uint64_t src, int64_t rows, int64_t cols,
+                        int32_t src_dtype);
+
+/*
+ * Weight-only FP8: out[M, N] = (x[M, K] · w[N, K]ᵀ) * w_scale[N] (+ bias[N] if bias != 0), the dot
+ * of x with the e4m3 values accumulated in f32 and scaled once. w: VD_FP8_E4M3; w_scale: f32 [N];
+ * x, out and bias of act_dtype.
+ */
+int32_t vd_gemm_fp8(uint64_t ctx, uint64_t out, uint64_t x, uint64_t w, uint64_t w_scale, uint64_t bias, int64_t m,
+                    int64_t n, int64_t k, int32_t act_dtype);
 
 /* out[T, I] = silu(gate_up[T, :I]) * gate_up[T, I:]. gate_up: [T, 2I]. */
 int32_t vd_silu_mul(uint64_t ctx, uint64_t out, uint64_t gate_up, int64_t n_tokens, int64_t inter, int32_t act_dtype);

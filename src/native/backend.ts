@@ -7,7 +7,7 @@ import {
 } from "./types.ts";
 
 /** The VD_ABI_VERSION of the include/vllmd.h this code was written against. */
-export const EXPECTED_ABI_VERSION = 5;
+export const EXPECTED_ABI_VERSION = 6;
 
 export interface OpenBackendOptions {
   firstDevice?: number;
@@ -221,6 +221,14 @@ class NativeBackend implements Backend {
 
   gemm(out: Buf, x: Buf, w: Buf, bias: Buf, m: number, n: number, k: number, act: DType, wDtype: DType): void {
     this.check("vd_gemm", this.lib.symbols.vd_gemm(this.ctx, out, x, w, bias, m, n, k, act, wDtype));
+  }
+
+  quantizeFp8(q: Buf, scales: Buf, src: Buf, rows: number, cols: number, srcDtype: DType): void {
+    this.check("vd_quantize_fp8", this.lib.symbols.vd_quantize_fp8(this.ctx, q, scales, src, rows, cols, srcDtype));
+  }
+
+  gemmFp8(out: Buf, x: Buf, w: Buf, wScale: Buf, bias: Buf, m: number, n: number, k: number, act: DType): void {
+    this.check("vd_gemm_fp8", this.lib.symbols.vd_gemm_fp8(this.ctx, out, x, w, wScale, bias, m, n, k, act));
   }
 
   siluMul(out: Buf, gateUp: Buf, nTokens: number, inter: number, act: DType): void {

@@ -66,6 +66,10 @@ export const vllmdSymbols = {
   },
   // ctx, out, x, w, bias, m, n, k, act_dtype, w_dtype
   vd_gemm: { args: [u64, u64, u64, u64, u64, i64, i64, i64, i32, i32], returns: i32 },
+  // ctx, q, scales, src, rows, cols, src_dtype
+  vd_quantize_fp8: { args: [u64, u64, u64, u64, i64, i64, i32], returns: i32 },
+  // ctx, out, x, w, w_scale, bias, m, n, k, act_dtype
+  vd_gemm_fp8: { args: [u64, u64, u64, u64, u64, u64, i64, i64, i64, i32], returns: i32 },
   // ctx, out, gate_up, n_tokens, inter, act_dtype
   vd_silu_mul: { args: [u64, u64, u64, i64, i64, i32], returns: i32 },
   // ctx, out, x, rows, n_rows, cols, act_dtype

@@ -24,8 +24,8 @@ test("the ABI version, status codes, dtypes and sampling columns match the heade
   const status = defines("VD_OK");
   for (const [k, v] of defines("VD_ERR_")) status.set(k, v);
   expect(mirror(Status, (k) => (k === "ok" ? "VD_OK" : `VD_ERR_${snake(k)}`))).toEqual(status);
-  expect(mirror(DType, (k) => `VD_${k.toUpperCase()}`)).toEqual(
-    new Map([...defines("VD_")].filter(([k]) => /^VD_(F32|F16|BF16|I32)$/.test(k))),
+  expect(mirror(DType, (k) => `VD_${snake(k)}`)).toEqual(
+    new Map([...defines("VD_")].filter(([k]) => /^VD_(F32|F16|BF16|I32|FP8_E4M3)$/.test(k))),
   );
   expect(mirror(SP, (k) => `VD_SP_${snake(k)}`)).toEqual(defines("VD_SP_"));
 });

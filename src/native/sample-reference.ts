@@ -36,7 +36,7 @@ export const refRow = (logits: Float32Array, over: Partial<RefRow> = {}): RefRow
 const M64 = (1n << 64n) - 1n;
 const GOLDEN_GAMMA = 0x9e3779b97f4a7c15n;
 
-/** The SplitMix64 finaliser (cpu/rng.h: mix64). */
+/** The SplitMix64 finaliser (common/rng.h: mix64). */
 export function mix64(z: bigint): bigint {
   z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & M64;
   z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & M64;
@@ -45,7 +45,7 @@ export function mix64(z: bigint): bigint {
 
 export const splitmix64 = (z: bigint): bigint => mix64((z + GOLDEN_GAMMA) & M64);
 
-/** u = (splitmix64(seed ^ splitmix64(step)) >> 11) * 2^-53, as cpu/rng.h documents. */
+/** u = (splitmix64(seed ^ splitmix64(step)) >> 11) * 2^-53, as common/rng.h documents. */
 export function counterUniform(seed: bigint, step: number): number {
   const x = splitmix64((seed & M64) ^ splitmix64(BigInt(step)));
   return Number(x >> 11n) / 2 ** 53;

@@ -183,7 +183,7 @@ describe("bias and penalties", () => {
 });
 
 describe("seeded sampling", () => {
-  test("the RNG is SplitMix64 as cpu/rng.h documents, and uniform logits reveal it", () => {
+  test("the RNG is SplitMix64 as common/rng.h documents, and uniform logits reveal it", () => {
     expect(splitmix64(0n)).toBe(0xe220a8397b1dcdafn); // SplitMix64's first output from state 0
     const r = rng(3);
     const rows = Array.from({ length: 300 }, (_, s) => refRow(new Float32Array(1024), { seed: s < 2 ? BigInt(s) : r.seed64(), step: r.int(5000) }));

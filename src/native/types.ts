@@ -1,11 +1,11 @@
 // The typed face of include/vllmd.h. Models and the runner call ops only through `Backend`;
 // src/native/backend.ts implements it over bun:ffi for any library that exports the ABI.
 
-/** Element types, as VD_F32... in vllmd.h. */
-export const DType = { f32: 0, f16: 1, bf16: 2, i32: 3 } as const;
+/** Element types, as VD_F32... in vllmd.h (fp8E4m3: quantized weights only). */
+export const DType = { f32: 0, f16: 1, bf16: 2, i32: 3, fp8E4m3: 4 } as const;
 export type DType = (typeof DType)[keyof typeof DType];
 
-export const dtypeBytes = (d: DType): number => (d === DType.f16 || d === DType.bf16 ? 2 : 4);
+export const dtypeBytes = (d: DType): number => (d === DType.fp8E4m3 ? 1 : d === DType.f16 || d === DType.bf16 ? 2 : 4);
 
 /** Status codes of vllmd.h. */
 export const Status = {
@@ -151,6 +151,10 @@ export interface Backend {
     maxBlocks: number, scale: number, act: DType,
   ): void;
   gemm(out: Buf, x: Buf, w: Buf, bias: Buf, m: number, n: number, k: number, act: DType, wDtype: DType): void;
+  /** Per-row e4m3 quantization: q [rows, cols] fp8, scales f32 [rows] (vd_quantize_fp8). */
+  quantizeFp8(q: Buf, scales: Buf, src: Buf, rows: number, cols: number, srcDtype: DType): void;
+  /** out = (x · wᵀ) * wScale (+ bias), w fp8 e4m3 [n, k], wScale f32 [n], bias of act (vd_gemm_fp8). */
+  gemmFp8(out: Buf, x: Buf, w: Buf, wScale: Buf, bias: Buf, m: number, n: number, k: number, act: DType): void;
   siluMul(out: Buf, gateUp: Buf, nTokens: number, inter: number, act: DType): void;
   gatherRows(out: Buf, x: Buf, rows: Buf, nRows: number, cols: number, act: DType): void;
   /** tokenIds[dstRows[j]] = src[srcRows[j]] for j < n, all i32: a decode's input is the token the

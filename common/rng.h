@@ -16,11 +16,7 @@
 
 #include <stdint.h>
 
-#if defined(__CUDACC__) || defined(__HIPCC__)
-#define VD_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define VD_HOST_DEVICE inline
-#endif
+#include "host_device.h"
 
 namespace vd {
 

@@ -1,0 +1,77 @@
+// FP8 weights on the cpu: per-row quantization (vLLM's --quantization fp8 at load) and the
+// weight-only GEMM, which is vd_gemm's tiled kernel reading e4m3 codes through a table, then one
+// scale per output column. The reference the cuda kernels are checked against.
+#include <algorithm>
+#include <cmath>
+
+#include "internal.h"
+
+using namespace vd;
+
+namespace {
+
+// Fills kFp8E4m3Table when the library loads, before any call can read it.
+struct Fp8TableInit {
+  Fp8TableInit() {
+    for (int b = 0; b < 256; b++) kFp8E4m3Table[b] = fp8_e4m3_to_f32(uint8_t(b));
+  }
+};
+
+// Below this many elements a second thread costs more than it saves.
+constexpr int64_t kParallelElems = int64_t(1) << 16;
+
+} // namespace
+
+float vd::kFp8E4m3Table[256];
+static const Fp8TableInit fp8_table_init;
+
+VD_API int32_t vd_quantize_fp8(uint64_t ctx, uint64_t q, uint64_t scales, uint64_t src, int64_t rows, int64_t cols,
+                               int32_t src_dtype) {
+  clear_error();
+  const char *fn = "vd_quantize_fp8";
+  int32_t st = check_float_dtype(fn, "src_dtype", src_dtype);
+  if (st == VD_OK) st = check_nonneg(fn, "rows", rows);
+  if (st == VD_OK) st = check_nonneg(fn, "cols", cols);
+  if (st != VD_OK) return st;
+  Span sq, ss, sx;
+  if (!lookup_sized(ctx, q, "vd_quantize_fp8(q)", bytes_of(rows, cols, 1), &sq) ||
+      !lookup_sized(ctx, scales, "vd_quantize_fp8(scales)", bytes_of(1, rows, 4), &ss) ||
+      !lookup_sized(ctx, src, "vd_quantize_fp8(src)", bytes_of(rows, cols, dtype_bytes(src_dtype)), &sx))
+    return VD_ERR_INVALID_ARGUMENT;
+  uint8_t *out = sq.data;
+  float *scale = reinterpret_cast<float *>(ss.data);
+#pragma omp parallel for schedule(static) if (rows * cols >= kParallelElems)
+  for (int64_t r = 0; r < rows; r++) {
+    float absmax = 0.0f;
+    for (int64_t c = 0; c < cols; c++) absmax = std::max(absmax, std::fabs(load_as_f32(sx.data, r * cols + c, src_dtype)));
+    const float s = absmax > 0.0f ? absmax / kFp8E4m3Max : 1.0f;
+    scale[r] = s;
+    for (int64_t c = 0; c < cols; c++) out[r * cols + c] = f32_to_fp8_e4m3(load_as_f32(sx.data, r * cols + c, src_dtype) / s);
+  }
+  return VD_OK;
+}
+
+VD_API int32_t vd_gemm_fp8(uint64_t ctx, uint64_t out, uint64_t x, uint64_t w, uint64_t w_scale, uint64_t bias,
+                           int64_t m, int64_t n, int64_t k, int32_t act_dtype) {
+  clear_error();
+  const char *fn = "vd_gemm_fp8";
+  int32_t st = check_act_dtype(fn, act_dtype);
+  if (st == VD_OK) st = check_nonneg(fn, "m", m);
+  if (st == VD_OK) st = check_nonneg(fn, "n", n);
+  if (st == VD_OK) st = check_nonneg(fn, "k", k);
+  if (st != VD_OK) return st;
+  Span so, sx, sw, ss, sb{nullptr, 0};
+  if (!lookup_sized(ctx, out, "vd_gemm_fp8(out)", bytes_of(m, n, 4), &so) ||
+      !lookup_sized(ctx, x, "vd_gemm_fp8(x)", bytes_of(m, k, 4), &sx) ||
+      !lookup_sized(ctx, w, "vd_gemm_fp8(w)", bytes_of(n, k, 1), &sw) ||
+      !lookup_sized(ctx, w_scale, "vd_gemm_fp8(w_scale)", bytes_of(1, n, 4), &ss) ||
+      (bias != 0 && !lookup_sized(ctx, bias, "vd_gemm_fp8(bias)", bytes_of(1, n, 4), &sb)))
+    return VD_ERR_INVALID_ARGUMENT;
+  float *o = reinterpret_cast<float *>(so.data);
+  run_gemm(reinterpret_cast<const float *>(sx.data), sw.data, VD_FP8_E4M3, nullptr, o, m, n, k);
+  const float *s = reinterpret_cast<const float *>(ss.data), *b = reinterpret_cast<const float *>(sb.data);
+#pragma omp parallel for schedule(static) if (m * n >= kParallelElems)
+  for (int64_t i = 0; i < m; i++)
+    for (int64_t j = 0; j < n; j++) o[i * n + j] = o[i * n + j] * s[j] + (b ? b[j] : 0.0f);
+  return VD_OK;
+}

@@ -34,6 +34,8 @@ struct Context {
   void *cublas_workspace = nullptr;   // cuBLAS's workspace, ours so that graph capture allocates nothing
   void *attn_workspace = nullptr;     // split-KV partials of vd_attention (grown on demand, never in capture)
   uint64_t attn_workspace_bytes = 0;
+  void *dequant_workspace = nullptr;  // vd_gemm_fp8's dequantized weights for large batches (likewise)
+  uint64_t dequant_workspace_bytes = 0;
 };
 
 // VD_OK, or VD_ERR_INVALID_ARGUMENT naming fn when the context is capturing a graph (host copies,
@@ -78,7 +80,13 @@ __device__ __forceinline__ void record_fault(int32_t *fault, int32_t code) {
   *reinterpret_cast<volatile int32_t *>(fault) = code; // a plain store: any one code will do
 }
 
-inline int64_t dtype_bytes(int32_t dtype) { return dtype == VD_F32 || dtype == VD_I32 ? 4 : (dtype == VD_F16 || dtype == VD_BF16 ? 2 : 0); }
+inline int64_t dtype_bytes(int32_t dtype) {
+  return dtype == VD_F32 || dtype == VD_I32 ? 4 : dtype == VD_F16 || dtype == VD_BF16 ? 2 : dtype == VD_FP8_E4M3 ? 1 : 0;
+}
+
+// out[M, N] = x[M, K] · w[N, K]ᵀ, all of dtype dt (f32, f16 or bf16), no bias: vd_gemm's kernels
+// (cuda/gemm.cu) for other ops that need a dense product.
+int32_t gemm_dense(Context *c, void *out, const void *x, const void *w, int64_t m, int64_t n, int64_t k, int32_t dt);
 
 // Element access by run-time dtype (f32, f16, bf16), converting through f32.
 __device__ __forceinline__ float load_f32(const void *p, int64_t i, int32_t dtype);

@@ -137,6 +137,7 @@ int32_t release_context(ContextEntry &e) {
   for (void *p : e.host_blocks) keep(check_cuda(cudaFreeHost(p), fn, "cudaFreeHost"));
   e.host_blocks.clear();
   if (c.attn_workspace) keep(check_cuda(cudaFree(c.attn_workspace), fn, "cudaFree(attention workspace)"));
+  if (c.dequant_workspace) keep(check_cuda(cudaFree(c.dequant_workspace), fn, "cudaFree(dequantization workspace)"));
   if (c.cublas_workspace) keep(check_cuda(cudaFree(c.cublas_workspace), fn, "cudaFree(cublas workspace)"));
   if (c.cublas && cublasDestroy_v2(static_cast<cublasHandle_t>(c.cublas)) != CUBLAS_STATUS_SUCCESS && st == VD_OK)
     st = fail(VD_ERR_DEVICE, "%s: cublasDestroy failed", fn);

@@ -173,6 +173,16 @@ int32_t gemm_tiled(const GemmArgs &g) {
 
 } // namespace
 
+int32_t vd::gemm_dense(Context *c, void *out, const void *x, const void *w, int64_t m, int64_t n, int64_t k, int32_t dt) {
+  const GemmArgs g{c, out, x, w, nullptr, m, n, k, dt, dt};
+  if (m == 0 || n == 0) return VD_OK;
+  if (k == 0) {
+    fill_bias_kernel<<<flat_blocks(m * n), kThreads, 0, c->stream>>>(out, nullptr, m, n, dt, dt);
+    return check_launch(kFn);
+  }
+  return gemv_fits(g) ? gemm_gemv(g) : gemm_cublas(g);
+}
+
 VD_API int32_t vd_gemm(uint64_t ctx, uint64_t out, uint64_t x, uint64_t w, uint64_t bias, int64_t m, int64_t n,
                        int64_t k, int32_t act_dtype, int32_t w_dtype) {
   clear_error();

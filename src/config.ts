@@ -23,6 +23,8 @@ export const EngineConfigSchema = z.object({
    * backends; the cpu backend computes inside the launch, so there is nothing to overlap.
    */
   asyncScheduling: z.enum(["auto", "on", "off"]).default("auto"),
+  /** Linear layers quantized at load (vLLM's --quantization fp8: e4m3, one scale per output row); null keeps the checkpoint's dtype. */
+  quantization: z.enum(["fp8"]).nullable().default(null),
 });
 
 export type EngineConfigInput = z.input<typeof EngineConfigSchema>;

@@ -26,12 +26,15 @@ export const engineOptions = {
   "enforce-eager": { type: "boolean" },
   "async-scheduling": { type: "boolean" },
   "no-async-scheduling": { type: "boolean" },
+  quantization: { type: "string" },
 } as const;
 
 export function engineConfigFrom(a: Record<string, unknown>, model: string) {
   const s = (k: string) => a[k] as string | undefined;
   const device = s("device") ?? "auto";
   if (!["auto", "cpu", "cuda", "hip"].includes(device)) throw new UsageError(`--device must be auto, cpu, cuda or hip, got '${device}'`);
+  const quantization = s("quantization") ?? null;
+  if (quantization !== null && quantization !== "fp8") throw new UsageError(`--quantization must be fp8 (quantized at load), got '${quantization}'`);
   if (a["async-scheduling"] === true && a["no-async-scheduling"] === true) {
     throw new UsageError("--async-scheduling and --no-async-scheduling contradict each other");
   }
@@ -47,5 +50,6 @@ export function engineConfigFrom(a: Record<string, unknown>, model: string) {
     tensorParallelSize: optNumArg(s("tensor-parallel-size"), "tensor-parallel-size"),
     decodeGraphs: a["enforce-eager"] === true ? ("off" as const) : undefined,
     asyncScheduling: a["async-scheduling"] === true ? ("on" as const) : a["no-async-scheduling"] === true ? ("off" as const) : undefined,
+    quantization: quantization as "fp8" | null,
   };
 }

@@ -57,7 +57,7 @@ function progressBar(): (done: number, total: number) => void {
 function summary(srv: RunningServer, info: EngineInfo, seconds: number, endpoints: string[]): string {
   const tokens = info.numBlocks * info.blockSize;
   return [
-    `model       ${info.model} (${info.architecture}, ${info.dtype}) served as '${srv.ctx.modelName}'`,
+    `model       ${info.model} (${info.architecture}, ${info.dtype}${info.quantization ? `, linear layers in ${info.quantization}` : ""}) served as '${srv.ctx.modelName}'`,
     `device      ${info.device}`,
     `KV cache    ${info.numBlocks} blocks of ${info.blockSize} tokens = ${tokens} tokens; ` +
       `${(tokens / info.maxModelLen).toFixed(1)} full-length (${info.maxModelLen}-token) requests fit`,

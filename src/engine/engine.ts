@@ -38,6 +38,8 @@ export interface EngineInfo {
   numGraphs: number;
   /** Whether the next step is queued before the last one's tokens are back (see launchSteps). */
   asyncScheduling: boolean;
+  /** How the linear layers' weights are kept ("fp8": quantized at load), or null: as in the checkpoint. */
+  quantization: "fp8" | null;
 }
 
 export interface EngineStats {
@@ -68,7 +70,7 @@ export class Engine {
     const dir = loadModelDir(cfg.model);
     const maxModelLen = resolveMaxModelLen(cfg, dir);
     const be = openDevice(cfg.device, cfg.tensorParallelSize);
-    const weights = loadWeights(be, dir.config, dir.tensors, onProgress);
+    const weights = loadWeights(be, dir.config, dir.tensors, onProgress, { quantization: cfg.quantization });
     const blocksPerSeq = Math.ceil(maxModelLen / cfg.blockSize);
     const maxTokens = Math.max(cfg.maxNumBatchedTokens, 1);
     const maxSeqs = cfg.maxNumSeqs;
@@ -94,6 +96,7 @@ export class Engine {
       maxNumBatchedTokens: cfg.maxNumBatchedTokens, vocabSize: dir.config.vocabSize,
       eosTokenIds: dir.generation.eosTokenIds, numGraphs,
       asyncScheduling: cfg.asyncScheduling === "on" || (cfg.asyncScheduling === "auto" && be.name !== "cpu"),
+      quantization: weights.quantization,
     };
     return new Engine(info, be, weights, cache, model, runner, scheduler);
   }

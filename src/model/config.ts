@@ -72,6 +72,7 @@ const rawConfigSchema = z.looseObject({
   dtype: z.string().nullish(),
   bos_token_id: tokenId.nullish(),
   eos_token_id: tokenIdsSchema,
+  quantization_config: z.looseObject({ quant_method: z.string().nullish() }).nullish(),
 });
 type RawConfig = z.infer<typeof rawConfigSchema>;
 
@@ -178,6 +179,12 @@ function checkSupportedFeatures(raw: RawConfig, arch: Architecture, file: string
   }
   if (arch === "Qwen2ForCausalLM" && raw.use_sliding_window === true && windowLimits) {
     throw new ModelDirError(file, `field 'use_sliding_window' is true: sliding-window attention is not supported yet`);
+  }
+  // Pre-quantized checkpoints (GPTQ, AWQ, compressed-tensors) have other tensors: refuse them by name, not by a missing weight.
+  if (raw.quantization_config != null) {
+    const method = raw.quantization_config.quant_method ?? "(none given)";
+    throw new ModelDirError(file, `field 'quantization_config.quant_method' is '${method}': pre-quantized checkpoints are not supported yet ` +
+      "(load a float16/bfloat16 checkpoint, and use --quantization fp8 to quantize it at start-up)");
   }
 }
 

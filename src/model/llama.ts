@@ -6,6 +6,7 @@ import type { Backend, Buf } from "../native/types.ts";
 import { DType, dtypeBytes } from "../native/types.ts";
 import type { ModelConfig } from "./config.ts";
 import { ropeCosSinTable } from "./rope.ts";
+import { runLinear } from "./linear.ts";
 import type { LayerWeights, ModelWeights } from "./weights.ts";
 
 /** The paged KV cache: per layer, K and V of [numBlocks, KVH, blockSize, D] in the activation dtype. */
@@ -116,25 +117,25 @@ export class LlamaModel {
   /** delta[T, h] = o_proj(paged_attention(rope(q), rope(k) → cache, v → cache)), q k v from one GEMM. */
   private attention(lw: LayerWeights, layer: number, b: StepBatch): void {
     const { be, s, cfg, nh, nkv } = this;
-    const T = b.nTokens, h = cfg.hiddenSize, D = cfg.headDim, wd = this.w.dtype;
-    be.gemm(s.qkv, s.normed, lw.qkv, lw.qkvBias, T, (nh + 2 * nkv) * D, h, this.act, wd); // qkv [T, (H+2KVH)*D]
+    const T = b.nTokens, h = cfg.hiddenSize, D = cfg.headDim;
+    runLinear(be, lw.qkv, s.qkv, s.normed, T, this.act); // qkv [T, (H+2KVH)*D]
     const kc = this.cache.k[layer]!, vc = this.cache.v[layer]!, B = this.cache.blockSize;
     be.ropeWriteKv(s.q, s.qkv, b.positions, s.cosSin, b.slotMapping, kc, vc, T, nh, nkv, D, B, this.act); // q [T, H*D]
     be.attention(
       s.attn, s.q, kc, vc, b.blockTables, b.seqLens, b.queryStart,
       b.nSeqs, T, nh, nkv, D, B, b.maxBlocks, 1 / Math.sqrt(D), this.act,
     ); // attn [T, H*D]
-    be.gemm(s.delta, s.attn, lw.o, 0, T, h, nh * D, this.act, wd); // delta [T, h] (partial sum per rank)
+    runLinear(be, lw.o, s.delta, s.attn, T, this.act); // delta [T, h] (partial sum per rank)
     if (be.tp > 1) be.allReduce(s.delta, T * h, this.act);
   }
 
   /** delta[T, h] = down(silu(gate(normed)) * up(normed)). */
   private mlp(lw: LayerWeights, T: number): void {
     const { be, s, cfg, inter } = this;
-    const h = cfg.hiddenSize, wd = this.w.dtype;
-    be.gemm(s.gateUp, s.normed, lw.gateUp, 0, T, 2 * inter, h, this.act, wd); // gateUp [T, 2I]
+    const h = cfg.hiddenSize;
+    runLinear(be, lw.gateUp, s.gateUp, s.normed, T, this.act); // gateUp [T, 2I]
     be.siluMul(s.act, s.gateUp, T, inter, this.act); // act [T, I]
-    be.gemm(s.delta, s.act, lw.down, 0, T, h, inter, this.act, wd); // delta [T, h]
+    runLinear(be, lw.down, s.delta, s.act, T, this.act); // delta [T, h]
     if (be.tp > 1) be.allReduce(s.delta, T * h, this.act);
   }
 
@@ -142,7 +143,7 @@ export class LlamaModel {
   private lmHead(b: StepBatch): Buf {
     const { be, s, cfg } = this;
     be.gatherRows(s.last, s.normed, b.sampleRows, b.nSample, cfg.hiddenSize, this.act); // last [S, h]
-    be.gemm(s.logitsAct, s.last, this.w.lmHead, 0, b.nSample, cfg.vocabSize, cfg.hiddenSize, this.act, this.w.dtype);
+    runLinear(be, this.w.lmHead, s.logitsAct, s.last, b.nSample, this.act); // logits [S, V]
     if (s.logitsAct !== s.logits) be.cast(s.logits, s.logitsAct, b.nSample * cfg.vocabSize, DType.f32, this.act);
     return s.logits;
   }

@@ -2,7 +2,7 @@
 // logits at its last position: what parity tests compare with transformers' golden logits.
 import { allocKvCache, freeKvCache, LlamaModel, type StepBatch } from "../../src/model/llama.ts";
 import { loadModelDir } from "../../src/model/model-dir.ts";
-import { freeWeights, loadWeights } from "../../src/model/weights.ts";
+import { freeWeights, loadWeights, type LoadOptions } from "../../src/model/weights.ts";
 import { openBackend } from "../../src/native/backend.ts";
 import type { Backend, Buf } from "../../src/native/types.ts";
 
@@ -13,13 +13,13 @@ function i32(be: Backend, values: number[]): Buf {
   return b;
 }
 
-export function lastPositionLogits(dir: string, tokenIds: number[], blockSize = 16, backend: "cpu" | "cuda" = "cpu"): Float32Array {
+export function lastPositionLogits(dir: string, tokenIds: number[], blockSize = 16, backend: "cpu" | "cuda" = "cpu", opts: LoadOptions = {}): Float32Array {
   const md = loadModelDir(dir);
   const be = openBackend(backend);
   try {
     const T = tokenIds.length;
     const nBlocks = Math.ceil(T / blockSize);
-    const w = loadWeights(be, md.config, md.tensors);
+    const w = loadWeights(be, md.config, md.tensors, undefined, opts);
     const cache = allocKvCache(be, md.config, nBlocks + 1, blockSize, be.activationDtype(w.dtype));
     const model = new LlamaModel(be, md.config, w, cache, T, 1, Math.max(T, 2));
     const blocks = Array.from({ length: nBlocks }, (_, i) => nBlocks - i); // reversed: not contiguous

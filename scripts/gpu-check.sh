@@ -58,7 +58,7 @@ step "make cpu" "$LOGS/build-cpu.log" 180 make -j16 cpu || tail -15 "$LOGS/build
 TEST_LOG="$LOGS/gpu-tests.log"
 : > "$TEST_LOG"
 # Quick files first, whole models last; any other file in test/gpu runs too.
-ORDER=(harness buffers-parity ops-parity gemm-parity attention-parity sample-parity model-parity)
+ORDER=(harness buffers-parity ops-parity gemm-parity quant-parity attention-parity sample-parity model-parity)
 FILES=()
 for n in "${ORDER[@]}"; do [ -f "test/gpu/$n.test.ts" ] && FILES+=("test/gpu/$n.test.ts"); done
 for f in test/gpu/*.test.ts; do [[ " ${FILES[*]} " == *" $f "* ]] || FILES+=("$f"); done
@@ -84,7 +84,7 @@ done
 
 # compute-sanitizer on a few small cases of each kernel family (memcheck is 10-100x slower).
 SANITIZER=$(command -v compute-sanitizer || true)
-PATTERN='embedding: act bf16, table bf16|rmsnorm: act bf16, weight bf16, 7x64|rope_write_kv: act bf16, T=37 H=8 KVH=2 D=128|silu_mul: act bf16, 33x864|gather_rows: act bf16|cast f32 -> bf16|mixed batch: H=8 KVH=2 D=128 B=16, act bf16|act bf16, weights bf16: m=7 n=67|greedy \(temperature|the draw is'
+PATTERN='embedding: act bf16, table bf16|rmsnorm: act bf16, weight bf16, 7x64|rope_write_kv: act bf16, T=37 H=8 KVH=2 D=128|silu_mul: act bf16, 33x864|gather_rows: act bf16|cast f32 -> bf16|mixed batch: H=8 KVH=2 D=128 B=16, act bf16|act bf16, weights bf16: m=7 n=67|greedy \(temperature|the draw is|vd_quantize_fp8 from bf16|vd_gemm_fp8, act bf16: m=(3|9) '
 if [ -z "$SANITIZER" ]; then
   row "compute-sanitizer memcheck" "not found" 0
 elif [ "$CUDA_OK" -ne 1 ] || [ "$(left)" -lt 60 ]; then
@@ -94,7 +94,7 @@ else
   [ "$limit" -gt 150 ] && limit=150
   echo "== compute-sanitizer memcheck"
   run_step "$LOGS/sanitizer.log" "$limit" env VLLMD_GPU_TESTS=1 "$SANITIZER" --tool memcheck --error-exitcode 9 --print-limit 20 \
-    "$BUN" test --timeout 300000 test/gpu/ops-parity.test.ts test/gpu/attention-parity.test.ts test/gpu/gemm-parity.test.ts test/gpu/sample-parity.test.ts -t "$PATTERN"
+    "$BUN" test --timeout 300000 test/gpu/ops-parity.test.ts test/gpu/attention-parity.test.ts test/gpu/gemm-parity.test.ts test/gpu/sample-parity.test.ts test/gpu/quant-parity.test.ts -t "$PATTERN"
   summary=$(grep -E "ERROR SUMMARY" "$LOGS/sanitizer.log" | tail -1 | sed 's/^=* *//')
   ran=$(grep -cE '^\((pass|fail)\)' "$LOGS/sanitizer.log")
   row "compute-sanitizer memcheck" "$STATUS, $ran tests, ${summary:-no summary}" "$ELAPSED"

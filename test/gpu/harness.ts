@@ -16,7 +16,7 @@ export const DEVICE: "cuda" | "cpu" = process.env.VLLMD_GPU_BACKEND === "cpu" ? 
 /** Activation dtypes under test: the cpu backend computes in f32 only. */
 export const ACT_DTYPES: DType[] = DEVICE === "cpu" ? [DType.f32] : [DType.f32, DType.bf16, DType.f16];
 
-export const dtypeName = (d: DType): string => ["f32", "f16", "bf16", "i32"][d] ?? `dtype ${d}`;
+export const dtypeName = (d: DType): string => ["f32", "f16", "bf16", "i32", "fp8e4m3"][d] ?? `dtype ${d}`;
 
 /**
  * Relative error allowed against the cpu result computed from the same (rounded) inputs: f32

@@ -1,0 +1,78 @@
+// FP8 weights on the backend under test (cuda) against the cpu backend: vd_quantize_fp8 gives the
+// same codes and scales bit for bit; vd_gemm_fp8 (the decode GEMV for m <= 8 with k a multiple of
+// 16, dequantize + cuBLAS otherwise) matches the cpu's product; and a model quantized at load
+// generates on the GPU what it generates on the cpu. Skipped unless VLLMD_GPU_TESTS=1.
+import { expect, test } from "bun:test";
+import { join } from "node:path";
+import { parseEngineConfig } from "../../src/config.ts";
+import { Engine } from "../../src/engine/engine.ts";
+import { randomF32, seededRandom } from "../../src/native/testing.ts";
+import { type Backend, DType } from "../../src/native/types.ts";
+import { runToCompletion } from "../helpers/engine-run.ts";
+import { ACT_DTYPES, backends, DEVICE, dtypeName, expectClose, expectSameBytes, gpuSuite, roundTo, run, tolerance } from "./harness.ts";
+
+const { f32, bf16 } = DType;
+
+function quantizeOn(be: Backend, src: Float32Array, rows: number, cols: number, dt: DType) {
+  return run(be, (b) => {
+    const q = b.raw(new Uint8Array(rows * cols).fill(0xaa)), s = b.poisoned(rows, f32);
+    be.quantizeFp8(q, s, b.put(src, dt), rows, cols, dt);
+    return { codes: b.bytes(q, rows * cols), scales: b.bytes(s, rows * 4) };
+  });
+}
+
+function gemmOn(be: Backend, x: Float32Array, codes: Uint8Array, scales: Uint8Array, bias: Float32Array | null, m: number, n: number, k: number, act: DType) {
+  return run(be, (b) => {
+    const out = b.poisoned(m * n, act);
+    be.gemmFp8(out, b.put(x, act), b.raw(codes), b.raw(scales), bias ? b.put(bias, act) : 0, m, n, k, act);
+    return b.get(out, m * n, act);
+  });
+}
+
+gpuSuite("fp8 parity", () => {
+  for (const dt of ACT_DTYPES)
+    test(`vd_quantize_fp8 from ${dtypeName(dt)}: the cpu's codes and scales exactly`, () => {
+      const { cpu, dev } = backends();
+      const [rows, cols] = [77, 1031];
+      const src = roundTo(randomF32(rows * cols, seededRandom(5 + dt), 4), dt);
+      src.fill(0, 3 * cols, 4 * cols);
+      const want = quantizeOn(cpu, src, rows, cols, dt), got = quantizeOn(dev, src, rows, cols, dt);
+      expectSameBytes(got.codes, want.codes, 1, `fp8 codes from ${dtypeName(dt)}`);
+      expectSameBytes(got.scales, want.scales, 4, `fp8 scales from ${dtypeName(dt)}`);
+    });
+
+  // [m, n, k]: m <= 8 with k % 16 == 0 takes the GEMV (odd n: a block with a missing row); the rest dequantize.
+  const SHAPES: [number, number, number][] = [[1, 4096, 4096], [3, 1027, 1536], [8, 67, 4112], [1, 96, 72], [9, 512, 256], [64, 333, 1000], [300, 1024, 512]];
+  for (const act of ACT_DTYPES)
+    for (const [m, n, k] of SHAPES)
+      test(`vd_gemm_fp8, act ${dtypeName(act)}: m=${m} n=${n} k=${k}, with a bias`, () => {
+        const { cpu, dev } = backends();
+        const rand = seededRandom(m * 131 + n + k + act);
+        const { codes, scales } = quantizeOn(cpu, randomF32(n * k, rand, 1 / Math.sqrt(k)), n, k, f32);
+        const x = roundTo(randomF32(m * k, rand), act), bias = roundTo(randomF32(n, rand), act);
+        const want = gemmOn(cpu, x, codes, scales, bias, m, n, k, f32);
+        const got = gemmOn(dev, x, codes, scales, bias, m, n, k, act);
+        if (got.some(Number.isNaN)) throw new Error("vd_gemm_fp8 wrote NaN");
+        expectClose(got, want, act === f32 ? 1e-5 : tolerance(act), `gemm_fp8 ${dtypeName(act)} m=${m}`);
+      }, 30_000);
+
+  // [model dir, tokens of 36 that must agree]: f32 weights (the dequantize path on the GPU) and
+  // bf16 ones (the decode GEMV, bf16 activations against the cpu's f32: near-ties may flip a token).
+  const MODELS: [string, number][] = [[join(import.meta.dir, "..", "fixtures", "llama3"), 33], [join(import.meta.dir, "..", "..", "models", "default"), 24]];
+  for (const [model, agree] of MODELS)
+    test(`a model quantized at load generates on the GPU what it generates on the cpu (greedy): ${model.split("/").at(-1)}`, () => {
+      const reqs = [0, 1, 2].map((i) => ({ id: `r${i}`, prompt: [1, 20 + i, 40, 60 + i, 80, 100], params: { maxTokens: 12, ignoreEos: true } }));
+      const make = (device: "cpu" | "cuda") => Engine.create(parseEngineConfig({ model, device, quantization: "fp8", decodeGraphs: "off", maxModelLen: 128 }));
+      const cpu = make("cpu"), dev = make(DEVICE);
+      try {
+        const want = runToCompletion(cpu, reqs), got = runToCompletion(dev, reqs);
+        let same = 0;
+        for (const r of reqs) same += want.get(r.id)!.filter((t, i) => got.get(r.id)![i] === t).length;
+        expect(same).toBeGreaterThanOrEqual(agree);
+        expect(dev.info.quantization).toBe("fp8");
+      } finally {
+        cpu.dispose();
+        dev.dispose();
+      }
+    }, 60_000);
+});

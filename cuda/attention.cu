@@ -136,19 +136,9 @@ int32_t launch_prefill(const Context &c, const attn::Params &p) {
 
 // The context's split-KV workspace, grown to at least `bytes` (outside graph capture only).
 int32_t attn_workspace(Context &c, uint64_t bytes, void **out) {
-  if (c.attn_workspace_bytes < bytes) {
-    if (c.capturing)
-      return fail(VD_ERR_INVALID_ARGUMENT, "%s: a graph capture needs a larger split-KV workspace than an eager "
-                  "run of the same shape made; run the step once before capturing it", kFn);
-    if (c.attn_workspace) cudaFree(c.attn_workspace); // the stream is ordered: earlier users are queued before
-    c.attn_workspace = nullptr;
-    c.attn_workspace_bytes = 0;
-    int32_t st = check_cuda(cudaMalloc(&c.attn_workspace, bytes), kFn, "cudaMalloc(attention workspace)");
-    if (st != VD_OK) return st;
-    c.attn_workspace_bytes = bytes;
-  }
+  const int32_t st = grow_workspace(c, &c.attn_workspace, &c.attn_workspace_bytes, bytes, kFn, "split-KV workspace");
   *out = c.attn_workspace;
-  return VD_OK;
+  return st;
 }
 
 // Splits per row: enough blocks for two waves over the SMs, at most one per 64 keys the table can name.

@@ -38,6 +38,11 @@ struct Context {
   uint64_t dequant_workspace_bytes = 0;
 };
 
+// Grows one of the context's workspaces (*ptr of *bytes) to at least `need` bytes. Never while
+// capturing a graph (an allocation cannot be captured): an eager run of the same shape must come
+// first, which the runner does for every decode bucket. `what` names the workspace in errors.
+int32_t grow_workspace(Context &c, void **ptr, uint64_t *bytes, uint64_t need, const char *fn, const char *what);
+
 // VD_OK, or VD_ERR_INVALID_ARGUMENT naming fn when the context is capturing a graph (host copies,
 // syncs and allocations cannot be captured).
 int32_t check_not_capturing(const Context *c, const char *fn);

@@ -92,6 +92,19 @@ int32_t check_cuda(cudaError_t e, const char *fn, const char *what) {
   return fail(VD_ERR_DEVICE, "%s: %s: %s", fn, what, cudaGetErrorString(e));
 }
 
+int32_t grow_workspace(Context &c, void **ptr, uint64_t *bytes, uint64_t need, const char *fn, const char *what) {
+  if (*bytes >= need) return VD_OK;
+  if (c.capturing)
+    return fail(VD_ERR_INVALID_ARGUMENT, "%s: a graph capture needs a larger %s than an eager run of the same shape made; "
+                "run the step once before capturing it", fn, what);
+  if (*ptr) cudaFree(*ptr); // the stream is ordered: earlier users are queued before
+  *ptr = nullptr;
+  *bytes = 0;
+  const int32_t st = check_cuda(cudaMalloc(ptr, need), fn, what);
+  if (st == VD_OK) *bytes = need;
+  return st;
+}
+
 // After the stream has drained: the fault a kernel recorded since the last check, if any.
 int32_t take_fault(uint64_t ctx, const char *fn) {
   int32_t code = 0;

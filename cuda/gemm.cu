@@ -155,8 +155,9 @@ int32_t gemm_gemv(const GemmArgs &g) {
   cudaError_t err = cudaSuccess;
   with_half_type(g.ad, [&](auto t) {
     using T = decltype(t);
-    err = gemv::launch<T>(static_cast<T *>(g.out), static_cast<const T *>(g.x), static_cast<const T *>(g.w),
-                          static_cast<const T *>(g.bias), int(g.m), int(g.n), int(g.k), g.c->stream, g.c->pdl);
+    const gemv::DenseRows<T> fmt{static_cast<const T *>(g.w), static_cast<const T *>(g.bias)};
+    err = gemv::launch<T>(static_cast<T *>(g.out), static_cast<const T *>(g.x), fmt, int(g.m), int(g.n), int(g.k), g.c->stream,
+                          g.c->pdl);
   });
   return check_cuda(err, kFn, "launching the GEMV kernel");
 }

@@ -1,17 +1,19 @@
-// out[M, N] = x[M, K] · w[N, K]ᵀ (+ bias) for a few rows of x (M <= kMaxRows), f16/bf16: the
-// decode-time GEMM, which only has to stream the weights once at full memory bandwidth.
-// cuda/gemm.cu sends such calls here instead of cuBLAS.
+// out[M, N] = x[M, K] · w[N, K]ᵀ (+ bias) for a few rows of x (M <= kMaxRows), f16/bf16
+// activations, the weights in f16/bf16 (DenseRows) or FP8 e4m3 with a scale per row (Fp8Rows):
+// the decode-time GEMM, which only has to stream the weights once at full memory bandwidth.
+// cuda/gemm.cu and cuda/quant.cu send such calls here instead of cuBLAS.
 //
 // A block owns kRowsPerBlock rows of w and its warps split k between them: lane l of warp w
-// reads the 16-byte chunks (8 elements) w*32 + l, + 256, + 512, ... of each row, kUnroll of
-// them in flight, multiplies them with the matching chunks of every x row (small: they stay in
-// L1) and keeps f32 partial sums; a shuffle adds up each warp's, then warp 0 adds the warps' in
-// order. So even a 1024-row matrix (the k and v projections of an 8B model) puts thousands of
-// warps to work, and a row's result does not depend on M or on the other rows.
+// reads the 16-byte chunks w*32 + l, + 256, + 512, ... of each row (8 weights of f16/bf16, 16 of
+// e4m3), kUnroll of them in flight, multiplies them with the matching activations of every x row
+// (small: they stay in L1) and keeps f32 partial sums; a shuffle adds up each warp's, then warp
+// 0 adds the warps' in order. So even a 1024-row matrix (the k and v projections of an 8B model)
+// puts thousands of warps to work, and a row's result does not depend on M or on the other rows.
 #pragma once
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_fp8.h>
 
 #include "common.cuh"
 #include "launch.cuh"
@@ -48,16 +50,51 @@ template <typename T> __device__ __forceinline__ float dot8(const uint4 &a, cons
 __device__ __forceinline__ uint4 load_stream(const uint4 *p) { return __ldcs(p); } // read once: do not keep in L2
 __device__ __forceinline__ void prefetch_l2(const void *p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
 
-template <typename T, int M>
-__global__ void __launch_bounds__(32 * kWarps) gemv_kernel(T *out, const T *x, const T *w, const T *bias, int n,
-                                                           int k) {
+// The weight formats: how many weights a 16-byte chunk holds, their products with the matching
+// activations (x points at the chunk's first one), and a row's result from its dot product.
+template <typename T> struct DenseRows {
+  static constexpr int kPerChunk = 8;
+  const T *w;
+  const T *bias; // or null
+  __device__ __forceinline__ float dot(const uint4 &chunk, const uint4 *x) const { return dot8<T>(chunk, x[0]); }
+  __device__ __forceinline__ float finish(float dot, int row) const { return dot + (bias ? float(bias[row]) : 0.0f); }
+};
+
+template <typename T> struct Fp8Rows {
+  static constexpr int kPerChunk = 16;
+  const uint8_t *w;
+  const float *scale;
+  const T *bias; // or null
+  __device__ __forceinline__ float dot(const uint4 &codes, const uint4 *x) const {
+    const uint16_t *pc = reinterpret_cast<const uint16_t *>(&codes);
+    float s = 0.0f;
+#pragma unroll
+    for (int half = 0; half < 2; half++) {
+      const uint4 xv = x[half];
+      const uint32_t *px = reinterpret_cast<const uint32_t *>(&xv);
+#pragma unroll
+      for (int i = 0; i < 4; i++) {
+        const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(__nv_fp8x2_storage_t(pc[half * 4 + i]), __NV_E4M3);
+        const float2 wf = __half22float2(*reinterpret_cast<const __half2 *>(&h)), xf = to_float2<T>(px[i]);
+        s = fmaf(wf.x, xf.x, s);
+        s = fmaf(wf.y, xf.y, s);
+      }
+    }
+    return s;
+  }
+  __device__ __forceinline__ float finish(float dot, int row) const { return dot * scale[row] + (bias ? float(bias[row]) : 0.0f); }
+};
+
+template <typename T, typename W, int M>
+__global__ void __launch_bounds__(32 * kWarps) gemv_kernel(T *out, const T *x, W fmt, int n, int k) {
   __shared__ float partial[kWarps][kRowsPerBlock][M];
+  constexpr int kXChunks = W::kPerChunk / 8; // 16-byte chunks of x per chunk of weights
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, row0 = blockIdx.x * kRowsPerBlock;
-  const int chunks = k / 8, stride = 32 * kWarps; // 16-byte chunks per row; chunks per round of the block
+  const int chunks = k / W::kPerChunk, stride = 32 * kWarps; // weight chunks per row; per round of the block
   const uint4 *wr[kRowsPerBlock];
 #pragma unroll
-  for (int r = 0; r < kRowsPerBlock; r++)
-    wr[r] = reinterpret_cast<const uint4 *>(w + int64_t(min(row0 + r, n - 1)) * k); // a missing row reads row n-1
+  for (int r = 0; r < kRowsPerBlock; r++) // a missing row reads row n-1
+    wr[r] = reinterpret_cast<const uint4 *>(fmt.w + int64_t(min(row0 + r, n - 1)) * k);
   const uint4 *xr = reinterpret_cast<const uint4 *>(x);
   float acc[kRowsPerBlock][M] = {};
   // The first weight chunks head for L2 before the wait for x (programmatic dependent launch,
@@ -82,9 +119,11 @@ __global__ void __launch_bounds__(32 * kWarps) gemv_kernel(T *out, const T *x, c
       if (c >= chunks) break;
 #pragma unroll
       for (int mi = 0; mi < M; mi++) {
-        const uint4 xv = xr[int64_t(mi) * chunks + c]; // a plain load: x was written by the kernel just before
+        uint4 xv[kXChunks]; // plain loads: x was written by the kernel just before
 #pragma unroll
-        for (int r = 0; r < kRowsPerBlock; r++) acc[r][mi] += dot8<T>(wv[r][u], xv);
+        for (int h = 0; h < kXChunks; h++) xv[h] = xr[(int64_t(mi) * chunks + c) * kXChunks + h];
+#pragma unroll
+        for (int r = 0; r < kRowsPerBlock; r++) acc[r][mi] += fmt.dot(wv[r][u], xv);
       }
     }
   }
@@ -100,27 +139,27 @@ __global__ void __launch_bounds__(32 * kWarps) gemv_kernel(T *out, const T *x, c
   if (threadIdx.x >= kRowsPerBlock * M) return;
   const int r = threadIdx.x / M, mi = threadIdx.x % M;
   if (row0 + r >= n) return;
-  float sum = bias ? float(bias[row0 + r]) : 0.0f;
   float dot = 0.0f;
   for (int wi = 0; wi < kWarps; wi++) dot += partial[wi][r][mi];
-  out[int64_t(mi) * n + row0 + r] = T(dot + sum);
+  out[int64_t(mi) * n + row0 + r] = T(fmt.finish(dot, row0 + r));
 }
 
-// Launches the kernel for M = m (1..kMaxRows) rows of x (pdl: see launch.cuh).
-template <typename T>
-cudaError_t launch(T *out, const T *x, const T *w, const T *bias, int m, int n, int k, cudaStream_t stream, bool pdl) {
+// Launches the kernel for M = m (1..kMaxRows) rows of x (pdl: see launch.cuh). k must be a
+// multiple of W::kPerChunk, and x's and w's rows 16-byte aligned.
+template <typename T, typename W>
+cudaError_t launch(T *out, const T *x, W fmt, int m, int n, int k, cudaStream_t stream, bool pdl) {
   const int blocks = (n + kRowsPerBlock - 1) / kRowsPerBlock;
   const dim3 grid{unsigned(blocks)}, block{32 * kWarps};
-  const auto go = [&](auto kernel) { return launch_kernel(pdl, kernel, grid, block, 0, stream, out, x, w, bias, n, k); };
+  const auto go = [&](auto kernel) { return launch_kernel(pdl, kernel, grid, block, 0, stream, out, x, fmt, n, k); };
   switch (m) {
-  case 1: return go(gemv_kernel<T, 1>);
-  case 2: return go(gemv_kernel<T, 2>);
-  case 3: return go(gemv_kernel<T, 3>);
-  case 4: return go(gemv_kernel<T, 4>);
-  case 5: return go(gemv_kernel<T, 5>);
-  case 6: return go(gemv_kernel<T, 6>);
-  case 7: return go(gemv_kernel<T, 7>);
-  default: return go(gemv_kernel<T, 8>);
+  case 1: return go(gemv_kernel<T, W, 1>);
+  case 2: return go(gemv_kernel<T, W, 2>);
+  case 3: return go(gemv_kernel<T, W, 3>);
+  case 4: return go(gemv_kernel<T, W, 4>);
+  case 5: return go(gemv_kernel<T, W, 5>);
+  case 6: return go(gemv_kernel<T, W, 6>);
+  case 7: return go(gemv_kernel<T, W, 7>);
+  default: return go(gemv_kernel<T, W, 8>);
   }
 }
 

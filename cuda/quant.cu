@@ -1,9 +1,9 @@
 // FP8 e4m3 weights on the device: per-row quantization at load, and the weight-only GEMM.
 // - vd_quantize_fp8: one block per row, an absmax reduction, then common/fp8.h's encoder (the
 //   cpu's bits exactly).
-// - vd_gemm_fp8 with at most 8 rows of f16/bf16 x (decode): a weight-streaming kernel shaped as
-//   gemv.cuh's, reading 16 e4m3 codes per 16-byte chunk (half the bytes of bf16), converting them
-//   in registers, the scale and bias applied once per output.
+// - vd_gemm_fp8 with at most 8 rows of f16/bf16 x (decode): gemv.cuh's weight-streaming kernel
+//   with Fp8Rows, 16 e4m3 codes per 16-byte chunk (half the bytes of bf16) converted in registers,
+//   the scale and bias applied once per output.
 // - otherwise: the codes dequantized (exactly: e4m3 fits f16/bf16/f32) into a workspace of the
 //   activation dtype, the dense GEMM of gemm.cu, then scale and bias per column. Correct at any
 //   size; not yet faster than bf16 for large batches (W8A8 on tensor cores is the next step).
@@ -12,6 +12,7 @@
 
 #include "../common/fp8.h"
 #include "common.cuh"
+#include "gemv.cuh"
 #include "launch.cuh"
 
 using namespace vd;
@@ -38,100 +39,6 @@ __global__ void quantize_rows_kernel(uint8_t *q, float *scales, const void *src,
   }
 }
 
-// ---- the decode kernel: as gemv.cuh, 16 codes per chunk -------------------------------------
-
-constexpr int kMaxRows = 8, kRowsPerBlock = 2, kWarps = 8, kUnroll = 4;
-
-template <typename T> __device__ __forceinline__ float2 pair_to_float2(uint32_t bits);
-template <> __device__ __forceinline__ float2 pair_to_float2<__nv_bfloat16>(uint32_t bits) {
-  return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&bits));
-}
-template <> __device__ __forceinline__ float2 pair_to_float2<__half>(uint32_t bits) {
-  return __half22float2(*reinterpret_cast<const __half2 *>(&bits));
-}
-
-// Sum of 16 products: 16 e4m3 codes (one 16-byte chunk) with 16 activations (two chunks).
-template <typename T> __device__ __forceinline__ float dot16(const uint4 &codes, const uint4 &x0, const uint4 &x1) {
-  const uint16_t *pc = reinterpret_cast<const uint16_t *>(&codes);
-  const uint32_t *px0 = reinterpret_cast<const uint32_t *>(&x0), *px1 = reinterpret_cast<const uint32_t *>(&x1);
-  float s = 0.0f;
-#pragma unroll
-  for (int i = 0; i < 8; i++) {
-    const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(__nv_fp8x2_storage_t(pc[i]), __NV_E4M3);
-    const float2 w = __half22float2(*reinterpret_cast<const __half2 *>(&h));
-    const float2 x = pair_to_float2<T>(i < 4 ? px0[i] : px1[i - 4]);
-    s = fmaf(w.x, x.x, s);
-    s = fmaf(w.y, x.y, s);
-  }
-  return s;
-}
-
-template <typename T, int M>
-__global__ void __launch_bounds__(32 * kWarps) gemv_fp8_kernel(T *out, const T *x, const uint8_t *w, const float *scale,
-                                                               const T *bias, int n, int k) {
-  __shared__ float partial[kWarps][kRowsPerBlock][M];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, row0 = blockIdx.x * kRowsPerBlock;
-  const int chunks = k / 16, stride = 32 * kWarps;
-  const uint4 *wr[kRowsPerBlock];
-#pragma unroll
-  for (int r = 0; r < kRowsPerBlock; r++) wr[r] = reinterpret_cast<const uint4 *>(w + int64_t(min(row0 + r, n - 1)) * k);
-  const uint4 *xr = reinterpret_cast<const uint4 *>(x); // two chunks of x per chunk of codes
-  float acc[kRowsPerBlock][M] = {};
-  pdl_wait();
-  pdl_launch_dependents();
-  for (int c0 = warp * 32 + lane; c0 < chunks; c0 += stride * kUnroll) {
-    uint4 wv[kRowsPerBlock][kUnroll];
-#pragma unroll
-    for (int u = 0; u < kUnroll; u++)
-#pragma unroll
-      for (int r = 0; r < kRowsPerBlock; r++)
-        wv[r][u] = c0 + stride * u < chunks ? __ldcs(wr[r] + c0 + stride * u) : make_uint4(0, 0, 0, 0);
-#pragma unroll
-    for (int u = 0; u < kUnroll; u++) {
-      const int c = c0 + stride * u;
-      if (c >= chunks) break;
-#pragma unroll
-      for (int mi = 0; mi < M; mi++) {
-        const uint4 x0 = xr[(int64_t(mi) * chunks + c) * 2], x1 = xr[(int64_t(mi) * chunks + c) * 2 + 1];
-#pragma unroll
-        for (int r = 0; r < kRowsPerBlock; r++) acc[r][mi] += dot16<T>(wv[r][u], x0, x1);
-      }
-    }
-  }
-#pragma unroll
-  for (int r = 0; r < kRowsPerBlock; r++)
-#pragma unroll
-    for (int mi = 0; mi < M; mi++) {
-      float v = acc[r][mi];
-      for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-      if (lane == 0) partial[warp][r][mi] = v;
-    }
-  __syncthreads();
-  if (threadIdx.x >= kRowsPerBlock * M) return;
-  const int r = threadIdx.x / M, mi = threadIdx.x % M;
-  if (row0 + r >= n) return;
-  float dot = 0.0f;
-  for (int wi = 0; wi < kWarps; wi++) dot += partial[wi][r][mi];
-  out[int64_t(mi) * n + row0 + r] = T(dot * scale[row0 + r] + (bias ? float(bias[row0 + r]) : 0.0f));
-}
-
-template <typename T>
-cudaError_t launch_gemv(T *out, const T *x, const uint8_t *w, const float *scale, const T *bias, int m, int n, int k,
-                        cudaStream_t stream, bool pdl) {
-  const dim3 grid{unsigned((n + kRowsPerBlock - 1) / kRowsPerBlock)}, block{32 * kWarps};
-  const auto go = [&](auto kernel) { return launch_kernel(pdl, kernel, grid, block, 0, stream, out, x, w, scale, bias, n, k); };
-  switch (m) {
-  case 1: return go(gemv_fp8_kernel<T, 1>);
-  case 2: return go(gemv_fp8_kernel<T, 2>);
-  case 3: return go(gemv_fp8_kernel<T, 3>);
-  case 4: return go(gemv_fp8_kernel<T, 4>);
-  case 5: return go(gemv_fp8_kernel<T, 5>);
-  case 6: return go(gemv_fp8_kernel<T, 6>);
-  case 7: return go(gemv_fp8_kernel<T, 7>);
-  default: return go(gemv_fp8_kernel<T, 8>);
-  }
-}
-
 // ---- any size: dequantize, dense GEMM, scale --------------------------------------------------
 
 __global__ void dequantize_kernel(void *dst, const uint8_t *codes, int64_t count, int32_t dt) {
@@ -146,23 +53,6 @@ __global__ void scale_columns_kernel(void *out, const float *scale, const void *
   }
 }
 
-// The context's dequantization workspace, grown to at least `bytes` (outside graph capture only).
-int32_t dequant_workspace(Context &c, uint64_t bytes, void **out) {
-  if (c.dequant_workspace_bytes < bytes) {
-    if (c.capturing)
-      return fail(VD_ERR_INVALID_ARGUMENT, "%s: a graph capture needs a larger dequantization workspace than an eager "
-                  "run of the same shape made; run the step once before capturing it", kGemmFn);
-    if (c.dequant_workspace) cudaFree(c.dequant_workspace);
-    c.dequant_workspace = nullptr;
-    c.dequant_workspace_bytes = 0;
-    int32_t st = check_cuda(cudaMalloc(&c.dequant_workspace, bytes), kGemmFn, "cudaMalloc(dequantization workspace)");
-    if (st != VD_OK) return st;
-    c.dequant_workspace_bytes = bytes;
-  }
-  *out = c.dequant_workspace;
-  return VD_OK;
-}
-
 struct Fp8Args {
   Context *c;
   void *out;
@@ -175,13 +65,15 @@ struct Fp8Args {
 
 bool gemv_fits(const Fp8Args &g) {
   const uintptr_t bases = uintptr_t(g.x) | uintptr_t(g.w);
-  return g.ad != VD_F32 && g.m <= kMaxRows && g.k % 16 == 0 && bases % 16 == 0;
+  return g.ad != VD_F32 && g.m <= gemv::kMaxRows && g.k % gemv::Fp8Rows<__half>::kPerChunk == 0 && bases % 16 == 0;
 }
 
 int32_t gemm_via_dequant(const Fp8Args &g) {
-  void *ws = nullptr;
-  int32_t st = dequant_workspace(*g.c, uint64_t(g.n) * uint64_t(g.k) * uint64_t(dtype_bytes(g.ad)), &ws);
+  Context &c = *g.c;
+  int32_t st = grow_workspace(c, &c.dequant_workspace, &c.dequant_workspace_bytes,
+                              uint64_t(g.n) * uint64_t(g.k) * uint64_t(dtype_bytes(g.ad)), kGemmFn, "dequantization workspace");
   if (st != VD_OK) return st;
+  void *ws = c.dequant_workspace;
   dequantize_kernel<<<flat_blocks(g.n * g.k), kThreads, 0, g.c->stream>>>(ws, g.w, g.n * g.k, g.ad);
   st = check_launch(kGemmFn);
   if (st == VD_OK) st = gemm_dense(g.c, g.out, g.x, ws, g.m, g.n, g.k, g.ad);
@@ -235,8 +127,8 @@ VD_API int32_t vd_gemm_fp8(uint64_t ctx, uint64_t out, uint64_t x, uint64_t w, u
   cudaError_t err = cudaSuccess;
   with_half_type(act_dtype, [&](auto t) {
     using T = decltype(t);
-    err = launch_gemv<T>(static_cast<T *>(g.out), static_cast<const T *>(g.x), g.w, g.scale, static_cast<const T *>(g.bias),
-                         int(m), int(n), int(k), c->stream, c->pdl);
+    const gemv::Fp8Rows<T> fmt{g.w, g.scale, static_cast<const T *>(g.bias)};
+    err = gemv::launch<T>(static_cast<T *>(g.out), static_cast<const T *>(g.x), fmt, int(m), int(n), int(k), c->stream, c->pdl);
   });
   return check_cuda(err, kGemmFn, "launching the FP8 GEMV kernel");
 }

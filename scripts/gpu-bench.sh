@@ -8,6 +8,7 @@
 #                per-token logprobs against transformers (teacher-forced)
 #   floors       bench/baselines/floors.py: copy bandwidth, bf16 GEMM peak, a decode step's GEMMs
 #   decode       bench/decode.ts: batch 1, 128-token prompt, 256 tokens
+#   decode-fp8   the same with --quantization fp8 (issue 10: decode_b1_fp8_vs_bf16)
 #   decode-step  bench/decode-step.ts: one decode step of 256 sequences at ~512 tokens of context
 #   prefill      bench/prefill.ts: 8 x 2048 tokens in one step
 #   startup      bench/startup.ts: `vllmd serve` to GET /health 200, weights in the page cache
@@ -34,7 +35,7 @@ LOGS=${OUT:-.gpu/logs}
 mkdir -p "$LOGS"
 BUDGET_S=${GPU_BENCH_BUDGET_S:-520}
 START=$SECONDS
-ONLY=${GPU_BENCH_ONLY:-tests,parity,floors,decode,decode-step,prefill,startup,hf-b1,hf-mixed,mixed}
+ONLY=${GPU_BENCH_ONLY:-tests,parity,floors,decode,decode-fp8,decode-step,prefill,startup,hf-b1,hf-mixed,mixed}
 MODEL=${BENCH_MODEL_DIR:-/tmp/vllmd-bench-8b}
 WORK=${TMPDIR:-/tmp}/vllmd-bench
 mkdir -p "$WORK"
@@ -55,7 +56,7 @@ if [ "$SMOKE" = 1 ]; then
   HF_SIZE_ARGS=(--mixed-requests 16 --batch-size 8 --prompt-len 8 --new-tokens 16)
   PARITY_ARGS=(--tokens 8 --prompt-lens 7,20,60 --max-model-len 128)
 fi
-for p in floors hf decode mixed decode-step prefill startup parity parity-engine; do rm -f "$LOGS/$p.json"; done # stale parts must not count
+for p in floors hf decode decode-fp8 mixed decode-step prefill startup parity parity-engine; do rm -f "$LOGS/$p.json"; done # stale parts must not count
 
 ROWS=()  # "name|status|seconds"
 NOTES=() # lines for the result JSON
@@ -216,6 +217,7 @@ run_tests
 run_parity
 run_floors
 want decode && engine_part decode 120 "$BUN" bench/decode.ts --model "$MODEL" --device "$DEVICE" ${DECODE_ARGS[@]+"${DECODE_ARGS[@]}"}
+want decode-fp8 && engine_part decode-fp8 120 "$BUN" bench/decode.ts --model "$MODEL" --device "$DEVICE" --quantization fp8 ${DECODE_ARGS[@]+"${DECODE_ARGS[@]}"}
 want decode-step && engine_part decode-step 180 "$BUN" bench/decode-step.ts --model "$MODEL" --device "$DEVICE" ${DSTEP_ARGS[@]+"${DSTEP_ARGS[@]}"}
 want prefill && engine_part prefill 120 "$BUN" bench/prefill.ts --model "$MODEL" --device "$DEVICE" ${PREFILL_ARGS[@]+"${PREFILL_ARGS[@]}"}
 want startup && engine_part startup 150 "$BUN" bench/startup.ts --model "$MODEL" --cmd "$VLLMD_CMD" --device "$DEVICE" --runs 2 --timeout 60

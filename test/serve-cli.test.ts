@@ -54,3 +54,11 @@ test("serve with a bad model directory fails with the file named", async () => {
   expect(p.exitCode).toBe(1);
   expect(p.stderr.toString()).toContain("/nonexistent/model");
 });
+
+test("timing flags beyond what a timer (or Bun's idle limit) can hold are refused, not silently cut", () => {
+  for (const [flag, value] of [["--body-timeout", "300"], ["--keep-alive-timeout", "256"], ["--msgpack-idle-timeout", "3000000"], ["--shutdown-timeout=-1", ""]]) {
+    const p = Bun.spawnSync([process.execPath, join(ROOT, "src/cli.ts"), "serve", "--port", "0", flag!, ...(value ? [value] : [])]);
+    expect(p.exitCode).toBe(2);
+    expect(p.stderr.toString()).toContain(`${flag!.split("=")[0]} must be between 0 and`);
+  }
+});

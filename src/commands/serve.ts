@@ -23,20 +23,31 @@ function positiveInt(v: string | undefined, flag: string): number | undefined {
   return n;
 }
 
+/** The longest a timer can wait (setTimeout's 2^31 - 1 ms), and Bun's idle limit for HTTP (255 s, the body's 408 needs 5 of them). */
+const MAX_SECONDS: Record<string, number> = {
+  "keep-alive-timeout": 255, "body-timeout": 250, "msgpack-idle-timeout": 2_000_000, "shutdown-timeout": 2_000_000,
+};
+
+function seconds(v: string | undefined, flag: string): number | undefined {
+  const n = optNumArg(v, flag);
+  if (n !== undefined && (n < 0 || n > MAX_SECONDS[flag]!)) throw new UsageError(`--${flag} must be between 0 and ${MAX_SECONDS[flag]} seconds, got ${n}`);
+  return n;
+}
+
 function limitsFrom(a: Record<string, string | boolean | undefined>): Partial<ConnectionLimits> {
   const out: Partial<ConnectionLimits> = {};
   const fds = openFileLimit();
   for (const [flag, key] of Object.entries(LIMIT_FLAGS)) {
-    const v = optNumArg(a[flag] as string | undefined, flag);
-    if (v === undefined) continue;
-    if (key === "maxConnections") {
-      out[key] = positiveInt(a[flag] as string, flag)!;
-      if (out[key]! > maxConnectionsFor(fds)) {
-        console.error(`vllmd: warning: --max-connections ${out[key]} for HTTP and msgpack each may exhaust the open-file limit (${fds}); raise \`ulimit -n\` or lower it to ${maxConnectionsFor(fds)}`);
-      }
+    const raw = a[flag] as string | undefined;
+    if (raw === undefined) continue;
+    if (key !== "maxConnections") {
+      out[key] = seconds(raw, flag);
+      continue;
     }
-    else if (v < 0) throw new UsageError(`--${flag} must be >= 0, got ${v}`);
-    else out[key] = v;
+    out[key] = positiveInt(raw, flag)!;
+    if (out[key]! > maxConnectionsFor(fds)) {
+      console.error(`vllmd: warning: --max-connections ${out[key]} for HTTP and msgpack each may exhaust the open-file limit (${fds}); raise \`ulimit -n\` or lower it to ${maxConnectionsFor(fds)}`);
+    }
   }
   return out;
 }
@@ -85,8 +96,7 @@ export async function cmdServe(argv: string[], defaultModel: () => string): Prom
   const given = positionals[0] ?? a.model;
   const model = given ?? defaultModel();
   const port = numArg(a.port, "port", 8000);
-  const shutdownTimeout = numArg(a["shutdown-timeout"], "shutdown-timeout", 0);
-  if (shutdownTimeout < 0) throw new UsageError(`--shutdown-timeout must be >= 0, got ${shutdownTimeout}`);
+  const shutdownTimeout = seconds(a["shutdown-timeout"], "shutdown-timeout") ?? 0;
   let exitCode = 0;
   let stop = (_code: number) => {};
   const srv = await startServer({
@@ -109,11 +119,16 @@ export async function cmdServe(argv: string[], defaultModel: () => string): Prom
       stopping = true;
       const grace = code === 0 ? shutdownTimeout : 0;
       if (grace > 0) console.error(`vllmd: shutting down; requests in flight have ${grace} s to finish`);
-      void srv.shutdown(grace * 1000).then(resolve);
+      srv.shutdown(grace * 1000).then(resolve, (e) => {
+        console.error(`vllmd: shutdown failed: ${(e as Error).message}`);
+        exitCode = 1;
+        resolve();
+      });
     };
     const onSignal = () => (stopping ? void srv.shutdown(0) : stop(0)); // a second signal ends the wait
     process.on("SIGINT", onSignal);
     process.on("SIGTERM", onSignal);
+    if (srv.ctx.client.deadReason !== null) stop(1); // it died while the listeners were starting
   });
   process.exit(exitCode);
 }

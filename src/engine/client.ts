@@ -7,6 +7,9 @@ import type { SamplingParams } from "./request.ts";
 import { ENGINE_WORKER_URL } from "../worker-url.ts";
 
 export type OutputHandler = (out: EngineOutput) => void;
+
+/** How long shutdown() waits for the Worker to free the engine before terminating it. */
+const SHUTDOWN_WAIT_MS = 30_000;
 /** "rejected": the engine refused this request; "dead": the engine failed and serves nothing more. */
 export type ErrorHandler = (message: string, kind: "rejected" | "dead") => void;
 
@@ -76,18 +79,22 @@ export class EngineClient {
   }
 
   /** Frees the engine's memory and ends the Worker. */
-  async shutdown(): Promise<void> {
+  async shutdown(timeoutMs = SHUTDOWN_WAIT_MS): Promise<void> {
     this.shuttingDown = true;
     if (this.deathReason !== null) return;
     const done = new Promise<void>((r) => (this.closed = r));
     this.send({ type: "shutdown" });
-    await done;
+    // A Worker that cannot free its device (or died meanwhile) must not hold the process forever.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([done, new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))]);
+    clearTimeout(timer);
     this.worker.terminate();
   }
 
   /** The engine cannot go on: every request in flight fails, later ones are refused, listeners hear why. */
   private die(reason: string): void {
-    if (this.deathReason !== null || this.shuttingDown) return;
+    if (this.shuttingDown) return this.closed?.(); // it will not post "closed" any more
+    if (this.deathReason !== null) return;
     this.deathReason = reason;
     const failed = [...this.pending.values()];
     this.pending.clear();
@@ -107,7 +114,11 @@ export class EngineClient {
         const p = this.pending.get(o.id);
         if (!p) continue;
         if (o.finished) this.pending.delete(o.id);
-        p.onOutput(o);
+        try {
+          p.onOutput(o);
+        } catch (e) { // one request's handler must not cost the rest of the step their outputs
+          console.error(`vllmd: the output handler of request ${o.id} failed:`, e);
+        }
       }
     } else if (m.type === "rejected") {
       const p = this.pending.get(m.id);

@@ -41,10 +41,13 @@ async function loop(e: Engine): Promise<void> {
 
 /** Frees the engine (its context waits for the device first) and says so. */
 function close(): void {
-  engine?.dispose();
-  engine = null;
-  closing = false;
-  post({ type: "closed" });
+  try {
+    engine?.dispose();
+  } finally { // the main thread waits for this message, whatever dispose() met
+    engine = null;
+    closing = false;
+    post({ type: "closed" });
+  }
 }
 
 function handle(m: ToWorker): void {

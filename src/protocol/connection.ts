@@ -32,6 +32,8 @@ export interface ConnectionOptions {
 
 /** Bytes of received frames that may wait for their turn (behind prompts being tokenized). */
 const MAX_QUEUED_BYTES = 64 * 2 ** 20;
+/** What a waiting frame costs beyond its payload (its closure, promise and parsed value), counted against that. */
+const FRAME_OVERHEAD_BYTES = 256;
 
 export const DEFAULT_CONNECTION_OPTIONS: ConnectionOptions = { maxQueuedBytes: 64 * 2 ** 20, closeGraceMs: 2000, idleTimeoutMs: 0 };
 
@@ -48,6 +50,8 @@ export class Connection {
   private readonly running = new Map<RequestId, Running>();
   private greeted = false;
   private closing = false;
+  /** Shutting down: nothing more is read, what was received is still answered (closeWhenFlushed). */
+  private draining = false;
   /** The handling of frames received so far, in order (see enqueue). */
   private tail: Promise<void> = Promise.resolve();
   private queuedBytes = 0;
@@ -71,8 +75,7 @@ export class Connection {
   }
 
   onData(chunk: Uint8Array): void {
-    if (this.closing) return;
-    this.armIdleTimer();
+    if (this.closing || this.draining) return;
     let payloads: Uint8Array[];
     try {
       payloads = this.frames.push(chunk);
@@ -80,6 +83,8 @@ export class Connection {
       if (!(e instanceof FrameTooLargeError)) throw e;
       return this.fail("frame_too_large", `${e.message} (the server's max_frame_bytes); closing the connection`);
     }
+    // Only whole frames count as activity: a client trickling bytes is still idle.
+    if (payloads.length) this.armIdleTimer();
     // Payloads are views that the next push() overwrites: decode each now, handle it in turn.
     for (const p of payloads) this.enqueue(this.decode(p), p.byteLength);
   }
@@ -96,12 +101,20 @@ export class Connection {
     this.abortAll();
   }
 
-  /** Stops reading, and closes once what is queued has been written (the server shuts down). */
+  /**
+   * The server shuts down: stops reading, answers the frames already received (a generate is
+   * refused as unavailable, since the service takes nothing new), then closes once that is written.
+   */
   closeWhenFlushed(): void {
-    if (this.closing) return;
-    this.closing = true;
-    this.abortAll();
-    this.endAfterFlush();
+    if (this.closing || this.draining) return;
+    this.draining = true;
+    this.disarmIdleTimer();
+    void this.tail.then(() => {
+      if (this.closing) return;
+      this.closing = true;
+      this.abortAll();
+      this.endAfterFlush();
+    });
   }
 
   private decode(payload: Uint8Array): ParsedFrame {
@@ -116,14 +129,13 @@ export class Connection {
 
   /**
    * Frames are handled one after another, in arrival order, though a generate waits for its
-   * prompt to be tokenized. What waits is bounded: past MAX_QUEUED_BYTES a frame is answered
-   * busy in its turn, its content dropped.
+   * prompt to be tokenized. What waits is bounded: a client that sends more than
+   * MAX_QUEUED_BYTES meanwhile is sent a busy frame and disconnected.
    */
-  private enqueue(parsed: ParsedFrame, bytes: number): void {
-    if (this.queuedBytes + bytes > MAX_QUEUED_BYTES && parsed.ok && parsed.frame.type === "generate") {
-      const id = parsed.frame.id;
-      parsed = { ok: false, error: errorFrame("busy", `more than ${MAX_QUEUED_BYTES} bytes of frames wait on this connection`, id) };
-      bytes = 0;
+  private enqueue(parsed: ParsedFrame, payloadBytes: number): void {
+    const bytes = payloadBytes + FRAME_OVERHEAD_BYTES; // a tiny frame still holds a closure and a promise
+    if (this.queuedBytes + bytes > MAX_QUEUED_BYTES) {
+      return this.fail("busy", `more than ${MAX_QUEUED_BYTES} bytes of frames wait on this connection behind prompts being tokenized; closing the connection`);
     }
     this.queuedBytes += bytes;
     this.tail = this.tail.then(async () => {
@@ -179,8 +191,9 @@ export class Connection {
       entry.abort = () => handle.abort();
     } catch (e) {
       release();
-      if (!(e instanceof InvalidGenerateError) && !(e instanceof ServiceError)) throw e;
-      this.send(errorFrame(codeOf(e), e.message, id));
+      // Anything else (an input Worker that died) is the server's fault, still this request's end.
+      const known = e instanceof InvalidGenerateError || e instanceof ServiceError;
+      this.send(errorFrame(known ? codeOf(e) : "internal", known ? e.message : `internal error: ${e instanceof Error ? e.message : String(e)}`, id));
     }
   }
 

@@ -65,6 +65,9 @@ export async function readJsonBody(req: Request, o: BodyLimits): Promise<Record<
   try {
     parsed = o.parse ? await o.parse(bytes) : parseJsonBytes(bytes);
   } catch (e) {
+    // Bad bytes (TypeError) or bad JSON (SyntaxError) are the client's; anything else (an input Worker that died) is ours.
+    const name = (e as Error).name;
+    if (name !== "SyntaxError" && name !== "TypeError") throw e;
     throw badRequest(`the request body is not valid JSON: ${(e as Error).message}`);
   }
   if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {

@@ -8,7 +8,7 @@ import type { ChatMessage } from "../tokenizer/tokenizer.ts";
 import { ChoiceSet, type ChoiceEvent, type ChoiceResult } from "./choices.ts";
 import { badRequest } from "./errors.ts";
 import { chatLogprobs, tokenNamer, type TokenNamer } from "./logprobs.ts";
-import { checkModel, parseBody, responseId, sumCompletionTokens, unixNow, usage } from "./route-utils.ts";
+import { checkModel, parseBody, restoreKeepAlive, responseId, sumCompletionTokens, unixNow, usage } from "./route-utils.ts";
 import { ChatRequestSchema, type ChatMessageInput, type ChatRequest } from "./schemas.ts";
 import { streamChoices, type StreamPlan } from "./sse.ts";
 
@@ -60,7 +60,7 @@ export async function createChatCompletion(c: Context, ctx: ServingContext): Pro
   });
   const set = ChoiceSet.start(ctx.service, choiceInputs(ids, template, n));
   const plan: Plan = { ctx, req, promptTokens: ids.length, n, id: responseId("chatcmpl"), created: unixNow(), name: tokenNamer(enc.tokenizer) };
-  if (req.stream) return streamChoices(c, set, streamPlan(plan));
+  if (req.stream) return streamChoices(c, set, streamPlan(plan), restoreKeepAlive(c, ctx));
   const results = await set.collect(c.req.raw.signal);
   return c.json(chatBody(plan, results));
 }

@@ -6,7 +6,7 @@ import { checkTokenIds, choiceInputs, generationTemplate } from "../serving/samp
 import { ChoiceSet, type ChoiceEvent, type ChoiceResult } from "./choices.ts";
 import { badRequest } from "./errors.ts";
 import { completionLogprobs, textLength, tokenNamer, type TokenNamer } from "./logprobs.ts";
-import { checkModel, parseBody, responseId, sumCompletionTokens, unixNow, usage } from "./route-utils.ts";
+import { checkModel, parseBody, restoreKeepAlive, responseId, sumCompletionTokens, unixNow, usage } from "./route-utils.ts";
 import { CompletionRequestSchema, type CompletionRequest } from "./schemas.ts";
 import { streamChoices, type StreamPlan } from "./sse.ts";
 
@@ -61,7 +61,7 @@ export async function createCompletion(c: Context, ctx: ServingContext): Promise
   });
   const set = ChoiceSet.start(ctx.service, prompts.flatMap((p) => choiceInputs(p.ids, template, n)));
   const plan: Plan = { ctx, req, prompts, n, id: responseId("cmpl"), created: unixNow(), name: tokenNamer(ctx.tokenizer) };
-  if (req.stream) return streamChoices(c, set, streamPlan(plan));
+  if (req.stream) return streamChoices(c, set, streamPlan(plan), restoreKeepAlive(c, ctx));
   const results = await set.collect(c.req.raw.signal);
   return c.json(completionBody(plan, results));
 }

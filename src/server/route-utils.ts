@@ -7,6 +7,7 @@ import type { ServingContext } from "../serving/context.ts";
 import type { ChoiceResult } from "./choices.ts";
 import { ApiError, fromZodError } from "./errors.ts";
 import { readJsonBody } from "./body.ts";
+import { keepAliveSeconds } from "../serving/limits.ts";
 
 /** The body within the size and time limits, and exempt from the keep-alive timeout from then on. */
 export async function readBody(c: Context, ctx: ServingContext): Promise<Record<string, unknown>> {
@@ -17,6 +18,14 @@ export async function readBody(c: Context, ctx: ServingContext): Promise<Record<
   // slow stream must not be cut (a client that leaves is noticed through the request's signal).
   (c.env as Server<unknown> | undefined)?.timeout?.(c.req.raw, 0);
   return body;
+}
+
+/**
+ * Gives a streamed response's connection the keep-alive window back when the stream ends (readBody
+ * lifted it; Bun keeps a request's timeout on its connection: see http.ts).
+ */
+export function restoreKeepAlive(c: Context, ctx: ServingContext): () => void {
+  return () => (c.env as Server<unknown> | undefined)?.timeout?.(c.req.raw, keepAliveSeconds(ctx.limits));
 }
 
 export async function parseBody<S extends z.ZodType>(c: Context, ctx: ServingContext, schema: S): Promise<z.output<S>> {

@@ -17,7 +17,8 @@ export interface StreamPlan {
 
 const frame = (chunk: object | string): string => `data: ${typeof chunk === "string" ? chunk : JSON.stringify(chunk)}\n\n`;
 
-export function streamChoices(c: Context, set: ChoiceSet, plan: StreamPlan): Response {
+/** `onEnd` runs once the last chunk is written (route-utils.ts restoreKeepAlive). */
+export function streamChoices(c: Context, set: ChoiceSet, plan: StreamPlan, onEnd: () => void = () => {}): Response {
   return streamSSE(c, async (stream) => {
     stream.onAbort(() => set.abort());
     const send = async (chunks: (object | string)[]) => {
@@ -29,6 +30,8 @@ export function streamChoices(c: Context, set: ChoiceSet, plan: StreamPlan): Res
       // Headers are gone already: the error travels as a chunk, as vLLM sends it.
       set.abort();
       await send([errorBody(toApiError(e)), "[DONE]"]);
+    } finally {
+      onEnd();
     }
   });
 }

@@ -4,7 +4,7 @@
 import { readFileSync } from "node:fs";
 export interface ConnectionLimits {
   /**
-   * msgpack: open connections per listener. HTTP: requests in progress at once (Bun.serve has no
+   * msgpack: open connections, its listeners together. HTTP: requests in progress at once (Bun.serve has no
    * hook on idle sockets; those are closed by keepAliveTimeoutS, and Bun drops a connection whose
    * request head is not complete within ~10 s).
    */
@@ -13,7 +13,7 @@ export interface ConnectionLimits {
   keepAliveTimeoutS: number;
   /** HTTP: a request body must arrive whole within this many seconds of its headers (408 otherwise; 0: no limit). */
   bodyTimeoutS: number;
-  /** msgpack: a connection with no request in flight that sends no frame for this long is closed (0: never). */
+  /** msgpack: a connection with no request in flight that sends no whole frame for this long is closed (0: never). */
   msgpackIdleTimeoutS: number;
 }
 
@@ -38,6 +38,9 @@ export function maxConnectionsFor(fdLimit: number | null): number {
   if (fdLimit === null) return 2048;
   return Math.max(16, Math.min(2048, Math.floor((fdLimit - RESERVED_FDS) / 2)));
 }
+
+/** --keep-alive-timeout as Bun.serve takes it: whole seconds, at most 255, 0 never. */
+export const keepAliveSeconds = (l: ConnectionLimits): number => Math.min(255, Math.ceil(l.keepAliveTimeoutS));
 
 export const DEFAULT_LIMITS: ConnectionLimits = {
   maxConnections: maxConnectionsFor(openFileLimit()),

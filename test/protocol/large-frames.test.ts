@@ -43,7 +43,8 @@ test("the event loop keeps turning while 30 MiB frames are decoded", async () =>
     const s = connect(Number(process.argv[1]), "127.0.0.1");
     let got = 0;
     const codes = [];
-    s.on("data", (d) => { for (const p of dec.push(d)) { const f = decode(p); if (f.type === "error" && codes.push(f.code) === 3) { console.log(codes.join()); s.destroy(); } } });
+    s.on("data", (d) => { for (const p of dec.push(d)) { const f = decode(p); if (f.type === "error" && codes.push(f.code) === 3) s.destroy(); } });
+    s.on("close", () => console.log(codes.join()));
     s.write(enc.encode({ type: "hello", version: 1 }));
     for (let i = 0; i < 3; i++) s.write(enc.encode({ type: "generate", id: i, prompt: "word ".repeat(6 * 2 ** 20) }));`;
   const proc = Bun.spawn([process.execPath, "-e", sender, String(srv.msgpack.tcpPort)], { stdout: "pipe", cwd: `${import.meta.dir}/../..` });
@@ -57,8 +58,8 @@ test("the event loop keeps turning while 30 MiB frames are decoded", async () =>
   }
   const codes = (await new Response(proc.stdout).text()).trim().split(",");
   console.log(`three 30 MiB frames (${codes.join(", ")}): worst event-loop gap ${worst.toFixed(1)} ms`);
-  // Each is refused (its prompt cannot fit), or busy if more than 64 MiB of frames wait.
-  expect(codes.length).toBe(3);
-  for (const c of codes) expect(["invalid_request", "busy"]).toContain(c);
+  // Each is refused (its prompt cannot fit), unless more than 64 MiB of frames wait at once.
+  expect(codes.length).toBeGreaterThanOrEqual(1);
+  for (const c of codes) expect(["invalid_request", "busy"]).toContain(c); // busy: too much waited, and the server hung up
   expect(worst).toBeLessThan(500); // ~80-170 ms on the dev VM: decoding one takes ~90 ms
 }, 30_000);

@@ -67,12 +67,21 @@ describe("HTTP", () => {
     expect(after.status).toBe(200);
   });
 
-  test("an idle keep-alive connection is closed after --keep-alive-timeout", async () => {
-    const c = rawHttp("GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
-    const ms = await c.closed;
-    expect(c.reply()).toStartWith("HTTP/1.1 200");
-    expect(ms).toBeGreaterThanOrEqual(900);
-    expect(ms).toBeLessThan(9000); // Bun checks idle connections every 4 s
+  test("an idle keep-alive connection is closed after --keep-alive-timeout, also after a request that lifted it", async () => {
+    const post = (path: string, body: string) =>
+      `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+    const conns = [
+      rawHttp("GET /health HTTP/1.1\r\nHost: x\r\n\r\n"),
+      rawHttp(post("/tokenize", '{"prompt":"hi"}')), // its body lifted the idle limit (readBody)
+      rawHttp(post("/v1/completions", '{"prompt":"hi","max_tokens":2,"stream":true}')), // a stream lifts it too
+      rawHttp(post("/v1/nothing", "{}")), // a 404 whose body was never read
+    ];
+    const times = await Promise.all(conns.map((c) => c.closed));
+    for (const [i, c] of conns.entries()) {
+      expect(c.reply()).toStartWith(i === 3 ? "HTTP/1.1 404" : "HTTP/1.1 200");
+      expect(times[i]).toBeGreaterThanOrEqual(900);
+      expect(times[i]).toBeLessThan(9000); // Bun checks idle connections every 4 s
+    }
   }, 15_000);
 
   test("once its body is in, a request is exempt from the keep-alive timeout (long prefills, slow streams)", async () => {
@@ -111,4 +120,16 @@ describe("msgpack", () => {
     expect(busy.isClosed).toBe(false);
     expect(await busy.next(3000)).toMatchObject({ type: "error", code: "idle_timeout" }); // idle again afterwards
   });
+});
+
+test("msgpack: trickling bytes of a frame does not keep a connection from its idle timeout", async () => {
+  const c = await RawConnection.greeted(srv.msgpack.tcpPort!);
+  c.sendBytes(new Uint8Array([0, 0, 0x10, 0])); // announces a 4 KiB frame, then sends it a byte at a time
+  const drip = setInterval(() => c.sendBytes(new Uint8Array([0xc0])), 100);
+  try {
+    expect(await c.next(3000)).toMatchObject({ type: "error", code: "idle_timeout" });
+  } finally {
+    clearInterval(drip);
+  }
+  await c.closed;
 });

@@ -60,3 +60,29 @@ for (const [how, kill] of deaths) {
     expect(logged.some((l) => l.startsWith("vllmd: the engine failed and cannot serve any more:"))).toBe(true);
   }, 30_000);
 }
+
+test("a Worker that dies while shutting down does not hang the shutdown", async () => {
+  srv = await serveFixture({});
+  const client = srv.ctx.client;
+  const t0 = performance.now();
+  const closing = client.shutdown();
+  (client as unknown as { worker: Worker }).worker.terminate(); // it will never post "closed"
+  await closing;
+  expect(performance.now() - t0).toBeLessThan(5000);
+  srv = null;
+});
+
+test("input Workers that are gone fail the request with a 5xx (HTTP) or an error frame carrying its id (msgpack)", async () => {
+  srv = await serveFixture({ msgpackPort: 0 });
+  const s = srv;
+  s.ctx.inputs.close();
+  const prompt = "word ".repeat(400); // over 1024 characters: tokenized in an input Worker
+  const r = await post(s, { prompt, max_tokens: 1 });
+  expect(r.status).toBe(500);
+  const big = await fetch(`${s.url}/tokenize`, { method: "POST", body: JSON.stringify({ prompt: "x".repeat(2 ** 21) }) }); // parsed in a Worker
+  expect(big.status).toBe(500);
+  const mp = await RawConnection.greeted(s.msgpack.tcpPort!);
+  mp.send({ type: "generate", id: "gone", prompt });
+  expect(await mp.next()).toMatchObject({ type: "error", id: "gone", code: "internal" });
+  mp.destroy();
+});

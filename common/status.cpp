@@ -91,8 +91,9 @@ int32_t check_load_weight_args(int32_t dst_dtype, int32_t file_dtype, int64_t ro
     return fail(VD_ERR_INVALID_ARGUMENT, "%s: negative shape [%lld, %lld]", fn, (long long)rows, (long long)cols);
   if (shard_dim < -1 || shard_dim > 1)
     return fail(VD_ERR_INVALID_ARGUMENT, "%s: shard_dim %d, expected -1, 0 or 1", fn, shard_dim);
-  bool both_int = dst_dtype == VD_I32 && file_dtype == VD_I32;
-  if (!both_int && !(is_float_dtype(dst_dtype) && is_float_dtype(file_dtype)))
+  // i32 and e4m3 codes are copied as they are; the float types convert into one another.
+  bool as_is = dst_dtype == file_dtype && (dst_dtype == VD_I32 || dst_dtype == VD_FP8_E4M3);
+  if (!as_is && !(is_float_dtype(dst_dtype) && is_float_dtype(file_dtype)))
     return fail(VD_ERR_INVALID_ARGUMENT, "%s: cannot convert file_dtype %d to dst_dtype %d", fn, file_dtype, dst_dtype);
   if (rows > 0 && cols > (int64_t(1) << 46) / rows)
     return fail(VD_ERR_INVALID_ARGUMENT, "%s: shape [%lld, %lld] is too large", fn, (long long)rows, (long long)cols);

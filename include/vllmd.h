@@ -140,7 +140,8 @@ int32_t vd_event_destroy(uint64_t ctx, uint64_t event);
  * Reads a [rows, cols] tensor of `file_dtype` stored at byte `file_offset` of `path` and writes it
  * to `dst` as `dst_dtype`. With tp > 1, shard_dim 0 gives rank r rows [r*rows/tp, (r+1)*rows/tp),
  * shard_dim 1 gives it those columns, shard_dim -1 gives every rank the whole tensor.
- * A 1-D tensor is rows = 1. Fails with VD_ERR_IO if the file is shorter than the tensor.
+ * A 1-D tensor is rows = 1. Fails with VD_ERR_IO if the file is shorter than the tensor. Floats
+ * (f32, f16, bf16) convert into one another; i32 and VD_FP8_E4M3 load only as themselves.
  */
 int32_t vd_load_weight(uint64_t ctx, uint64_t dst, int32_t dst_dtype, const char *path, uint64_t file_offset,
                        int32_t file_dtype, int64_t rows, int64_t cols, int32_t shard_dim);

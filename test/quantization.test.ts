@@ -1,13 +1,16 @@
-// --quantization fp8 end to end on the cpu backend: a model quantized at load must compute what
+// FP8 weights end to end on the cpu backend, quantized at load or read from a checkpoint.
+// --quantization fp8: a model quantized at load must compute what
 // the same model computes from its dequantized weights (each linear weight replaced, in a model
 // directory written here, by its e4m3 codes times its row scale, per the format's definition in
 // src/native/fp8-reference.ts): logits equal to rounding, greedy tokens equal. The linear layers'
 // merging (q|k|v, gate|up), scales and biases are all on that path.
 import { afterAll, describe, expect, test } from "bun:test";
-import { closeSync, cpSync, mkdtempSync, openSync, readSync, rmSync } from "node:fs";
+import { closeSync, cpSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadModelDir } from "../src/model/model-dir.ts";
+import { readTensorBytes } from "../src/model/safetensors-write.ts";
+import { writeFp8Checkpoint } from "../scripts/quantize-fp8.ts";
 import { fp8Decode, quantizeRow } from "../src/native/fp8-reference.ts";
 import { relativeError } from "../src/native/testing.ts";
 import { lastPositionLogits } from "./helpers/forward-logits.ts";
@@ -69,5 +72,66 @@ for (const fixture of ["test/fixtures/llama", "test/fixtures/qwen2"]) {
         deq.dispose();
       }
     });
+  });
+}
+
+// ---- compressed-tensors FP8 checkpoints (scripts/quantize-fp8.ts writes them as llm-compressor does)
+
+/** The checkpoint's linear weights dequantized (codes x their scale, per row or per tensor) as f32. */
+function dequantizedCheckpoint(dir: string): string {
+  const out = join(work, `${dir.split("/").at(-1)}-deq`);
+  cpSync(dir, out, { recursive: true, filter: (src) => !src.endsWith(".safetensors") });
+  const md = loadModelDir(dir), specs: TensorSpec[] = [];
+  const read = (name: string) => {
+    const t = md.tensors.get(name)!;
+    const bytes = readTensorBytes(t, t.dtype === "F8_E4M3" ? 1 : t.dtype === "F32" ? 4 : 2);
+    return { t, bytes };
+  };
+  for (const [name, t] of md.tensors) {
+    if (name.endsWith("_scale")) continue;
+    const { bytes } = read(name);
+    if (t.dtype !== "F8_E4M3") {
+      specs.push({ name, dtype: "F32", shape: t.shape, data: decode(bytes, t.dtype as WriterDtype) });
+      continue;
+    }
+    const s = read(`${name}_scale`), scales = decode(s.bytes, s.t.dtype as WriterDtype);
+    const [rows, cols] = t.shape as [number, number];
+    const data = Float32Array.from(bytes, (code, i) => fp8Decode(code) * scales[scales.length === 1 ? 0 : Math.floor(i / cols)]!);
+    expect(data.length).toBe(rows * cols);
+    specs.push({ name, dtype: "F32", shape: t.shape, data });
+  }
+  writeSafetensors(join(out, "model.safetensors"), specs);
+  const config = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
+  delete config.quantization_config;
+  writeFileSync(join(out, "config.json"), JSON.stringify(config));
+  return out;
+}
+
+for (const fixture of ["test/fixtures/llama", "test/fixtures/qwen2"]) {
+  describe(`a compressed-tensors FP8 checkpoint of ${fixture}`, () => {
+    const prompt = [1, 17, 42, 99, 250, 7, 64, 3, 120, 33, 5];
+    const channel = join(work, `${fixture.split("/").at(-1)}-fp8-channel`), tensor = join(work, `${fixture.split("/").at(-1)}-fp8-tensor`);
+    writeFp8Checkpoint(fixture, channel, { strategy: "channel", activations: "dynamic" });
+    writeFp8Checkpoint(fixture, tensor, { strategy: "tensor", activations: "static" });
+
+    test("per channel, it computes exactly what --quantization fp8 computes from the float checkpoint", () => {
+      const onTheFly = lastPositionLogits(fixture, prompt, 16, "cpu", { quantization: "fp8" });
+      expect(relativeError(lastPositionLogits(channel, prompt), onTheFly)).toBe(0);
+    });
+
+    for (const [name, dir] of [["per channel", channel], ["per tensor", tensor]] as const)
+      test(`${name}, its logits and greedy tokens are those of its dequantized weights`, () => {
+        const reference = dequantizedCheckpoint(dir);
+        expect(relativeError(lastPositionLogits(dir, prompt), lastPositionLogits(reference, prompt))).toBeLessThan(1e-5);
+        const reqs = [{ id: "a", prompt, params: { maxTokens: 16, ignoreEos: true } }];
+        const [q, d] = [makeEngine({ model: dir }), makeEngine({ model: reference })];
+        try {
+          expect(q.info.quantization).toBe("fp8");
+          expect(runToCompletion(q, reqs)).toEqual(runToCompletion(d, reqs));
+        } finally {
+          q.dispose();
+          d.dispose();
+        }
+      });
   });
 }

@@ -2,6 +2,7 @@
 // "type" or "rope_type", torch_dtype) and what 5.x writes (rope_parameters, dtype). Anything the
 // forward pass cannot honour yet is refused here, naming the field, rather than silently ignored.
 import { z } from "zod";
+import { parseCheckpointQuantization, type CheckpointQuantization } from "./checkpoint-quant.ts";
 import { ModelDirError, zodToModelDirError } from "./errors.ts";
 
 export const SUPPORTED_ARCHITECTURES = ["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"] as const;
@@ -30,6 +31,8 @@ export interface ModelConfig {
   tieWordEmbeddings: boolean;
   qkvBias: boolean;
   dtype: ConfigDtype;
+  /** A pre-quantized checkpoint's scheme (its quantization_config), or null. */
+  quantization: CheckpointQuantization | null;
   bosTokenId: number | null;
   eosTokenIds: number[];
 }
@@ -72,7 +75,7 @@ const rawConfigSchema = z.looseObject({
   dtype: z.string().nullish(),
   bos_token_id: tokenId.nullish(),
   eos_token_id: tokenIdsSchema,
-  quantization_config: z.looseObject({ quant_method: z.string().nullish() }).nullish(),
+  quantization_config: z.unknown().nullish(),
 });
 type RawConfig = z.infer<typeof rawConfigSchema>;
 
@@ -180,12 +183,6 @@ function checkSupportedFeatures(raw: RawConfig, arch: Architecture, file: string
   if (arch === "Qwen2ForCausalLM" && raw.use_sliding_window === true && windowLimits) {
     throw new ModelDirError(file, `field 'use_sliding_window' is true: sliding-window attention is not supported yet`);
   }
-  // Pre-quantized checkpoints (GPTQ, AWQ, compressed-tensors) have other tensors: refuse them by name, not by a missing weight.
-  if (raw.quantization_config != null) {
-    const method = raw.quantization_config.quant_method ?? "(none given)";
-    throw new ModelDirError(file, `field 'quantization_config.quant_method' is '${method}': pre-quantized checkpoints are not supported yet ` +
-      "(load a float16/bfloat16 checkpoint, and use --quantization fp8 to quantize it at start-up)");
-  }
 }
 
 function parseDtype(raw: RawConfig, file: string): ConfigDtype {
@@ -249,6 +246,7 @@ export function parseConfig(json: unknown, file: string): ModelConfig {
     // Qwen2 always has q/k/v biases; Mistral never does; Llama says so in attention_bias.
     qkvBias: architecture === "Qwen2ForCausalLM" || (architecture === "LlamaForCausalLM" && raw.attention_bias === true),
     dtype: parseDtype(raw, file),
+    quantization: parseCheckpointQuantization(raw.quantization_config, file),
     bosTokenId: raw.bos_token_id ?? null,
     eosTokenIds: tokenIdList(raw.eos_token_id),
   };

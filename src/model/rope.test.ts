@@ -19,6 +19,7 @@ function config(headDim: number, ropeTheta: number, rope: RopeScaling): ModelCon
     tieWordEmbeddings: false,
     qkvBias: false,
     dtype: "float32",
+    quantization: null,
     bosTokenId: null,
     eosTokenIds: [],
   };

@@ -3,6 +3,7 @@
 // quantizing the linear layers when asked (--quantization fp8: per output row, as vLLM does).
 // Tensors load one linear layer at a time, so a quantized model never holds its whole
 // unquantized self on the device: only the layer being quantized.
+import { closeSync, openSync, readSync } from "node:fs";
 import type { Backend, Buf } from "../native/types.ts";
 import { DType, dtypeBytes } from "../native/types.ts";
 import type { ModelConfig } from "./config.ts";
@@ -34,7 +35,7 @@ export type Quantization = "fp8" | null;
 
 export type LoadProgress = (doneBytes: number, totalBytes: number) => void;
 
-const stDtype: Record<StDtype, DType> = { F32: DType.f32, F16: DType.f16, BF16: DType.bf16 };
+const stDtype: Record<StDtype, DType> = { F32: DType.f32, F16: DType.f16, BF16: DType.bf16, F8_E4M3: DType.fp8E4m3 };
 
 /** The dtype weights keep on the device: the checkpoint's, which every backend's GEMM reads. */
 export function weightDtype(cfg: ModelConfig): DType {
@@ -72,23 +73,77 @@ class Loader {
     this.buffers.splice(this.buffers.indexOf(b), 1);
   }
 
+  tensor(name: string): TensorInfo {
+    const t = this.tensors.get(name);
+    if (!t) throw new ModelDirError("the model directory", `tensor '${name}' is missing`);
+    return t;
+  }
+
+  /** Elements of a part on this rank. */
+  perRank(p: Part): number {
+    return p.shardDim === -1 ? p.rows * p.cols : (p.rows * p.cols) / this.be.tp;
+  }
+
   /** The parts one after another in one buffer of `dtype` (each cut across ranks as it says). */
   load(parts: Part[], dtype: DType = this.dt): Buf {
-    const tp = this.be.tp, eb = dtypeBytes(dtype);
-    const perRank = (p: Part) => (p.shardDim === -1 ? p.rows * p.cols : (p.rows * p.cols) / tp) * eb;
-    const buf = this.alloc(parts.reduce((s, p) => s + perRank(p), 0));
+    const eb = dtypeBytes(dtype);
+    const buf = this.alloc(parts.reduce((s, p) => s + this.perRank(p) * eb, 0));
     let at = 0;
     for (const p of parts) {
-      const t = this.tensors.get(p.name);
-      if (!t) throw new ModelDirError("the model directory", `tensor '${p.name}' is missing`);
-      const dst = parts.length === 1 ? buf : this.be.view(buf, at, perRank(p));
-      this.be.loadWeight(dst, dtype, t.file, t.dataOffset, stDtype[t.dtype], p.rows, p.cols, p.shardDim);
-      at += perRank(p);
-      this.done += p.rows * p.cols * dtypeBytes(stDtype[t.dtype]);
-      this.onProgress?.(this.done, this.total);
+      this.loadPart(parts.length === 1 ? buf : this.be.view(buf, at, this.perRank(p) * eb), p, dtype);
+      at += this.perRank(p) * eb;
     }
     return buf;
   }
+
+  loadPart(dst: Buf, p: Part, dtype: DType): void {
+    const t = this.tensor(p.name);
+    this.be.loadWeight(dst, dtype, t.file, t.dataOffset, stDtype[t.dtype], p.rows, p.cols, p.shardDim);
+    this.counted(t);
+  }
+
+  /** A one-element tensor's value, read on the host (a per-tensor FP8 scale). */
+  scalar(name: string): number {
+    const t = this.tensor(name), bytes = new Uint8Array(4);
+    const fd = openSync(t.file, "r");
+    try {
+      readSync(fd, bytes, 0, t.dtype === "F32" ? 4 : 2, t.dataOffset);
+    } finally {
+      closeSync(fd);
+    }
+    this.counted(t);
+    const v = new DataView(bytes.buffer);
+    if (t.dtype === "F32") return v.getFloat32(0, true);
+    if (t.dtype === "BF16") return new Float32Array(new Uint32Array([v.getUint16(0, true) << 16]).buffer)[0]!;
+    if (t.dtype === "F16") return v.getFloat16(0, true);
+    throw new ModelDirError(t.file, `tensor '${name}' has dtype ${t.dtype}; a scale is F32, F16 or BF16`);
+  }
+
+  private counted(t: TensorInfo): void {
+    this.done += t.shape.reduce((a, b) => a * b, 1) * dtypeBytes(stDtype[t.dtype]);
+    this.onProgress?.(this.done, this.total);
+  }
+}
+
+/**
+ * A compressed-tensors FP8 layer: the e4m3 parts as they are, and one f32 scale per output row,
+ * from each part's weight_scale ([rows, 1] per channel, or one value per tensor, repeated).
+ */
+function fp8FromCheckpoint(be: Backend, ld: Loader, parts: Part[], n: number): { w: Buf; scale: Buf } {
+  const w = ld.load(parts, DType.fp8E4m3);
+  const scale = ld.alloc(n * 4);
+  let row = 0;
+  for (const p of parts) {
+    const name = `${p.name}_scale`, t = ld.tensor(name);
+    const rows = p.shardDim === 0 ? p.rows / be.tp : p.rows; // output rows of this part on this rank
+    const dst = be.view(scale, row * 4, rows * 4);
+    const numel = t.shape.reduce((a, b) => a * b, 1);
+    if (numel === p.rows) ld.loadPart(dst, { name, rows: p.rows, cols: 1, shardDim: p.shardDim === 0 ? 0 : -1 }, DType.f32);
+    else if (numel === 1) be.copyFromHost(dst, 0, new Float32Array(rows).fill(ld.scalar(name)));
+    else throw new ModelDirError(t.file, `tensor '${name}' has ${numel} values; expected ${p.rows} (per channel) or 1 (per tensor)`);
+    row += rows;
+  }
+  return { w, scale };
 }
 
 export interface LoadOptions {
@@ -114,7 +169,12 @@ export function loadWeights(
     const rows = parts.reduce((s, [, r]) => s + r, 0);
     const [n, k] = shardDim === 0 ? [rows / tp, cols] : [rows, cols / tp];
     const biasParts = biasOf ? parts.map(([name, r]): Part => ({ name: biasOf(name), rows: 1, cols: r, shardDim: 1 })) : [];
-    const w = ld.load(parts.map(([name, r]) => ({ name, rows: r, cols, shardDim })));
+    const weightParts = parts.map(([name, r]): Part => ({ name, rows: r, cols, shardDim }));
+    if (ld.tensor(weightParts[0]!.name).dtype === "F8_E4M3") { // quantized in the checkpoint (compressed-tensors)
+      const { w, scale } = fp8FromCheckpoint(be, ld, weightParts, n);
+      return { format: "fp8", w, scale, n, k, bias: biasParts.length ? ld.load(biasParts, act) : 0 };
+    }
+    const w = ld.load(weightParts);
     if (quant !== "fp8") return { format: "dense", w, dtype: dt, n, k, bias: biasParts.length ? ld.load(biasParts) : 0 };
     const q = ld.alloc(n * k), scale = ld.alloc(n * 4);
     be.quantizeFp8(q, scale, w, n, k, dt);
@@ -141,7 +201,7 @@ export function loadWeights(
   const lmHeadW = cfg.tieWordEmbeddings ? embed : ld.load([{ name: "lm_head.weight", rows: cfg.vocabSize, cols: h, shardDim: -1 }]);
   onProgress?.(total, total);
   return {
-    dtype: dt, quantization: quant, embed, layers, norm, buffers: ld.buffers,
+    dtype: dt, quantization: quant ?? (cfg.quantization ? "fp8" : null), embed, layers, norm, buffers: ld.buffers,
     lmHead: { format: "dense", w: lmHeadW, dtype: dt, n: cfg.vocabSize, k: h, bias: 0 },
   };
 }

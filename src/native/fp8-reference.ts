@@ -9,16 +9,23 @@ export function fp8Decode(b: number): number {
   return sign * (e === 0 ? m * 2 ** -9 : (1 + m / 8) * 2 ** (e - 7));
 }
 
-const POSITIVE = Array.from({ length: 0x7f }, (_, b) => b); // 0 .. 0x7e: every finite non-negative code
+// Codes 0 .. 0x7e are every finite non-negative value, in increasing order.
+const POSITIVE = Float64Array.from({ length: 0x7f }, (_, b) => fp8Decode(b));
 
 /** The nearest code to v (ties to the even code), +-448 beyond the range. */
 export function fp8Encode(v: number): number {
   if (Number.isNaN(v)) return 0x7f;
   const a = Math.min(Math.abs(v), 448);
-  let best = 0;
-  for (const b of POSITIVE) {
-    const d = Math.abs(fp8Decode(b) - a), db = Math.abs(fp8Decode(best) - a);
-    if (d < db || (d === db && (b & 1) === 0 && (best & 1) === 1)) best = b;
+  let lo = 0, hi = 0x7e; // the largest code whose value is <= a, by bisection
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (POSITIVE[mid]! <= a) lo = mid;
+    else hi = mid - 1;
+  }
+  let best = lo;
+  if (lo < 0x7e) {
+    const below = a - POSITIVE[lo]!, above = POSITIVE[lo + 1]! - a;
+    if (above < below || (above === below && (lo & 1) === 1)) best = lo + 1;
   }
   return v < 0 || Object.is(v, -0) ? best | 0x80 : best;
 }

@@ -8,8 +8,11 @@ import { parseEngineConfig } from "../../src/config.ts";
 import { Engine } from "../../src/engine/engine.ts";
 import { randomF32, seededRandom } from "../../src/native/testing.ts";
 import { type Backend, DType } from "../../src/native/types.ts";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { writeFp8Checkpoint } from "../../scripts/quantize-fp8.ts";
 import { runToCompletion } from "../helpers/engine-run.ts";
-import { ACT_DTYPES, backends, DEVICE, dtypeName, expectClose, expectSameBytes, gpuSuite, roundTo, run, tolerance } from "./harness.ts";
+import { ACT_DTYPES, backends, DEVICE, dtypeName, expectClose, expectSameBytes, GPU_TESTS, gpuSuite, roundTo, run, tolerance } from "./harness.ts";
 
 const { f32, bf16 } = DType;
 
@@ -59,10 +62,15 @@ gpuSuite("fp8 parity", () => {
   // [model dir, tokens of 36 that must agree]: f32 weights (the dequantize path on the GPU) and
   // bf16 ones (the decode GEMV, bf16 activations against the cpu's f32: near-ties may flip a token).
   const MODELS: [string, number][] = [[join(import.meta.dir, "..", "fixtures", "llama3"), 33], [join(import.meta.dir, "..", "..", "models", "default"), 24]];
+  // and a compressed-tensors FP8 checkpoint of the bf16 one (e4m3 codes loaded as they are)
+  const checkpoint = join(mkdtempSync(join(tmpdir(), "vllmd-fp8-gpu-")), "default-fp8");
+  if (GPU_TESTS) writeFp8Checkpoint(MODELS[1]![0], checkpoint, { strategy: "channel", activations: "dynamic" });
+  MODELS.push([checkpoint, 24]);
   for (const [model, agree] of MODELS)
     test(`a model quantized at load generates on the GPU what it generates on the cpu (greedy): ${model.split("/").at(-1)}`, () => {
       const reqs = [0, 1, 2].map((i) => ({ id: `r${i}`, prompt: [1, 20 + i, 40, 60 + i, 80, 100], params: { maxTokens: 12, ignoreEos: true } }));
       const make = (device: "cpu" | "cuda") => Engine.create(parseEngineConfig({ model, device, quantization: "fp8", decodeGraphs: "off", maxModelLen: 128 }));
+      // (a checkpoint that is FP8 already loads its codes whatever --quantization says)
       const cpu = make("cpu"), dev = make(DEVICE);
       try {
         const want = runToCompletion(cpu, reqs), got = runToCompletion(dev, reqs);

@@ -2,6 +2,7 @@
 // index when asked) and deterministic random weights. The tensor list is written out here from the
 // raw config fields, independently of src/model/tensors.ts, so the two check each other.
 import { mkdirSync, writeFileSync } from "node:fs";
+import { writeRawSafetensors, writeSafetensorsFile } from "../../src/model/safetensors-write.ts";
 import { join } from "node:path";
 
 export type WriterDtype = "F32" | "F16" | "BF16";
@@ -49,7 +50,6 @@ export const TINY_LLAMA_CONFIG: Readonly<Record<string, unknown>> = {
   eos_token_id: 2,
 };
 
-const BYTES: Record<WriterDtype, number> = { F32: 4, F16: 2, BF16: 2 };
 
 function encode(data: Float32Array, dtype: WriterDtype): Uint8Array {
   if (dtype === "F32") return new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
@@ -75,37 +75,14 @@ export function decode(bytes: Uint8Array, dtype: WriterDtype): Float32Array {
   return new Float32Array(bits.buffer);
 }
 
-/** Writes any header (even an invalid one) followed by `data`: for tests of malformed files. */
-export function writeRawSafetensors(path: string, header: Record<string, unknown>, data: Uint8Array): void {
-  let json = JSON.stringify(header);
-  json += " ".repeat((8 - (json.length % 8)) % 8); // the reference writer pads to 8 bytes
-  const headerBytes = new TextEncoder().encode(json);
-  const out = new Uint8Array(8 + headerBytes.length + data.length);
-  new DataView(out.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
-  out.set(headerBytes, 8);
-  out.set(data, 8 + headerBytes.length);
-  writeFileSync(path, out);
-}
+export { writeRawSafetensors };
 
 export function writeSafetensors(path: string, tensors: TensorSpec[]): void {
-  const header: Record<string, unknown> = { __metadata__: { format: "pt" } };
-  const chunks: Uint8Array[] = [];
-  let offset = 0;
-  for (const t of tensors) {
+  writeSafetensorsFile(path, tensors.map((t) => {
     const numel = t.shape.reduce((a, b) => a * b, 1);
     if (numel !== t.data.length) throw new Error(`${t.name}: shape [${t.shape}] needs ${numel} values, got ${t.data.length}`);
-    const bytes = encode(t.data, t.dtype);
-    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + numel * BYTES[t.dtype]] };
-    chunks.push(bytes);
-    offset += bytes.length;
-  }
-  const data = new Uint8Array(offset);
-  let at = 0;
-  for (const c of chunks) {
-    data.set(c, at);
-    at += c.length;
-  }
-  writeRawSafetensors(path, header, data);
+    return { name: t.name, dtype: t.dtype, shape: t.shape, bytes: encode(t.data, t.dtype) };
+  }));
 }
 
 /** mulberry32: a tiny seeded generator, so weights are the same on every run. */

@@ -1,0 +1,78 @@
+// A pre-quantized checkpoint's `quantization_config` (config.json), read as vLLM reads it: the
+// method picks the weight format. Supported so far: compressed-tensors "float-quantized" FP8
+// (llm-compressor's FP8 and FP8-dynamic schemes), e4m3 weights with a scale per output channel or
+// per tensor. Anything else is refused naming the field and its value, never loaded as something
+// it is not.
+import { z } from "zod";
+import { ModelDirError } from "./errors.ts";
+
+export interface CheckpointQuantization {
+  method: "compressed-tensors";
+  /** The weights' scale granularity over every quantized layer (a checkpoint may mix them). */
+  strategies: ("channel" | "tensor")[];
+  /**
+   * The activations' quantization the checkpoint was made for. vllmd computes the linear layers
+   * with unquantized activations (weight-only), which is at least as accurate.
+   */
+  activations: "none" | "dynamic" | "static";
+}
+
+const quantArgs = z.looseObject({
+  num_bits: z.number().nullish(),
+  type: z.string().nullish(),
+  strategy: z.string().nullish(),
+  symmetric: z.boolean().nullish(),
+  dynamic: z.union([z.boolean(), z.string()]).nullish(),
+  group_size: z.number().nullish(),
+  block_structure: z.unknown().nullish(),
+});
+
+const compressedTensors = z.looseObject({
+  format: z.string().nullish(),
+  config_groups: z.record(z.string(), z.looseObject({ weights: quantArgs.nullish(), input_activations: quantArgs.nullish(), output_activations: quantArgs.nullish() })),
+  kv_cache_scheme: z.unknown().nullish(),
+});
+
+type Args = z.infer<typeof quantArgs>;
+
+function refuse(file: string, field: string, value: unknown, why: string): never {
+  throw new ModelDirError(file, `field 'quantization_config.${field}' is ${JSON.stringify(value)}: ${why}`);
+}
+
+function weightStrategy(w: Args | null | undefined, file: string, at: string): "channel" | "tensor" {
+  if (!w) refuse(file, `${at}.weights`, w ?? null, "a group without quantized weights is not supported");
+  if (w.type !== "float" || w.num_bits !== 8) refuse(file, `${at}.weights`, { type: w.type, num_bits: w.num_bits }, "only 8-bit float (FP8 e4m3) weights are supported yet");
+  if (w.strategy !== "channel" && w.strategy !== "tensor") refuse(file, `${at}.weights.strategy`, w.strategy, "supported: channel, tensor");
+  if (w.dynamic === true || w.symmetric === false) refuse(file, `${at}.weights`, { dynamic: w.dynamic, symmetric: w.symmetric }, "FP8 weights must be static and symmetric");
+  return w.strategy;
+}
+
+function activations(a: Args | null | undefined, file: string, at: string): CheckpointQuantization["activations"] {
+  if (!a) return "none";
+  if (a.type !== "float" || a.num_bits !== 8) refuse(file, `${at}.input_activations`, { type: a.type, num_bits: a.num_bits }, "only FP8 activations are supported");
+  return a.dynamic === true ? "dynamic" : "static";
+}
+
+/** The checkpoint's quantization, or null for a plain float checkpoint. */
+export function parseCheckpointQuantization(raw: unknown, file: string): CheckpointQuantization | null {
+  if (raw == null) return null;
+  const method = (raw as { quant_method?: unknown }).quant_method;
+  if (method !== "compressed-tensors") {
+    refuse(file, "quant_method", method ?? null, "supported pre-quantized checkpoints: compressed-tensors FP8 (or load a float checkpoint with --quantization fp8)");
+  }
+  const r = compressedTensors.safeParse(raw);
+  if (!r.success) refuse(file, "config_groups", (raw as { config_groups?: unknown }).config_groups ?? null, "expected a map of quantization groups");
+  const q = r.data;
+  if (q.format !== "float-quantized") refuse(file, "format", q.format ?? null, "supported: float-quantized");
+  if (q.kv_cache_scheme != null) refuse(file, "kv_cache_scheme", q.kv_cache_scheme, "a quantized KV cache is not supported yet");
+  const groups = Object.entries(q.config_groups);
+  if (groups.length === 0) refuse(file, "config_groups", {}, "no quantization group");
+  const strategies = new Set<"channel" | "tensor">();
+  const acts = new Set<CheckpointQuantization["activations"]>();
+  for (const [name, g] of groups) {
+    strategies.add(weightStrategy(g.weights, file, `config_groups.${name}`));
+    acts.add(activations(g.input_activations, file, `config_groups.${name}`));
+    if (g.output_activations) refuse(file, `config_groups.${name}.output_activations`, g.output_activations, "output quantization is not supported");
+  }
+  return { method: "compressed-tensors", strategies: [...strategies], activations: [...acts][0]! };
+}

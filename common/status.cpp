@@ -100,6 +100,17 @@ int32_t check_load_weight_args(int32_t dst_dtype, int32_t file_dtype, int64_t ro
   return VD_OK;
 }
 
+int32_t check_int_weights(const char *fn, int32_t bits, int64_t group_size, int64_t n, int64_t k, int64_t *groups) {
+  if (bits != 4 && bits != 8) return fail(VD_ERR_UNSUPPORTED, "%s: bits %d, supported: 4 and 8", fn, bits);
+  if (group_size < 1) return fail(VD_ERR_INVALID_ARGUMENT, "%s: group_size %lld must be >= 1", fn, (long long)group_size);
+  if (n < 0 || k < 0) return fail(VD_ERR_INVALID_ARGUMENT, "%s: negative shape n=%lld k=%lld", fn, (long long)n, (long long)k);
+  if (k % (32 / bits) != 0)
+    return fail(VD_ERR_INVALID_ARGUMENT, "%s: k %lld is not a multiple of %d (%d-bit codes in 32-bit words)", fn,
+                (long long)k, 32 / bits, bits);
+  *groups = (k + group_size - 1) / group_size;
+  return VD_OK;
+}
+
 int32_t check_host_alloc_args(void **out_ptr, uint64_t bytes) {
   const char *fn = "vd_host_alloc";
   if (!out_ptr) return fail(VD_ERR_INVALID_ARGUMENT, "%s: out_ptr is null", fn);

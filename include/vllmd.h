@@ -28,7 +28,7 @@
 extern "C" {
 #endif
 
-#define VD_ABI_VERSION 6
+#define VD_ABI_VERSION 7
 
 /* Status codes. */
 #define VD_OK 0
@@ -214,6 +214,30 @@ int32_t vd_quantize_fp8(uint64_t ctx, uint64_t q, uint64_t scales, uint64_t src,
  */
 int32_t vd_gemm_fp8(uint64_t ctx, uint64_t out, uint64_t x, uint64_t w, uint64_t w_scale, uint64_t bias, int64_t m,
                     int64_t n, int64_t k, int32_t act_dtype);
+
+/*
+ * Integer weights (GPTQ, AWQ, compressed-tensors pack-quantized) as vllmd keeps them, `bits` 4 or
+ * 8: row n of w holds its K codes q (unsigned), packed little-endian into 32-bit words (code j of
+ * a word in bits [j*bits, (j+1)*bits)), K*bits/32 words per row (K a multiple of 32/bits). Codes
+ * are in groups of group_size consecutive k, G = ceil(K / group_size); scales and zeros are f32
+ * [N, G] and the weight is (q - zeros[n, g]) * scales[n, g].
+ * out[M, N] = x[M, K] · wᵀ (+ bias[N] if bias != 0); x, out and bias of act_dtype; f32 sums.
+ */
+int32_t vd_gemm_int(uint64_t ctx, uint64_t out, uint64_t x, uint64_t w, uint64_t scales, uint64_t zeros,
+                    uint64_t bias, int64_t m, int64_t n, int64_t k, int32_t bits, int64_t group_size,
+                    int32_t act_dtype);
+
+/*
+ * GPTQ's layout (AutoGPTQ, GPTQModel) to vd_gemm_int's, without act-order (g_idx is k / group_size).
+ * qweight i32 [K*bits/32, N]: the code of (k, n) is in word [k / (32/bits), n], bits
+ * (k % (32/bits)) * bits. qzeros i32 [G, N*bits/32]: the zero of (g, n) is in word
+ * [g, n / (32/bits)], bits (n % (32/bits)) * bits, stored minus one when zeros_minus_one (the
+ * "gptq" checkpoint format; "gptq_v2" stores it as is). scales [G, N] of scale_dtype (f32, f16,
+ * bf16). Writes w [N, K*bits/32] i32, scales_out and zeros_out f32 [N, G].
+ */
+int32_t vd_repack_gptq(uint64_t ctx, uint64_t w, uint64_t scales_out, uint64_t zeros_out, uint64_t qweight,
+                       uint64_t qzeros, uint64_t scales, int64_t n, int64_t k, int32_t bits, int64_t group_size,
+                       int32_t scale_dtype, int32_t zeros_minus_one);
 
 /* out[T, I] = silu(gate_up[T, :I]) * gate_up[T, I:]. gate_up: [T, 2I]. */
 int32_t vd_silu_mul(uint64_t ctx, uint64_t out, uint64_t gate_up, int64_t n_tokens, int64_t inter, int32_t act_dtype);

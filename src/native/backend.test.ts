@@ -18,7 +18,7 @@ describe("library and context", () => {
     expect(mem.free).toBeGreaterThan(0);
     expect(mem.free).toBeLessThanOrEqual(mem.total);
     be.sync();
-    expect(EXPECTED_ABI_VERSION).toBe(6);
+    expect(EXPECTED_ABI_VERSION).toBe(7);
   });
 
   test("graphs are unsupported on cpu, and say so", () => {

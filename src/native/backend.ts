@@ -3,11 +3,11 @@ import { type Pointer, toArrayBuffer } from "bun:ffi";
 import { openVllmdLibrary, type VllmdLibrary } from "./ffi.ts";
 import { type BackendName, findLibrary } from "./library.ts";
 import {
-  type Backend, BackendError, type Buf, type DeviceEvent, DType, type Graph, type HostBuf, type SampleArgs, Status,
+  type Backend, BackendError, type Buf, type DeviceEvent, DType, type Graph, type HostBuf, type SampleArgs, Status, type GptqTensors, type IntWeights,
 } from "./types.ts";
 
 /** The VD_ABI_VERSION of the include/vllmd.h this code was written against. */
-export const EXPECTED_ABI_VERSION = 6;
+export const EXPECTED_ABI_VERSION = 7;
 
 export interface OpenBackendOptions {
   firstDevice?: number;
@@ -229,6 +229,16 @@ class NativeBackend implements Backend {
 
   gemmFp8(out: Buf, x: Buf, w: Buf, wScale: Buf, bias: Buf, m: number, n: number, k: number, act: DType): void {
     this.check("vd_gemm_fp8", this.lib.symbols.vd_gemm_fp8(this.ctx, out, x, w, wScale, bias, m, n, k, act));
+  }
+
+  gemmInt(out: Buf, x: Buf, w: IntWeights, bias: Buf, m: number, n: number, k: number, act: DType): void {
+    this.check("vd_gemm_int", this.lib.symbols.vd_gemm_int(this.ctx, out, x, w.w, w.scales, w.zeros, bias, m, n, k, w.bits, w.groupSize, act));
+  }
+
+  repackGptq(w: IntWeights, g: GptqTensors, n: number, k: number, zerosMinusOne: boolean): void {
+    this.check("vd_repack_gptq", this.lib.symbols.vd_repack_gptq(
+      this.ctx, w.w, w.scales, w.zeros, g.qweight, g.qzeros, g.scales, n, k, w.bits, w.groupSize, g.scaleDtype, zerosMinusOne ? 1 : 0,
+    ));
   }
 
   siluMul(out: Buf, gateUp: Buf, nTokens: number, inter: number, act: DType): void {

@@ -66,6 +66,23 @@ export const SP = {
   ni: 4,
 } as const;
 
+/** Integer weights as vd_gemm_int takes them: w i32 [n, k*bits/32], scales and zeros f32 [n, ceil(k / groupSize)]. */
+export interface IntWeights {
+  w: Buf;
+  scales: Buf;
+  zeros: Buf;
+  bits: 4 | 8;
+  groupSize: number;
+}
+
+/** A GPTQ layer's tensors on the device: qweight i32 [k*bits/32, n], qzeros i32 [G, n*bits/32], scales [G, n] of scaleDtype. */
+export interface GptqTensors {
+  qweight: Buf;
+  qzeros: Buf;
+  scales: Buf;
+  scaleDtype: DType;
+}
+
 export interface SampleArgs {
   logits: Buf; // f32 [S, V], modified in place
   nSeqs: number;
@@ -155,6 +172,10 @@ export interface Backend {
   quantizeFp8(q: Buf, scales: Buf, src: Buf, rows: number, cols: number, srcDtype: DType): void;
   /** out = (x · wᵀ) * wScale (+ bias), w fp8 e4m3 [n, k], wScale f32 [n], bias of act (vd_gemm_fp8). */
   gemmFp8(out: Buf, x: Buf, w: Buf, wScale: Buf, bias: Buf, m: number, n: number, k: number, act: DType): void;
+  /** out = x · ((q - zeros) * scales)ᵀ (+ bias), 4- or 8-bit codes in vllmd's layout (vd_gemm_int). */
+  gemmInt(out: Buf, x: Buf, w: IntWeights, bias: Buf, m: number, n: number, k: number, act: DType): void;
+  /** GPTQ's qweight/qzeros/scales to vllmd's layout in `w` (vd_repack_gptq). */
+  repackGptq(w: IntWeights, g: GptqTensors, n: number, k: number, zerosMinusOne: boolean): void;
   siluMul(out: Buf, gateUp: Buf, nTokens: number, inter: number, act: DType): void;
   gatherRows(out: Buf, x: Buf, rows: Buf, nRows: number, cols: number, act: DType): void;
   /** tokenIds[dstRows[j]] = src[srcRows[j]] for j < n, all i32: a decode's input is the token the

@@ -1,4 +1,4 @@
-// FP8 weights on the backend under test (cuda) against the cpu backend: vd_quantize_fp8 gives the
+// Quantized weights on the backend under test (cuda) against the cpu backend. FP8: vd_quantize_fp8 gives the
 // same codes and scales bit for bit; vd_gemm_fp8 (the decode GEMV for m <= 8 with k a multiple of
 // 16, dequantize + cuBLAS otherwise) matches the cpu's product; and a model quantized at load
 // generates on the GPU what it generates on the cpu. Skipped unless VLLMD_GPU_TESTS=1.
@@ -6,6 +6,7 @@ import { expect, test } from "bun:test";
 import { join } from "node:path";
 import { parseEngineConfig } from "../../src/config.ts";
 import { Engine } from "../../src/engine/engine.ts";
+import { groupsOf, packGptq } from "../../src/native/gptq-reference.ts";
 import { randomF32, seededRandom } from "../../src/native/testing.ts";
 import { type Backend, DType } from "../../src/native/types.ts";
 import { mkdtempSync } from "node:fs";
@@ -32,7 +33,7 @@ function gemmOn(be: Backend, x: Float32Array, codes: Uint8Array, scales: Uint8Ar
   });
 }
 
-gpuSuite("fp8 parity", () => {
+gpuSuite("quantized weights parity", () => {
   for (const dt of ACT_DTYPES)
     test(`vd_quantize_fp8 from ${dtypeName(dt)}: the cpu's codes and scales exactly`, () => {
       const { cpu, dev } = backends();
@@ -58,6 +59,36 @@ gpuSuite("fp8 parity", () => {
         if (got.some(Number.isNaN)) throw new Error("vd_gemm_fp8 wrote NaN");
         expectClose(got, want, act === f32 ? 1e-5 : tolerance(act), `gemm_fp8 ${dtypeName(act)} m=${m}`);
       }, 30_000);
+
+  // Integer weights: the same repacked words, scales and zeros as the cpu, and the same product.
+  for (const [bits, groupSize, m, n, k] of [[4, 128, 1, 4096, 4096], [4, 32, 7, 1032, 1536], [8, 64, 300, 512, 256], [4, 48, 9, 64, 72]] as const)
+    test(`vd_repack_gptq + vd_gemm_int, ${bits}-bit group ${groupSize}: m=${m} n=${n} k=${k}`, () => {
+      const { cpu, dev } = backends();
+      const rand = seededRandom(bits * 7 + groupSize + m + n + k), unit = () => (rand() + 1) / 2, G = groupsOf(k, groupSize);
+      const layer = {
+        bits, groupSize, n, k,
+        codes: Uint8Array.from({ length: n * k }, () => Math.floor(unit() * 2 ** bits)),
+        zeros: Uint8Array.from({ length: n * G }, () => 1 + Math.floor(unit() * (2 ** bits - 1))),
+        scales: Float32Array.from({ length: n * G }, () => Math.fround((0.5 + unit()) / Math.sqrt(k) / 2 ** bits)),
+      };
+      const packed = packGptq(layer);
+      const x = roundTo(randomF32(m * k, rand), ACT_DTYPES.at(-1)!), bias = randomF32(n, rand);
+      const on = (be: Backend, act: DType) => run(be, (b) => {
+        const w = { w: b.raw(new Uint32Array((n * k * bits) / 32)), scales: b.poisoned(n * G, f32), zeros: b.poisoned(n * G, f32), bits, groupSize };
+        be.repackGptq(w, { qweight: b.raw(packed.qweight), qzeros: b.raw(packed.qzeros), scales: b.put(packed.scales, f32), scaleDtype: f32 }, n, k, true);
+        const out = b.poisoned(m * n, act);
+        be.gemmInt(out, b.put(x, act), w, b.put(roundTo(bias, act), act), m, n, k, act);
+        return { words: b.bytes(w.w, (n * k * bits) / 8), scales: b.bytes(w.scales, n * G * 4), zeros: b.bytes(w.zeros, n * G * 4), out: b.get(out, m * n, act) };
+      });
+      const want = on(cpu, f32);
+      for (const act of ACT_DTYPES) {
+        const got = on(dev, act);
+        expectSameBytes(got.words, want.words, 4, "repacked words");
+        expectSameBytes(got.scales, want.scales, 4, "repacked scales");
+        expectSameBytes(got.zeros, want.zeros, 4, "repacked zeros");
+        expectClose(got.out, want.out, act === f32 ? 1e-5 : tolerance(act), `gemm_int ${dtypeName(act)} m=${m}`);
+      }
+    }, 30_000);
 
   // [model dir, tokens of 36 that must agree]: f32 weights (the dequantize path on the GPU) and
   // bf16 ones (the decode GEMV, bf16 activations against the cpu's f32: near-ties may flip a token).

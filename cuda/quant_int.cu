@@ -1,0 +1,120 @@
+// Integer weights on the device (vllmd.h: vd_gemm_int, vd_repack_gptq).
+// - vd_repack_gptq: GPTQ packs consecutive k into a word as vllmd does, so each word moves whole
+//   (a transpose of [K*bits/32, N] words into [N, K*bits/32]); scales and zeros become f32 [N, G].
+// - vd_gemm_int: the weights dequantized into a workspace of the activation dtype, then the dense
+//   GEMM of gemm.cu and the bias. Correct at any size, not yet fast: a weight-streaming 4-bit GEMV
+//   (gemv.cuh with a policy that reads a group's scale and zero) is the next step.
+#include <climits>
+
+#include "common.cuh"
+#include "launch.cuh"
+
+using namespace vd;
+
+namespace {
+
+const char *const kGemmFn = "vd_gemm_int";
+const char *const kRepackFn = "vd_repack_gptq";
+
+__device__ __forceinline__ uint32_t code_at(uint32_t word, int64_t j, int32_t bits) {
+  return (word >> (j * bits)) & ((1u << bits) - 1u);
+}
+
+__global__ void repack_words_kernel(uint32_t *out, const uint32_t *qweight, int64_t n, int64_t words) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n * words; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = i / words, wd = i % words;
+    out[i] = qweight[wd * n + r];
+  }
+}
+
+__global__ void repack_groups_kernel(float *scales_out, float *zeros_out, const void *scales, const uint32_t *qzeros,
+                                     int64_t n, int64_t groups, int32_t bits, int32_t scale_dtype, uint32_t zero_offset) {
+  const int64_t per_word = 32 / bits;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n * groups; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = i / groups, g = i % groups;
+    scales_out[i] = load_f32(scales, g * n + r, scale_dtype);
+    zeros_out[i] = float(code_at(qzeros[g * (n / per_word) + r / per_word], r % per_word, bits) + zero_offset);
+  }
+}
+
+__global__ void dequantize_kernel(void *dst, const uint32_t *w, const float *scales, const float *zeros, int64_t n,
+                                  int64_t k, int32_t bits, int64_t group_size, int64_t groups, int32_t dt) {
+  const int64_t per_word = 32 / bits, words = k / per_word;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n * k; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = i / k, c = i % k, g = r * groups + c / group_size;
+    const float q = float(code_at(w[r * words + c / per_word], c % per_word, bits));
+    store_f32(dst, i, dt, (q - zeros[g]) * scales[g]);
+  }
+}
+
+__global__ void add_bias_kernel(void *out, const void *bias, int64_t m, int64_t n, int32_t dt) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < m * n; i += int64_t(gridDim.x) * blockDim.x)
+    store_f32(out, i, dt, load_f32(out, i, dt) + load_f32(bias, i % n, dt));
+}
+
+} // namespace
+
+VD_API int32_t vd_repack_gptq(uint64_t ctx, uint64_t w, uint64_t scales_out, uint64_t zeros_out, uint64_t qweight,
+                              uint64_t qzeros, uint64_t scales, int64_t n, int64_t k, int32_t bits, int64_t group_size,
+                              int32_t scale_dtype, int32_t zeros_minus_one) {
+  clear_error();
+  int64_t groups = 0;
+  int32_t st = check_int_weights(kRepackFn, bits, group_size, n, k, &groups);
+  if (st == VD_OK) st = check_float_dtype(kRepackFn, "scale_dtype", scale_dtype);
+  if (st == VD_OK && n % (32 / bits) != 0)
+    st = fail(VD_ERR_INVALID_ARGUMENT, "%s: n %lld is not a multiple of %d (qzeros packs %d-bit zeros)", kRepackFn,
+              (long long)n, 32 / bits, bits);
+  if (st != VD_OK) return st;
+  Context *c = context(ctx, kRepackFn);
+  const int64_t per_word = 32 / bits, words = k / per_word;
+  Span sw, so, sz, sq, sqz, ss;
+  if (!c || !lookup_array(ctx, w, "vd_repack_gptq(w)", mul_sat(n, words), VD_I32, &sw) ||
+      !lookup_array(ctx, scales_out, "vd_repack_gptq(scales_out)", mul_sat(n, groups), VD_F32, &so) ||
+      !lookup_array(ctx, zeros_out, "vd_repack_gptq(zeros_out)", mul_sat(n, groups), VD_F32, &sz) ||
+      !lookup_array(ctx, qweight, "vd_repack_gptq(qweight)", mul_sat(words, n), VD_I32, &sq) ||
+      !lookup_array(ctx, qzeros, "vd_repack_gptq(qzeros)", mul_sat(groups, n / per_word), VD_I32, &sqz) ||
+      !lookup_array(ctx, scales, "vd_repack_gptq(scales)", mul_sat(groups, n), scale_dtype, &ss))
+    return VD_ERR_INVALID_ARGUMENT;
+  if (n == 0) return VD_OK;
+  repack_words_kernel<<<flat_blocks(n * words), kThreads, 0, c->stream>>>(
+      reinterpret_cast<uint32_t *>(sw.data), reinterpret_cast<const uint32_t *>(sq.data), n, words);
+  st = check_launch(kRepackFn);
+  if (st != VD_OK) return st;
+  repack_groups_kernel<<<flat_blocks(n * groups), kThreads, 0, c->stream>>>(
+      reinterpret_cast<float *>(so.data), reinterpret_cast<float *>(sz.data), ss.data,
+      reinterpret_cast<const uint32_t *>(sqz.data), n, groups, bits, scale_dtype, zeros_minus_one ? 1u : 0u);
+  return check_launch(kRepackFn);
+}
+
+VD_API int32_t vd_gemm_int(uint64_t ctx, uint64_t out, uint64_t x, uint64_t w, uint64_t scales, uint64_t zeros,
+                           uint64_t bias, int64_t m, int64_t n, int64_t k, int32_t bits, int64_t group_size,
+                           int32_t act_dtype) {
+  clear_error();
+  int64_t groups = 0;
+  int32_t st = check_float_dtype(kGemmFn, "act_dtype", act_dtype);
+  if (st == VD_OK) st = check_nonneg(kGemmFn, "m", m);
+  if (st == VD_OK) st = check_int_weights(kGemmFn, bits, group_size, n, k, &groups);
+  if (st != VD_OK) return st;
+  Context *c = context(ctx, kGemmFn);
+  Span so, sx, sw, ss, sz, sb{nullptr, 0};
+  if (!c || !lookup_array(ctx, out, "vd_gemm_int(out)", mul_sat(m, n), act_dtype, &so) ||
+      !lookup_array(ctx, x, "vd_gemm_int(x)", mul_sat(m, k), act_dtype, &sx) ||
+      !lookup_array(ctx, w, "vd_gemm_int(w)", mul_sat(n, k * bits / 32), VD_I32, &sw) ||
+      !lookup_array(ctx, scales, "vd_gemm_int(scales)", mul_sat(n, groups), VD_F32, &ss) ||
+      !lookup_array(ctx, zeros, "vd_gemm_int(zeros)", mul_sat(n, groups), VD_F32, &sz) ||
+      (bias != 0 && !lookup_array(ctx, bias, "vd_gemm_int(bias)", n, act_dtype, &sb)))
+    return VD_ERR_INVALID_ARGUMENT;
+  if (m > INT_MAX || n > INT_MAX || k > INT_MAX) return fail(VD_ERR_UNSUPPORTED, "%s: m, n and k must each be below 2^31", kGemmFn);
+  if (m == 0 || n == 0) return VD_OK;
+  st = grow_workspace(*c, &c->dequant_workspace, &c->dequant_workspace_bytes,
+                      uint64_t(n) * uint64_t(k) * uint64_t(dtype_bytes(act_dtype)), kGemmFn, "dequantization workspace");
+  if (st != VD_OK) return st;
+  dequantize_kernel<<<flat_blocks(n * k), kThreads, 0, c->stream>>>(
+      c->dequant_workspace, reinterpret_cast<const uint32_t *>(sw.data), reinterpret_cast<const float *>(ss.data),
+      reinterpret_cast<const float *>(sz.data), n, k, bits, group_size, groups, act_dtype);
+  st = check_launch(kGemmFn);
+  if (st == VD_OK) st = gemm_dense(c, so.data, sx.data, c->dequant_workspace, m, n, k, act_dtype);
+  if (st != VD_OK || !sb.data) return st;
+  add_bias_kernel<<<flat_blocks(m * n), kThreads, 0, c->stream>>>(so.data, sb.data, m, n, act_dtype);
+  return check_launch(kGemmFn);
+}

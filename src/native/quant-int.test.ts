@@ -1,0 +1,81 @@
+// Integer weights on the cpu backend: vd_repack_gptq reads GPTQ's layout as AutoGPTQ defines it
+// (gptq-reference.ts packs it), and vd_gemm_int matches a float64 product of the dequantized weights.
+import { afterAll, describe, expect, test } from "bun:test";
+import { openBackend } from "./backend.ts";
+import { dequantizeGptq, groupsOf, packGptq, type GptqLayer } from "./gptq-reference.ts";
+import { backendError, downloadF32, poisoned, randomF32, relativeError, seededRandom, upload } from "./testing.ts";
+import { DType, type IntWeights } from "./types.ts";
+
+const be = openBackend("cpu");
+afterAll(() => be.destroy());
+
+function randomLayer(bits: 4 | 8, groupSize: number, n: number, k: number, seed: number): GptqLayer {
+  const rand = seededRandom(seed), unit = () => (rand() + 1) / 2, G = groupsOf(k, groupSize), top = 2 ** bits;
+  return {
+    bits, groupSize, n, k,
+    codes: Uint8Array.from({ length: n * k }, () => Math.floor(unit() * top)),
+    zeros: Uint8Array.from({ length: n * G }, () => 1 + Math.floor(unit() * (top - 1))), // 0 cannot be stored minus one
+    scales: Float32Array.from({ length: n * G }, () => Math.fround(0.001 + unit() * 0.02)),
+  };
+}
+
+/** Repacks `l` on the backend (from its GPTQ tensors, scales as f16 when asked); the caller frees. */
+function repacked(l: GptqLayer, scaleDtype: DType = DType.f32, minusOne = true): IntWeights & { bufs: number[] } {
+  const p = packGptq(l, minusOne), G = groupsOf(l.k, l.groupSize);
+  const scales = scaleDtype === DType.f16 ? new Uint16Array(new Float16Array(p.scales).buffer) : p.scales;
+  const g = { qweight: upload(be, p.qweight), qzeros: upload(be, p.qzeros), scales: upload(be, scales), scaleDtype };
+  const w: IntWeights = { w: be.alloc((l.n * l.k * l.bits) / 8), scales: be.alloc(l.n * G * 4), zeros: be.alloc(l.n * G * 4), bits: l.bits, groupSize: l.groupSize };
+  be.repackGptq(w, g, l.n, l.k, minusOne);
+  return { ...w, bufs: [g.qweight, g.qzeros, g.scales, w.w, w.scales, w.zeros] };
+}
+
+function productRef(x: Float32Array, w: Float32Array, bias: Float32Array | null, m: number, n: number, k: number): Float64Array {
+  const out = new Float64Array(m * n);
+  for (let i = 0; i < m; i++)
+    for (let j = 0; j < n; j++) {
+      let s = bias ? bias[j]! : 0;
+      for (let p = 0; p < k; p++) s += x[i * k + p]! * w[j * k + p]!;
+      out[i * n + j] = s;
+    }
+  return out;
+}
+
+describe("vd_repack_gptq", () => {
+  for (const [bits, groupSize, minusOne] of [[4, 32, true], [4, 128, false], [8, 16, true]] as const)
+    test(`${bits}-bit, group ${groupSize}, zeros ${minusOne ? "minus one (gptq)" : "as they are (gptq_v2)"}: codes, scales and zeros land per row`, () => {
+      const l = randomLayer(bits, groupSize, 24, 96, bits * 100 + groupSize);
+      const r = repacked(l, DType.f16, minusOne), G = groupsOf(l.k, l.groupSize);
+      const zeros = downloadF32(be, r.zeros, l.n * G), scales = downloadF32(be, r.scales, l.n * G);
+      expect(Array.from(zeros)).toEqual(Array.from(l.zeros));
+      expect(Array.from(scales)).toEqual(Array.from(new Float32Array(new Float16Array(l.scales)))); // stored as f16
+      const words = new Uint32Array((l.n * l.k * bits) / 32);
+      be.copyToHost(r.w, 0, words);
+      const per = 32 / bits;
+      for (let row = 0; row < l.n; row++)
+        for (let c = 0; c < l.k; c++) expect((words[row * (l.k / per) + Math.floor(c / per)]! >>> ((c % per) * bits)) & (2 ** bits - 1)).toBe(l.codes[row * l.k + c]!);
+      for (const b of r.bufs) be.free(b);
+    });
+});
+
+describe("vd_gemm_int", () => {
+  for (const [bits, groupSize, m, n, k] of [[4, 32, 1, 40, 128], [4, 128, 5, 64, 256], [4, 48, 3, 16, 72], [8, 64, 17, 24, 192], [4, 1000, 2, 8, 64]] as const)
+    test(`${bits}-bit, group ${groupSize} (last group ${k % groupSize || groupSize}), m=${m} n=${n} k=${k}: the dequantized product`, () => {
+      const l = randomLayer(bits, groupSize, n, k, m * 31 + n + k + bits);
+      const r = repacked(l), rand = seededRandom(k);
+      const x = randomF32(m * k, rand), bias = randomF32(n, rand);
+      const [xb, bb] = [upload(be, x), upload(be, bias)];
+      const out = poisoned(be, m * n);
+      be.gemmInt(out, xb, r, bb, m, n, k, DType.f32);
+      expect(relativeError(downloadF32(be, out, m * n), productRef(x, dequantizeGptq(l), bias, m, n, k))).toBeLessThan(1e-5);
+      for (const b of [...r.bufs, xb, bb, out]) be.free(b);
+    });
+
+  test("bits, group sizes and sizes are checked by name", () => {
+    const small = be.alloc(16), w = { w: small, scales: small, zeros: small, groupSize: 32 };
+    expect(backendError(() => be.gemmInt(small, small, { ...w, bits: 3 as 4 }, 0, 1, 8, 32, DType.f32)).message).toContain("bits 3");
+    expect(backendError(() => be.gemmInt(small, small, { ...w, bits: 4, groupSize: 0 }, 0, 1, 8, 32, DType.f32)).message).toContain("group_size");
+    expect(backendError(() => be.gemmInt(small, small, { ...w, bits: 4 }, 0, 1, 8, 30, DType.f32)).message).toContain("not a multiple of 8");
+    expect(backendError(() => be.gemmInt(small, small, { ...w, bits: 4 }, 0, 1, 8, 32, DType.f32)).message).toContain("vd_gemm_int(out)");
+    be.free(small);
+  });
+});

@@ -5,26 +5,15 @@
 // scale agree, as in the tool), and config.json's quantization_config naming the scheme.
 // Embeddings, norms and lm_head stay as they are ("ignore": ["lm_head"]).
 // Usage: bun scripts/quantize-fp8.ts MODEL_DIR OUT_DIR [--strategy channel|tensor] [--activations dynamic|static|none]
-import { cpSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { loadModelDir } from "../src/model/model-dir.ts";
-import { readTensorBytes, writeSafetensorsFile, type RawTensor } from "../src/model/safetensors-write.ts";
+import type { RawTensor } from "../src/model/safetensors-write.ts";
 import { ST_DTYPE_BYTES, type StDtype } from "../src/model/safetensors.ts";
 import { fp8Encode } from "../src/native/fp8-reference.ts";
-
-const LINEAR = /\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\.weight$/;
+import { rewriteCheckpoint } from "./rewrite-checkpoint.ts";
 
 export interface Fp8Options {
   strategy: "channel" | "tensor";
   activations: "dynamic" | "static" | "none";
-}
-
-function decode(bytes: Uint8Array, dtype: StDtype): Float32Array {
-  if (dtype === "F32") return new Float32Array(bytes.slice().buffer);
-  if (dtype === "F16") return new Float32Array(new Float16Array(bytes.slice().buffer));
-  const src = new Uint16Array(bytes.slice().buffer), bits = Uint32Array.from(src, (b) => b << 16);
-  return new Float32Array(bits.buffer);
 }
 
 /** A value rounded to the scale's stored dtype, and its bytes. */
@@ -81,17 +70,7 @@ function quantizationConfig(o: Fp8Options) {
 }
 
 export function writeFp8Checkpoint(src: string, out: string, o: Fp8Options): void {
-  mkdirSync(out, { recursive: true });
-  cpSync(src, out, { recursive: true, filter: (p) => !p.endsWith(".safetensors") && !p.endsWith(".index.json") });
-  const tensors: RawTensor[] = [];
-  for (const [name, t] of loadModelDir(src).tensors) {
-    const bytes = readTensorBytes(t, ST_DTYPE_BYTES[t.dtype]);
-    if (!LINEAR.test(name)) tensors.push({ name, dtype: t.dtype, shape: t.shape, bytes });
-    else tensors.push(...quantizeWeight(name, decode(bytes, t.dtype), t.shape, t.dtype, o));
-  }
-  writeSafetensorsFile(join(out, "model.safetensors"), tensors);
-  const config = JSON.parse(readFileSync(join(src, "config.json"), "utf8"));
-  writeFileSync(join(out, "config.json"), JSON.stringify({ ...config, quantization_config: quantizationConfig(o) }, null, 2));
+  rewriteCheckpoint(src, out, (name, w, shape, dtype) => quantizeWeight(name, w, shape, dtype, o), quantizationConfig(o));
 }
 
 if (import.meta.main) {

@@ -1,4 +1,5 @@
-// FP8 weights end to end on the cpu backend, quantized at load or read from a checkpoint.
+// Quantized weights end to end on the cpu backend: FP8 (quantized at load, or read from a
+// compressed-tensors checkpoint) and GPTQ checkpoints.
 // --quantization fp8: a model quantized at load must compute what
 // the same model computes from its dequantized weights (each linear weight replaced, in a model
 // directory written here, by its e4m3 codes times its row scale, per the format's definition in
@@ -11,13 +12,17 @@ import { join } from "node:path";
 import { loadModelDir } from "../src/model/model-dir.ts";
 import { readTensorBytes } from "../src/model/safetensors-write.ts";
 import { writeFp8Checkpoint } from "../scripts/quantize-fp8.ts";
+import { LINEAR_WEIGHT as LINEAR } from "../scripts/rewrite-checkpoint.ts";
+import { quantizeRtn, writeGptqCheckpoint, type GptqOptions } from "../scripts/quantize-gptq.ts";
 import { fp8Decode, quantizeRow } from "../src/native/fp8-reference.ts";
+import { dequantizeGptq } from "../src/native/gptq-reference.ts";
 import { relativeError } from "../src/native/testing.ts";
 import { lastPositionLogits } from "./helpers/forward-logits.ts";
-import { makeEngine, runToCompletion } from "./helpers/engine-run.ts";
+import { makeEngine, runToCompletion, type RunRequest } from "./helpers/engine-run.ts";
+import type { EngineConfigInput } from "../src/config.ts";
+import type { Quantization } from "../src/model/weights.ts";
 import { decode, writeSafetensors, type TensorSpec, type WriterDtype } from "./helpers/model-dir-writer.ts";
 
-const LINEAR = /\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\.weight$/;
 const work = mkdtempSync(join(tmpdir(), "vllmd-fp8-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
@@ -45,6 +50,18 @@ function dequantizedCopy(fixture: string): string {
   return dir;
 }
 
+/** Greedy tokens of `model` equal those of `reference`, and the engine reports `quantization`. */
+function expectSameGreedyTokens(model: EngineConfigInput, reference: string, quantization: Quantization, reqs: RunRequest[]): void {
+  const [q, d] = [makeEngine(model), makeEngine({ model: reference })];
+  try {
+    expect(q.info.quantization).toBe(quantization);
+    expect(runToCompletion(q, reqs)).toEqual(runToCompletion(d, reqs));
+  } finally {
+    q.dispose();
+    d.dispose();
+  }
+}
+
 for (const fixture of ["test/fixtures/llama", "test/fixtures/qwen2"]) {
   describe(`--quantization fp8 on ${fixture}`, () => {
     const reference = dequantizedCopy(fixture);
@@ -62,15 +79,7 @@ for (const fixture of ["test/fixtures/llama", "test/fixtures/qwen2"]) {
 
     test("greedy generation gives the dequantized model's tokens", () => {
       const reqs = [{ id: "a", prompt, params: { maxTokens: 24, ignoreEos: true } }, { id: "b", prompt: prompt.slice(3), params: { maxTokens: 24, ignoreEos: true } }];
-      const quant = makeEngine({ model: fixture, quantization: "fp8" });
-      const deq = makeEngine({ model: reference });
-      try {
-        expect(quant.info.quantization).toBe("fp8");
-        expect(runToCompletion(quant, reqs)).toEqual(runToCompletion(deq, reqs));
-      } finally {
-        quant.dispose();
-        deq.dispose();
-      }
+      expectSameGreedyTokens({ model: fixture, quantization: "fp8" }, reference, "fp8", reqs);
     });
   });
 }
@@ -124,14 +133,41 @@ for (const fixture of ["test/fixtures/llama", "test/fixtures/qwen2"]) {
         const reference = dequantizedCheckpoint(dir);
         expect(relativeError(lastPositionLogits(dir, prompt), lastPositionLogits(reference, prompt))).toBeLessThan(1e-5);
         const reqs = [{ id: "a", prompt, params: { maxTokens: 16, ignoreEos: true } }];
-        const [q, d] = [makeEngine({ model: dir }), makeEngine({ model: reference })];
-        try {
-          expect(q.info.quantization).toBe("fp8");
-          expect(runToCompletion(q, reqs)).toEqual(runToCompletion(d, reqs));
-        } finally {
-          q.dispose();
-          d.dispose();
-        }
+        expectSameGreedyTokens({ model: dir }, reference, "fp8", reqs);
       });
   });
 }
+
+// ---- GPTQ checkpoints (scripts/quantize-gptq.ts writes them as AutoGPTQ lays them out)
+
+/** The float model whose linear weights are what `o`'s codes, zeros and scales mean: the reference. */
+function gptqReference(fixture: string, o: GptqOptions, tag: string): string {
+  const dir = join(work, `${fixture.split("/").at(-1)}-gptq-ref-${tag}`);
+  cpSync(fixture, dir, { recursive: true, filter: (src) => !src.endsWith(".safetensors") && !src.endsWith(".index.json") });
+  const specs: TensorSpec[] = [];
+  for (const [name, t] of loadModelDir(fixture).tensors) {
+    let data = decode(readTensorBytes(t, t.dtype === "F32" ? 4 : 2), t.dtype as WriterDtype);
+    if (LINEAR.test(name)) data = dequantizeGptq(quantizeRtn(data, t.shape[0]!, t.shape[1]!, o));
+    specs.push({ name, dtype: "F32", shape: t.shape, data });
+  }
+  writeSafetensors(join(dir, "model.safetensors"), specs);
+  return dir;
+}
+
+const GPTQ_CASES: [string, GptqOptions][] = [
+  ["4-bit, group 32, symmetric", { bits: 4, groupSize: 32, sym: true }],
+  ["4-bit, group 48 (a shorter last group), asymmetric", { bits: 4, groupSize: 48, sym: false }],
+  ["8-bit, one group per row, asymmetric", { bits: 8, groupSize: -1, sym: false }],
+];
+for (const fixture of ["test/fixtures/llama", "test/fixtures/qwen2"])
+  for (const [name, o] of GPTQ_CASES)
+    test(`a GPTQ checkpoint of ${fixture}, ${name}: the logits and greedy tokens of its dequantized weights`, () => {
+      const tag = `${o.bits}-${o.groupSize}-${o.sym}`;
+      const ckpt = join(work, `${fixture.split("/").at(-1)}-gptq-${tag}`);
+      writeGptqCheckpoint(fixture, ckpt, o);
+      const reference = gptqReference(fixture, o, tag);
+      const prompt = [1, 17, 42, 99, 250, 7, 64, 3, 120, 33, 5];
+      expect(relativeError(lastPositionLogits(ckpt, prompt), lastPositionLogits(reference, prompt))).toBeLessThan(1e-5);
+      const reqs = [{ id: "a", prompt, params: { maxTokens: 16, ignoreEos: true } }];
+      expectSameGreedyTokens({ model: ckpt }, reference, "gptq", reqs);
+    });

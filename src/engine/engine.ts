@@ -3,7 +3,7 @@
 import type { EngineConfig } from "../config.ts";
 import { allocKvCache, freeKvCache, kvBlockBytes, LlamaModel, type KvCache } from "../model/llama.ts";
 import { loadModelDir, type ModelDir } from "../model/model-dir.ts";
-import { freeWeights, loadWeights, type LoadProgress, type ModelWeights } from "../model/weights.ts";
+import { freeWeights, loadWeights, type LoadProgress, type ModelWeights, type Quantization } from "../model/weights.ts";
 import { openBackend } from "../native/backend.ts";
 import type { Backend, DType } from "../native/types.ts";
 import { Request, type FinishReason, type SamplingParams } from "./request.ts";
@@ -38,8 +38,8 @@ export interface EngineInfo {
   numGraphs: number;
   /** Whether the next step is queued before the last one's tokens are back (see launchSteps). */
   asyncScheduling: boolean;
-  /** How the linear layers' weights are kept ("fp8": quantized at load), or null: as in the checkpoint. */
-  quantization: "fp8" | null;
+  /** How the linear layers' weights are kept ("fp8": e4m3, "gptq": 4/8-bit integers), or null: as floats. */
+  quantization: Quantization;
 }
 
 export interface EngineStats {

@@ -23,6 +23,13 @@ describe("parseCheckpointQuantization", () => {
     expect(parseCheckpointQuantization(undefined, "config.json")).toBeNull();
   });
 
+  test("GPTQ: bits, group size (-1: the whole row), and whether zeros are stored minus one", () => {
+    const autoGptq = { quant_method: "gptq", bits: 4, group_size: 128, desc_act: false, sym: true, damp_percent: 0.01, static_groups: false, true_sequential: true };
+    expect(parseCheckpointQuantization(autoGptq, "config.json")).toEqual({ method: "gptq", bits: 4, groupSize: 128, zerosMinusOne: true });
+    expect(parseCheckpointQuantization({ ...autoGptq, bits: 8, group_size: -1, checkpoint_format: "gptq_v2" }, "config.json"))
+      .toEqual({ method: "gptq", bits: 8, groupSize: null, zerosMinusOne: false });
+  });
+
   test("compressed-tensors FP8, per channel or per tensor, dynamic or static activations", () => {
     expect(parseCheckpointQuantization(FP8_DYNAMIC, "config.json")).toEqual({ method: "compressed-tensors", strategies: ["channel"], activations: "dynamic" });
     const fp8Static = group({
@@ -33,7 +40,8 @@ describe("parseCheckpointQuantization", () => {
   });
 
   const refused: [string, unknown, RegExp][] = [
-    ["GPTQ", { quant_method: "gptq", bits: 4, group_size: 128 }, /'quantization_config.quant_method' is "gptq"/],
+    ["GPTQ with act-order", { quant_method: "gptq", bits: 4, group_size: 128, desc_act: true }, /'quantization_config.desc_act' is true: act-order/],
+    ["3-bit GPTQ", { quant_method: "gptq", bits: 3, group_size: 128 }, /'quantization_config.bits' is 3/],
     ["AWQ", { quant_method: "awq", bits: 4 }, /'quantization_config.quant_method' is "awq"/],
     ["W4A16 pack-quantized", { ...FP8_DYNAMIC, format: "pack-quantized" }, /'quantization_config.format' is "pack-quantized"/],
     ["int8 weights", group({ weights: { ...FP8_DYNAMIC.config_groups.group_0.weights, type: "int" } }), /'quantization_config.config_groups.group_0.weights' is .*only 8-bit float/],

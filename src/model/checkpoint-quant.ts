@@ -1,12 +1,23 @@
 // A pre-quantized checkpoint's `quantization_config` (config.json), read as vLLM reads it: the
 // method picks the weight format. Supported so far: compressed-tensors "float-quantized" FP8
 // (llm-compressor's FP8 and FP8-dynamic schemes), e4m3 weights with a scale per output channel or
-// per tensor. Anything else is refused naming the field and its value, never loaded as something
-// it is not.
+// per tensor; and GPTQ (AutoGPTQ, GPTQModel), 4 or 8 bits, any group size, without act-order.
+// Anything else is refused naming the field and its value, never loaded as something it is not.
 import { z } from "zod";
 import { ModelDirError } from "./errors.ts";
 
-export interface CheckpointQuantization {
+export type CheckpointQuantization = CompressedTensorsFp8 | Gptq;
+
+export interface Gptq {
+  method: "gptq";
+  bits: 4 | 8;
+  /** Input channels per group; null: one group over the whole row (group_size -1). */
+  groupSize: number | null;
+  /** The "gptq" checkpoint format stores each zero minus one; "gptq_v2" stores it as is. */
+  zerosMinusOne: boolean;
+}
+
+export interface CompressedTensorsFp8 {
   method: "compressed-tensors";
   /** The weights' scale granularity over every quantized layer (a checkpoint may mix them). */
   strategies: ("channel" | "tensor")[];
@@ -15,6 +26,25 @@ export interface CheckpointQuantization {
    * with unquantized activations (weight-only), which is at least as accurate.
    */
   activations: "none" | "dynamic" | "static";
+}
+
+const gptqConfig = z.looseObject({
+  bits: z.number(),
+  group_size: z.number().int(),
+  desc_act: z.boolean().nullish(),
+  checkpoint_format: z.string().nullish(),
+});
+
+function parseGptq(raw: unknown, file: string): Gptq {
+  const r = gptqConfig.safeParse(raw);
+  if (!r.success) refuse(file, "bits", (raw as { bits?: unknown }).bits ?? null, "a GPTQ config needs bits and group_size");
+  const g = r.data;
+  if (g.bits !== 4 && g.bits !== 8) refuse(file, "bits", g.bits, "supported: 4, 8");
+  if (g.group_size !== -1 && g.group_size < 1) refuse(file, "group_size", g.group_size, "expected -1 or a positive group size");
+  if (g.desc_act === true) refuse(file, "desc_act", true, "act-order (g_idx permutations) is not supported yet");
+  const format = g.checkpoint_format ?? "gptq";
+  if (format !== "gptq" && format !== "gptq_v2") refuse(file, "checkpoint_format", format, "supported: gptq, gptq_v2");
+  return { method: "gptq", bits: g.bits, groupSize: g.group_size === -1 ? null : g.group_size, zerosMinusOne: format === "gptq" };
 }
 
 const quantArgs = z.looseObject({
@@ -47,7 +77,7 @@ function weightStrategy(w: Args | null | undefined, file: string, at: string): "
   return w.strategy;
 }
 
-function activations(a: Args | null | undefined, file: string, at: string): CheckpointQuantization["activations"] {
+function activations(a: Args | null | undefined, file: string, at: string): CompressedTensorsFp8["activations"] {
   if (!a) return "none";
   if (a.type !== "float" || a.num_bits !== 8) refuse(file, `${at}.input_activations`, { type: a.type, num_bits: a.num_bits }, "only FP8 activations are supported");
   return a.dynamic === true ? "dynamic" : "static";
@@ -57,8 +87,9 @@ function activations(a: Args | null | undefined, file: string, at: string): Chec
 export function parseCheckpointQuantization(raw: unknown, file: string): CheckpointQuantization | null {
   if (raw == null) return null;
   const method = (raw as { quant_method?: unknown }).quant_method;
+  if (method === "gptq") return parseGptq(raw, file);
   if (method !== "compressed-tensors") {
-    refuse(file, "quant_method", method ?? null, "supported pre-quantized checkpoints: compressed-tensors FP8 (or load a float checkpoint with --quantization fp8)");
+    refuse(file, "quant_method", method ?? null, "supported pre-quantized checkpoints: compressed-tensors FP8, gptq (or load a float checkpoint with --quantization fp8)");
   }
   const r = compressedTensors.safeParse(raw);
   if (!r.success) refuse(file, "config_groups", (raw as { config_groups?: unknown }).config_groups ?? null, "expected a map of quantization groups");
@@ -68,7 +99,7 @@ export function parseCheckpointQuantization(raw: unknown, file: string): Checkpo
   const groups = Object.entries(q.config_groups);
   if (groups.length === 0) refuse(file, "config_groups", {}, "no quantization group");
   const strategies = new Set<"channel" | "tensor">();
-  const acts = new Set<CheckpointQuantization["activations"]>();
+  const acts = new Set<CompressedTensorsFp8["activations"]>();
   for (const [name, g] of groups) {
     strategies.add(weightStrategy(g.weights, file, `config_groups.${name}`));
     acts.add(activations(g.input_activations, file, `config_groups.${name}`));

@@ -1,5 +1,5 @@
-// Writing safetensors files: what the quantizer scripts (scripts/quantize-fp8.ts) and the tests'
-// model writers share. The format is the reference writer's: an 8-byte little-endian header
+// Writing safetensors files, and reading a tensor's raw bytes back: what the quantizer scripts
+// (scripts/quantize-*.ts) and the tests' model writers share. The format is the reference writer's: an 8-byte little-endian header
 // length, the JSON header padded to 8 bytes, then the tensors' bytes in header order.
 import { closeSync, openSync, readSync, writeFileSync } from "node:fs";
 import type { StDtype, TensorInfo } from "./safetensors.ts";
@@ -49,4 +49,12 @@ export function readTensorBytes(t: TensorInfo, bytesPerElement: number): Uint8Ar
     closeSync(fd);
   }
   return out;
+}
+
+/** A float tensor's stored bytes as f32 values. */
+export function decodeFloats(bytes: Uint8Array, dtype: "F32" | "F16" | "BF16"): Float32Array {
+  const copy = bytes.slice().buffer;
+  if (dtype === "F32") return new Float32Array(copy);
+  if (dtype === "F16") return new Float32Array(new Float16Array(copy));
+  return new Float32Array(Uint32Array.from(new Uint16Array(copy), (b) => b << 16).buffer);
 }

@@ -7,9 +7,9 @@ import { join, resolve } from "node:path";
 import { z } from "zod";
 import { ModelDirError, zodToModelDirError } from "./errors.ts";
 
-/** F8_E4M3: the e4m3fn codes of an FP8 checkpoint (compressed-tensors' weights). */
-export type StDtype = "F32" | "F16" | "BF16" | "F8_E4M3";
-export const ST_DTYPE_BYTES: Record<StDtype, number> = { F32: 4, F16: 2, BF16: 2, F8_E4M3: 1 };
+/** F8_E4M3: the e4m3fn codes of an FP8 checkpoint; I32: GPTQ's packed codes, zeros and g_idx. */
+export type StDtype = "F32" | "F16" | "BF16" | "F8_E4M3" | "I32";
+export const ST_DTYPE_BYTES: Record<StDtype, number> = { F32: 4, F16: 2, BF16: 2, F8_E4M3: 1, I32: 4 };
 
 export interface TensorInfo {
   name: string;
@@ -84,7 +84,7 @@ function parseEntries(json: unknown, path: string): Entry[] {
 
 function toTensorInfo(e: Entry, path: string, dataStart: number): TensorInfo {
   if (!(e.dtype in ST_DTYPE_BYTES)) {
-    throw new ModelDirError(path, `tensor '${e.name}' has dtype ${e.dtype}; supported: F32, F16, BF16, F8_E4M3`);
+    throw new ModelDirError(path, `tensor '${e.name}' has dtype ${e.dtype}; supported: F32, F16, BF16, F8_E4M3, I32`);
   }
   const dtype = e.dtype as StDtype;
   const [begin, end] = e.data_offsets;

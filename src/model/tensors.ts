@@ -12,16 +12,32 @@ export interface ExpectedTensor {
   optional?: boolean;
 }
 
+/**
+ * A linear layer's weight `name` of [n, k]: one tensor in a float or FP8 checkpoint (FP8's
+ * weight_scale, per channel or per tensor, is checked when loaded), three in a GPTQ one.
+ */
+function linearTensors(cfg: ModelConfig, name: string, n: number, k: number): ExpectedTensor[] {
+  const q = cfg.quantization;
+  if (q?.method !== "gptq") return [{ name, shape: [n, k] }];
+  const pre = name.replace(/\.weight$/, ""), per = 32 / q.bits, G = Math.ceil(k / (q.groupSize ?? k));
+  return [
+    { name: `${pre}.qweight`, shape: [k / per, n] },
+    { name: `${pre}.qzeros`, shape: [G, n / per] },
+    { name: `${pre}.scales`, shape: [G, n] },
+  ];
+}
+
 function layerTensors(cfg: ModelConfig, i: number): ExpectedTensor[] {
   const p = `model.layers.${i}`;
   const h = cfg.hiddenSize;
   const qDim = cfg.numHeads * cfg.headDim;
   const kvDim = cfg.numKvHeads * cfg.headDim;
+  const lin = (name: string, n: number, k: number) => linearTensors(cfg, name, n, k);
   const out: ExpectedTensor[] = [
     { name: `${p}.input_layernorm.weight`, shape: [h] },
-    { name: `${p}.self_attn.q_proj.weight`, shape: [qDim, h] },
-    { name: `${p}.self_attn.k_proj.weight`, shape: [kvDim, h] },
-    { name: `${p}.self_attn.v_proj.weight`, shape: [kvDim, h] },
+    ...lin(`${p}.self_attn.q_proj.weight`, qDim, h),
+    ...lin(`${p}.self_attn.k_proj.weight`, kvDim, h),
+    ...lin(`${p}.self_attn.v_proj.weight`, kvDim, h),
   ];
   if (cfg.qkvBias) {
     out.push(
@@ -31,11 +47,11 @@ function layerTensors(cfg: ModelConfig, i: number): ExpectedTensor[] {
     );
   }
   out.push(
-    { name: `${p}.self_attn.o_proj.weight`, shape: [h, qDim] },
+    ...lin(`${p}.self_attn.o_proj.weight`, h, qDim),
     { name: `${p}.post_attention_layernorm.weight`, shape: [h] },
-    { name: `${p}.mlp.gate_proj.weight`, shape: [cfg.intermediateSize, h] },
-    { name: `${p}.mlp.up_proj.weight`, shape: [cfg.intermediateSize, h] },
-    { name: `${p}.mlp.down_proj.weight`, shape: [h, cfg.intermediateSize] },
+    ...lin(`${p}.mlp.gate_proj.weight`, cfg.intermediateSize, h),
+    ...lin(`${p}.mlp.up_proj.weight`, cfg.intermediateSize, h),
+    ...lin(`${p}.mlp.down_proj.weight`, h, cfg.intermediateSize),
   );
   return out;
 }

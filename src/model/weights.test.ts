@@ -31,7 +31,9 @@ test("q, k and v of a layer are one [(H + 2*KVH)*D, hidden] matrix, in that orde
   try {
     const w = loadWeights(be, dir.config, dir.tensors);
     const { numHeads: nh, numKvHeads: nkv, headDim: d, hiddenSize: h } = dir.config;
-    const fused = downloadF32(be, w.layers[1]!.qkv.w, (nh + 2 * nkv) * d * h);
+    const qkv = w.layers[1]!.qkv;
+    if (qkv.format !== "dense") throw new Error("a float checkpoint loads dense weights");
+    const fused = downloadF32(be, qkv.w, (nh + 2 * nkv) * d * h);
     const parts = ["q_proj", "k_proj", "v_proj"].map((p) => readTensorF32(dir.tensors.get(`model.layers.1.self_attn.${p}.weight`)!));
     const want = new Float32Array(fused.length);
     let at = 0;

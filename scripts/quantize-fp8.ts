@@ -6,7 +6,7 @@
 // Embeddings, norms and lm_head stay as they are ("ignore": ["lm_head"]).
 // Usage: bun scripts/quantize-fp8.ts MODEL_DIR OUT_DIR [--strategy channel|tensor] [--activations dynamic|static|none]
 import { parseArgs } from "node:util";
-import type { RawTensor } from "../src/model/safetensors-write.ts";
+import { decodeFloats, encodeFloats, type RawTensor } from "../src/model/safetensors-write.ts";
 import { ST_DTYPE_BYTES, type StDtype } from "../src/model/safetensors.ts";
 import { fp8Encode } from "../src/native/fp8-reference.ts";
 import { rewriteCheckpoint } from "./rewrite-checkpoint.ts";
@@ -16,19 +16,12 @@ export interface Fp8Options {
   activations: "dynamic" | "static" | "none";
 }
 
+type FloatDtype = "F32" | "F16" | "BF16";
+
 /** A value rounded to the scale's stored dtype, and its bytes. */
 function storeScale(v: number, dtype: StDtype): { value: number; bytes: Uint8Array } {
-  if (dtype === "F32") {
-    const f = new Float32Array([v]);
-    return { value: f[0]!, bytes: new Uint8Array(f.buffer) };
-  }
-  if (dtype === "F16") {
-    const h = new Float16Array([v]);
-    return { value: h[0]!, bytes: new Uint8Array(h.buffer) };
-  }
-  const u = new Uint32Array(new Float32Array([v]).buffer)[0]!;
-  const b = (u + 0x7fff + ((u >>> 16) & 1)) >>> 16; // round to nearest even
-  return { value: new Float32Array(new Uint32Array([b << 16]).buffer)[0]!, bytes: new Uint8Array(new Uint16Array([b]).buffer) };
+  const bytes = encodeFloats(new Float32Array([v]), dtype as FloatDtype);
+  return { value: decodeFloats(bytes, dtype as FloatDtype)[0]!, bytes };
 }
 
 function absmax(xs: Float32Array): number {

@@ -14,7 +14,8 @@ ${EVAL_PPL_USAGE}
     --device auto|cpu|cuda|hip  --max-model-len N  --max-num-seqs N
     --max-num-batched-tokens N  --block-size N  --num-blocks N
     --gpu-memory-utilization F  --tensor-parallel-size N
-    --enforce-eager  --async-scheduling | --no-async-scheduling  --quantization fp8`;
+    --enforce-eager  --async-scheduling | --no-async-scheduling
+    --quantization fp8|gptq|compressed-tensors`;
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;

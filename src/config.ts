@@ -1,6 +1,13 @@
 // Engine configuration: every default lives here, validated once with zod.
 import { z } from "zod";
 
+/**
+ * vLLM's --quantization names: "fp8" quantizes a float checkpoint at load (or checks an FP8 one);
+ * the others check that the checkpoint's quantization_config is of that method.
+ */
+export const QUANTIZATION_METHODS = ["fp8", "gptq", "compressed-tensors"] as const;
+export type QuantizationMethod = (typeof QUANTIZATION_METHODS)[number];
+
 export const EngineConfigSchema = z.object({
   model: z.string().min(1),
   device: z.enum(["auto", "cpu", "cuda", "hip"]).default("auto"),
@@ -23,8 +30,8 @@ export const EngineConfigSchema = z.object({
    * backends; the cpu backend computes inside the launch, so there is nothing to overlap.
    */
   asyncScheduling: z.enum(["auto", "on", "off"]).default("auto"),
-  /** Linear layers quantized at load (vLLM's --quantization fp8: e4m3, one scale per output row); null keeps the checkpoint's dtype. */
-  quantization: z.enum(["fp8"]).nullable().default(null),
+  /** --quantization: fp8 quantizes linear layers at load (e4m3, one scale per output row); null: as the checkpoint is. */
+  quantization: z.enum(QUANTIZATION_METHODS).nullable().default(null),
 });
 
 export type EngineConfigInput = z.input<typeof EngineConfigSchema>;

@@ -13,9 +13,11 @@ import { loadModelDir } from "../src/model/model-dir.ts";
 import { readTensorBytes } from "../src/model/safetensors-write.ts";
 import { writeFp8Checkpoint } from "../scripts/quantize-fp8.ts";
 import { LINEAR_WEIGHT as LINEAR } from "../scripts/rewrite-checkpoint.ts";
-import { quantizeRtn, writeGptqCheckpoint, type GptqOptions } from "../scripts/quantize-gptq.ts";
+import { quantizeGptq, writeGptqCheckpoint, type GptqOptions } from "../scripts/quantize-gptq.ts";
 import { fp8Decode, quantizeRow } from "../src/native/fp8-reference.ts";
-import { dequantizeGptq } from "../src/native/gptq-reference.ts";
+import { dequantizeInt, type IntLayer } from "../src/native/int-weights-reference.ts";
+import type { StDtype } from "../src/model/safetensors.ts";
+import { quantizePacked, writePackedCheckpoint, type PackOptions } from "../scripts/quantize-w4a16.ts";
 import { relativeError } from "../src/native/testing.ts";
 import { lastPositionLogits } from "./helpers/forward-logits.ts";
 import { makeEngine, runToCompletion, type RunRequest } from "./helpers/engine-run.ts";
@@ -138,36 +140,95 @@ for (const fixture of ["test/fixtures/llama", "test/fixtures/qwen2"]) {
   });
 }
 
-// ---- GPTQ checkpoints (scripts/quantize-gptq.ts writes them as AutoGPTQ lays them out)
+// ---- integer checkpoints: GPTQ (as AutoGPTQ lays it out) and compressed-tensors pack-quantized
 
-/** The float model whose linear weights are what `o`'s codes, zeros and scales mean: the reference. */
-function gptqReference(fixture: string, o: GptqOptions, tag: string): string {
-  const dir = join(work, `${fixture.split("/").at(-1)}-gptq-ref-${tag}`);
+type IntQuantizer = (w: Float32Array, n: number, k: number, dtype: StDtype) => IntLayer;
+
+/** The float model whose linear weights are what the quantizer's codes, zeros and scales mean: the reference. */
+function intReference(fixture: string, tag: string, quantize: IntQuantizer): string {
+  const dir = join(work, `${fixture.split("/").at(-1)}-ref-${tag}`);
   cpSync(fixture, dir, { recursive: true, filter: (src) => !src.endsWith(".safetensors") && !src.endsWith(".index.json") });
   const specs: TensorSpec[] = [];
   for (const [name, t] of loadModelDir(fixture).tensors) {
     let data = decode(readTensorBytes(t, t.dtype === "F32" ? 4 : 2), t.dtype as WriterDtype);
-    if (LINEAR.test(name)) data = dequantizeGptq(quantizeRtn(data, t.shape[0]!, t.shape[1]!, o));
+    if (LINEAR.test(name)) data = dequantizeInt(quantize(data, t.shape[0]!, t.shape[1]!, t.dtype));
     specs.push({ name, dtype: "F32", shape: t.shape, data });
   }
   writeSafetensors(join(dir, "model.safetensors"), specs);
   return dir;
 }
 
-const GPTQ_CASES: [string, GptqOptions][] = [
+/** The checkpoint computes what its dequantized weights compute: logits close, greedy tokens equal. */
+function expectDequantizedBehaviour(ckpt: string, reference: string, quantization: Quantization): void {
+  const prompt = [1, 17, 42, 99, 250, 7, 64, 3, 120, 33, 5];
+  expect(relativeError(lastPositionLogits(ckpt, prompt), lastPositionLogits(reference, prompt))).toBeLessThan(1e-5);
+  expectSameGreedyTokens({ model: ckpt }, reference, quantization, [{ id: "a", prompt, params: { maxTokens: 16, ignoreEos: true } }]);
+}
+
+const INT_CASES: [string, PackOptions][] = [
   ["4-bit, group 32, symmetric", { bits: 4, groupSize: 32, sym: true }],
-  ["4-bit, group 48 (a shorter last group), asymmetric", { bits: 4, groupSize: 48, sym: false }],
-  ["8-bit, one group per row, asymmetric", { bits: 8, groupSize: -1, sym: false }],
+  ["4-bit, group 48 (a shorter last group), asymmetric, bf16 scales", { bits: 4, groupSize: 48, sym: false, scaleDtype: "BF16" }],
+  ["8-bit, one group per row, asymmetric, f16 scales", { bits: 8, groupSize: -1, sym: false, scaleDtype: "F16" }],
 ];
 for (const fixture of ["test/fixtures/llama", "test/fixtures/qwen2"])
-  for (const [name, o] of GPTQ_CASES)
+  for (const [name, o] of INT_CASES) {
+    const tag = `${fixture.split("/").at(-1)}-${o.bits}-${o.groupSize}-${o.sym}-${o.scaleDtype}`;
     test(`a GPTQ checkpoint of ${fixture}, ${name}: the logits and greedy tokens of its dequantized weights`, () => {
-      const tag = `${o.bits}-${o.groupSize}-${o.sym}`;
-      const ckpt = join(work, `${fixture.split("/").at(-1)}-gptq-${tag}`);
-      writeGptqCheckpoint(fixture, ckpt, o);
-      const reference = gptqReference(fixture, o, tag);
-      const prompt = [1, 17, 42, 99, 250, 7, 64, 3, 120, 33, 5];
-      expect(relativeError(lastPositionLogits(ckpt, prompt), lastPositionLogits(reference, prompt))).toBeLessThan(1e-5);
-      const reqs = [{ id: "a", prompt, params: { maxTokens: 16, ignoreEos: true } }];
-      expectSameGreedyTokens({ model: ckpt }, reference, "gptq", reqs);
+      const ckpt = join(work, `gptq-${tag}`);
+      const gptq: GptqOptions = { bits: o.bits, groupSize: o.groupSize, sym: o.sym }; // scales always F16
+      writeGptqCheckpoint(fixture, ckpt, gptq);
+      expectDequantizedBehaviour(ckpt, intReference(fixture, `gptq-${tag}`, (w, n, k) => quantizeGptq(w, n, k, gptq)), "gptq");
     });
+    test(`a compressed-tensors pack-quantized checkpoint of ${fixture}, ${name}: likewise`, () => {
+      const ckpt = join(work, `packed-${tag}`);
+      writePackedCheckpoint(fixture, ckpt, o);
+      expectDequantizedBehaviour(ckpt, intReference(fixture, `packed-${tag}`, (w, n, k, dtype) => quantizePacked(w, n, k, dtype, o)), "compressed-tensors");
+    });
+  }
+
+describe("an integer checkpoint whose tensors disagree with its quantization_config", () => {
+  const ckpt = join(work, "packed-mismatch");
+  writePackedCheckpoint("test/fixtures/llama", ckpt, { bits: 4, groupSize: 32, sym: true });
+  const withWeights = (over: object) => {
+    const config = JSON.parse(readFileSync(join(ckpt, "config.json"), "utf8"));
+    Object.assign(config.quantization_config.config_groups.group_0.weights, over);
+    const dir = join(work, `packed-mismatch-${Object.values(over).join("-")}`);
+    cpSync(ckpt, dir, { recursive: true });
+    writeFileSync(join(dir, "config.json"), JSON.stringify(config));
+    return dir;
+  };
+
+  test.each([
+    ["asymmetric, without zero points", { symmetric: false }, /missing tensor 'model\.layers\.0\.self_attn\.q_proj\.weight_zero_point' \(expected shape \[8, 2\]\)/],
+    ["a group size the scales do not have", { group_size: 64 }, /tensor 'model\.layers\.0\.self_attn\.q_proj\.weight_scale' has shape \[64, 2\], expected \[64, 1\]/],
+  ])("%s: the engine refuses to start, naming the tensor", (_name, over, pattern) => {
+    expect(() => makeEngine({ model: withWeights(over) })).toThrow(pattern);
+  });
+});
+
+describe("--quantization against the checkpoint's quantization_config", () => {
+  const gptq = join(work, "flag-gptq"), fp8 = join(work, "flag-fp8");
+  writeGptqCheckpoint("test/fixtures/llama", gptq, { bits: 4, groupSize: 32, sym: true });
+  writeFp8Checkpoint("test/fixtures/llama", fp8, { strategy: "channel", activations: "dynamic" });
+
+  test.each([
+    ["gptq", gptq, "gptq"],
+    ["compressed-tensors", fp8, "fp8"],
+    ["fp8", fp8, "fp8"],
+  ] as const)("--quantization %s on a checkpoint of that method loads it as it is", (flag, model, held) => {
+    const e = makeEngine({ model, quantization: flag });
+    try {
+      expect(e.info.quantization).toBe(held);
+    } finally {
+      e.dispose();
+    }
+  });
+
+  test.each([
+    ["fp8", gptq, /--quantization fp8 does not fit this model: it has quantization_config.quant_method "gptq"/],
+    ["gptq", fp8, /--quantization gptq does not fit this model: it has quantization_config.quant_method "compressed-tensors"/],
+    ["gptq", "test/fixtures/llama", /--quantization gptq does not fit this model: it has a float checkpoint \(no quantization_config\)/],
+  ] as const)("--quantization %s on another kind of checkpoint is refused", (flag, model, pattern) => {
+    expect(() => makeEngine({ model, quantization: flag })).toThrow(pattern);
+  });
+});

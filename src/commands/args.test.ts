@@ -21,4 +21,10 @@ describe("engineConfigFrom", () => {
     expect(() => engineConfigFrom({ device: "tpu" }, "m")).toThrow(UsageError);
     expect(() => engineConfigFrom({ "max-num-seqs": "many" }, "m")).toThrow("--max-num-seqs expects a number, got 'many'");
   });
+
+  test("--quantization takes vLLM's method names, and nothing else", () => {
+    const q = (name: string) => parseEngineConfig(engineConfigFrom({ quantization: name }, "m")).quantization;
+    expect([q("fp8"), q("gptq"), q("compressed-tensors")]).toEqual(["fp8", "gptq", "compressed-tensors"]);
+    expect(() => engineConfigFrom({ quantization: "int3" }, "m")).toThrow("--quantization must be one of fp8, gptq, compressed-tensors, got 'int3'");
+  });
 });

@@ -1,4 +1,5 @@
 // Shared command-line plumbing: usage errors and number parsing.
+import { QUANTIZATION_METHODS, type QuantizationMethod } from "../config.ts";
 export class UsageError extends Error {}
 
 export function numArg(v: string | undefined, name: string, dflt: number): number {
@@ -34,7 +35,9 @@ export function engineConfigFrom(a: Record<string, unknown>, model: string) {
   const device = s("device") ?? "auto";
   if (!["auto", "cpu", "cuda", "hip"].includes(device)) throw new UsageError(`--device must be auto, cpu, cuda or hip, got '${device}'`);
   const quantization = s("quantization") ?? null;
-  if (quantization !== null && quantization !== "fp8") throw new UsageError(`--quantization must be fp8 (quantized at load), got '${quantization}'`);
+  if (quantization !== null && !(QUANTIZATION_METHODS as readonly string[]).includes(quantization)) {
+    throw new UsageError(`--quantization must be one of ${QUANTIZATION_METHODS.join(", ")}, got '${quantization}'`);
+  }
   if (a["async-scheduling"] === true && a["no-async-scheduling"] === true) {
     throw new UsageError("--async-scheduling and --no-async-scheduling contradict each other");
   }
@@ -50,6 +53,6 @@ export function engineConfigFrom(a: Record<string, unknown>, model: string) {
     tensorParallelSize: optNumArg(s("tensor-parallel-size"), "tensor-parallel-size"),
     decodeGraphs: a["enforce-eager"] === true ? ("off" as const) : undefined,
     asyncScheduling: a["async-scheduling"] === true ? ("on" as const) : a["no-async-scheduling"] === true ? ("off" as const) : undefined,
-    quantization: quantization as "fp8" | null,
+    quantization: quantization as QuantizationMethod | null,
   };
 }

@@ -3,7 +3,7 @@
 import type { EngineConfig } from "../config.ts";
 import { allocKvCache, freeKvCache, kvBlockBytes, LlamaModel, type KvCache } from "../model/llama.ts";
 import { loadModelDir, type ModelDir } from "../model/model-dir.ts";
-import { freeWeights, loadWeights, type LoadProgress, type ModelWeights, type Quantization } from "../model/weights.ts";
+import { freeWeights, loadWeights, quantizeAtLoad, type LoadProgress, type ModelWeights, type Quantization } from "../model/weights.ts";
 import { openBackend } from "../native/backend.ts";
 import type { Backend, DType } from "../native/types.ts";
 import { Request, type FinishReason, type SamplingParams } from "./request.ts";
@@ -69,6 +69,7 @@ export class Engine {
   static create(cfg: EngineConfig, onProgress?: LoadProgress): Engine {
     const dir = loadModelDir(cfg.model);
     const maxModelLen = resolveMaxModelLen(cfg, dir);
+    quantizeAtLoad(cfg.quantization, dir.config.quantization); // a flag that does not fit fails before any device is opened
     const be = openDevice(cfg.device, cfg.tensorParallelSize);
     const weights = loadWeights(be, dir.config, dir.tensors, onProgress, { quantization: cfg.quantization });
     const blocksPerSeq = Math.ceil(maxModelLen / cfg.blockSize);

@@ -16,6 +16,19 @@ const FP8_DYNAMIC = {
   },
 };
 
+// quantization_config of an llm-compressor W4A16 checkpoint (the GPTQ or RTN modifier's W4A16 scheme).
+const W4A16 = {
+  quant_method: "compressed-tensors", format: "pack-quantized", quantization_status: "compressed", ignore: ["lm_head"],
+  kv_cache_scheme: null, global_compression_ratio: 3.1,
+  config_groups: {
+    group_0: {
+      targets: ["Linear"], input_activations: null, output_activations: null,
+      weights: { num_bits: 4, type: "int", symmetric: true, strategy: "group", group_size: 128, dynamic: false, actorder: null, block_structure: null, observer: "minmax", observer_kwargs: {} },
+    },
+  },
+};
+const intWeights = (over: object) => ({ ...W4A16, config_groups: { group_0: { ...W4A16.config_groups.group_0, weights: { ...W4A16.config_groups.group_0.weights, ...over } } } });
+
 const group = (over: object) => ({ ...FP8_DYNAMIC, config_groups: { group_0: { ...FP8_DYNAMIC.config_groups.group_0, ...over } } });
 
 describe("parseCheckpointQuantization", () => {
@@ -31,20 +44,35 @@ describe("parseCheckpointQuantization", () => {
   });
 
   test("compressed-tensors FP8, per channel or per tensor, dynamic or static activations", () => {
-    expect(parseCheckpointQuantization(FP8_DYNAMIC, "config.json")).toEqual({ method: "compressed-tensors", strategies: ["channel"], activations: "dynamic" });
+    expect(parseCheckpointQuantization(FP8_DYNAMIC, "config.json")).toEqual({ method: "compressed-tensors", format: "float-quantized", strategies: ["channel"], activations: "dynamic" });
     const fp8Static = group({
       weights: { ...FP8_DYNAMIC.config_groups.group_0.weights, strategy: "tensor" },
       input_activations: { ...FP8_DYNAMIC.config_groups.group_0.input_activations, strategy: "tensor", dynamic: false },
     });
-    expect(parseCheckpointQuantization(fp8Static, "config.json")).toEqual({ method: "compressed-tensors", strategies: ["tensor"], activations: "static" });
+    expect(parseCheckpointQuantization(fp8Static, "config.json")).toEqual({ method: "compressed-tensors", format: "float-quantized", strategies: ["tensor"], activations: "static" });
+  });
+
+  test("compressed-tensors pack-quantized: bits, group size (null: per channel), symmetry", () => {
+    expect(parseCheckpointQuantization(W4A16, "config.json")).toEqual({ method: "compressed-tensors", format: "pack-quantized", bits: 4, groupSize: 128, symmetric: true });
+    expect(parseCheckpointQuantization(intWeights({ num_bits: 8, strategy: "channel", group_size: null, symmetric: false, actorder: "weight" }), "config.json"))
+      .toEqual({ method: "compressed-tensors", format: "pack-quantized", bits: 8, groupSize: null, symmetric: false });
+    const twoGroups = { ...W4A16, config_groups: { group_0: W4A16.config_groups.group_0, group_1: { ...W4A16.config_groups.group_0, targets: ["re:.*down_proj"] } } };
+    expect(parseCheckpointQuantization(twoGroups, "config.json")).toMatchObject({ format: "pack-quantized", bits: 4 });
   });
 
   const refused: [string, unknown, RegExp][] = [
     ["GPTQ with act-order", { quant_method: "gptq", bits: 4, group_size: 128, desc_act: true }, /'quantization_config.desc_act' is true: act-order/],
     ["3-bit GPTQ", { quant_method: "gptq", bits: 3, group_size: 128 }, /'quantization_config.bits' is 3/],
     ["AWQ", { quant_method: "awq", bits: 4 }, /'quantization_config.quant_method' is "awq"/],
-    ["W4A16 pack-quantized", { ...FP8_DYNAMIC, format: "pack-quantized" }, /'quantization_config.format' is "pack-quantized"/],
-    ["int8 weights", group({ weights: { ...FP8_DYNAMIC.config_groups.group_0.weights, type: "int" } }), /'quantization_config.config_groups.group_0.weights' is .*only 8-bit float/],
+    ["a sparse format", { ...W4A16, format: "sparse-24-bitmask" }, /'quantization_config.format' is "sparse-24-bitmask"/],
+    ["int8 weights in a float-quantized checkpoint", group({ weights: { ...FP8_DYNAMIC.config_groups.group_0.weights, type: "int" } }), /'quantization_config.config_groups.group_0.weights' is .*must be 8-bit float/],
+    ["FP8 weights in a pack-quantized checkpoint", { ...FP8_DYNAMIC, format: "pack-quantized" }, /'quantization_config.config_groups.group_0.weights' is .*must be 4- or 8-bit integers/],
+    ["2-bit integers", intWeights({ num_bits: 2 }), /group_0.weights' is \{"type":"int","num_bits":2\}/],
+    ["a group strategy without a size", intWeights({ group_size: null }), /group_0.weights.group_size' is null/],
+    ["per-tensor integers", intWeights({ strategy: "tensor" }), /group_0.weights.strategy' is "tensor"/],
+    ["group act-order (g_idx)", intWeights({ actorder: "group" }), /group_0.weights.actorder' is "group": act-order/],
+    ["W8A8 integers", { ...W4A16, config_groups: { group_0: { ...W4A16.config_groups.group_0, input_activations: { num_bits: 8, type: "int", dynamic: true } } } }, /group_0.input_activations' is .*W8A8/],
+    ["two integer schemes", { ...W4A16, config_groups: { a: W4A16.config_groups.group_0, b: intWeights({ group_size: 64 }).config_groups.group_0 } }, /config_groups.b.weights' is .*differs from config_groups.a/],
     ["group-wise FP8", group({ weights: { ...FP8_DYNAMIC.config_groups.group_0.weights, strategy: "group", group_size: 128 } }), /weights.strategy' is "group"/],
     ["an FP8 KV cache", { ...FP8_DYNAMIC, kv_cache_scheme: { num_bits: 8, type: "float" } }, /'quantization_config.kv_cache_scheme'/],
   ];

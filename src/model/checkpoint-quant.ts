@@ -1,12 +1,14 @@
 // A pre-quantized checkpoint's `quantization_config` (config.json), read as vLLM reads it: the
 // method picks the weight format. Supported so far: compressed-tensors "float-quantized" FP8
 // (llm-compressor's FP8 and FP8-dynamic schemes), e4m3 weights with a scale per output channel or
-// per tensor; and GPTQ (AutoGPTQ, GPTQModel), 4 or 8 bits, any group size, without act-order.
-// Anything else is refused naming the field and its value, never loaded as something it is not.
+// per tensor; compressed-tensors "pack-quantized" integers (W4A16, W8A16: 4 or 8 bits, per group
+// or per channel, symmetric or with zero points); and GPTQ (AutoGPTQ, GPTQModel), 4 or 8 bits, any
+// group size, without act-order. Anything else is refused naming the field and its value, never
+// loaded as something it is not.
 import { z } from "zod";
 import { ModelDirError } from "./errors.ts";
 
-export type CheckpointQuantization = CompressedTensorsFp8 | Gptq;
+export type CheckpointQuantization = CompressedTensorsFp8 | CompressedTensorsInt | Gptq;
 
 export interface Gptq {
   method: "gptq";
@@ -19,6 +21,7 @@ export interface Gptq {
 
 export interface CompressedTensorsFp8 {
   method: "compressed-tensors";
+  format: "float-quantized";
   /** The weights' scale granularity over every quantized layer (a checkpoint may mix them). */
   strategies: ("channel" | "tensor")[];
   /**
@@ -26,6 +29,20 @@ export interface CompressedTensorsFp8 {
    * with unquantized activations (weight-only), which is at least as accurate.
    */
   activations: "none" | "dynamic" | "static";
+}
+
+/**
+ * llm-compressor's integer weights: codes packed along k into int32 words (as vllmd keeps them),
+ * stored with an offset of 2^(bits-1) so that a symmetric layer's zero is that offset; an
+ * asymmetric one stores its zero points packed along n.
+ */
+export interface CompressedTensorsInt {
+  method: "compressed-tensors";
+  format: "pack-quantized";
+  bits: 4 | 8;
+  /** Input channels per group; null: one group over the whole row (the "channel" strategy). */
+  groupSize: number | null;
+  symmetric: boolean;
 }
 
 const gptqConfig = z.looseObject({
@@ -55,6 +72,7 @@ const quantArgs = z.looseObject({
   dynamic: z.union([z.boolean(), z.string()]).nullish(),
   group_size: z.number().nullish(),
   block_structure: z.unknown().nullish(),
+  actorder: z.union([z.boolean(), z.string()]).nullish(),
 });
 
 const compressedTensors = z.looseObject({
@@ -64,23 +82,57 @@ const compressedTensors = z.looseObject({
 });
 
 type Args = z.infer<typeof quantArgs>;
+type Group = z.infer<typeof compressedTensors>["config_groups"][string];
 
 function refuse(file: string, field: string, value: unknown, why: string): never {
   throw new ModelDirError(file, `field 'quantization_config.${field}' is ${JSON.stringify(value)}: ${why}`);
 }
 
-function weightStrategy(w: Args | null | undefined, file: string, at: string): "channel" | "tensor" {
+function fp8Strategy(w: Args | null | undefined, file: string, at: string): "channel" | "tensor" {
   if (!w) refuse(file, `${at}.weights`, w ?? null, "a group without quantized weights is not supported");
-  if (w.type !== "float" || w.num_bits !== 8) refuse(file, `${at}.weights`, { type: w.type, num_bits: w.num_bits }, "only 8-bit float (FP8 e4m3) weights are supported yet");
+  if (w.type !== "float" || w.num_bits !== 8) refuse(file, `${at}.weights`, { type: w.type, num_bits: w.num_bits }, "a float-quantized checkpoint's weights must be 8-bit float (FP8 e4m3)");
   if (w.strategy !== "channel" && w.strategy !== "tensor") refuse(file, `${at}.weights.strategy`, w.strategy, "supported: channel, tensor");
   if (w.dynamic === true || w.symmetric === false) refuse(file, `${at}.weights`, { dynamic: w.dynamic, symmetric: w.symmetric }, "FP8 weights must be static and symmetric");
   return w.strategy;
 }
 
-function activations(a: Args | null | undefined, file: string, at: string): CompressedTensorsFp8["activations"] {
+function fp8Activations(a: Args | null | undefined, file: string, at: string): CompressedTensorsFp8["activations"] {
   if (!a) return "none";
   if (a.type !== "float" || a.num_bits !== 8) refuse(file, `${at}.input_activations`, { type: a.type, num_bits: a.num_bits }, "only FP8 activations are supported");
   return a.dynamic === true ? "dynamic" : "static";
+}
+
+/** Act-order that keeps groups contiguous ("weight", "static") stores nothing extra; "group" needs g_idx. */
+const CONTIGUOUS_ACTORDER = new Set([null, undefined, false, "weight", "static"]);
+
+function intScheme(g: Group, file: string, at: string): CompressedTensorsInt {
+  const w = g.weights;
+  if (!w) refuse(file, `${at}.weights`, w ?? null, "a group without quantized weights is not supported");
+  if (w.type !== "int" || (w.num_bits !== 4 && w.num_bits !== 8)) refuse(file, `${at}.weights`, { type: w.type, num_bits: w.num_bits }, "a pack-quantized checkpoint's weights must be 4- or 8-bit integers");
+  if (w.strategy !== "group" && w.strategy !== "channel") refuse(file, `${at}.weights.strategy`, w.strategy, "supported: group, channel");
+  if (w.strategy === "group" && !(Number.isInteger(w.group_size) && w.group_size! >= 1)) refuse(file, `${at}.weights.group_size`, w.group_size ?? null, "the group strategy needs a positive group size");
+  if (w.dynamic === true) refuse(file, `${at}.weights.dynamic`, true, "integer weights must be static");
+  if (!CONTIGUOUS_ACTORDER.has(w.actorder as string)) refuse(file, `${at}.weights.actorder`, w.actorder, "act-order with g_idx permutations is not supported yet");
+  if (g.input_activations) refuse(file, `${at}.input_activations`, g.input_activations, "integer weights with quantized activations (W8A8, W4A8) are not supported; W4A16 and W8A16 are");
+  return { method: "compressed-tensors", format: "pack-quantized", bits: w.num_bits, groupSize: w.strategy === "group" ? w.group_size! : null, symmetric: w.symmetric !== false };
+}
+
+function parsePackQuantized(groups: [string, Group][], file: string): CompressedTensorsInt {
+  const schemes = groups.map(([name, g]) => intScheme(g, file, `config_groups.${name}`));
+  const first = JSON.stringify(schemes[0]);
+  const other = schemes.findIndex((s) => JSON.stringify(s) !== first);
+  if (other >= 0) refuse(file, `config_groups.${groups[other]![0]}.weights`, groups[other]![1].weights, `differs from config_groups.${groups[0]![0]}; one integer scheme for every layer is supported`);
+  return schemes[0]!;
+}
+
+function parseFloatQuantized(groups: [string, Group][], file: string): CompressedTensorsFp8 {
+  const strategies = new Set<"channel" | "tensor">();
+  const acts = new Set<CompressedTensorsFp8["activations"]>();
+  for (const [name, g] of groups) {
+    strategies.add(fp8Strategy(g.weights, file, `config_groups.${name}`));
+    acts.add(fp8Activations(g.input_activations, file, `config_groups.${name}`));
+  }
+  return { method: "compressed-tensors", format: "float-quantized", strategies: [...strategies], activations: [...acts][0]! };
 }
 
 /** The checkpoint's quantization, or null for a plain float checkpoint. */
@@ -89,21 +141,16 @@ export function parseCheckpointQuantization(raw: unknown, file: string): Checkpo
   const method = (raw as { quant_method?: unknown }).quant_method;
   if (method === "gptq") return parseGptq(raw, file);
   if (method !== "compressed-tensors") {
-    refuse(file, "quant_method", method ?? null, "supported pre-quantized checkpoints: compressed-tensors FP8, gptq (or load a float checkpoint with --quantization fp8)");
+    refuse(file, "quant_method", method ?? null, "supported pre-quantized checkpoints: compressed-tensors (FP8, W4A16, W8A16), gptq (or load a float checkpoint with --quantization fp8)");
   }
   const r = compressedTensors.safeParse(raw);
   if (!r.success) refuse(file, "config_groups", (raw as { config_groups?: unknown }).config_groups ?? null, "expected a map of quantization groups");
   const q = r.data;
-  if (q.format !== "float-quantized") refuse(file, "format", q.format ?? null, "supported: float-quantized");
+  if (q.format !== "float-quantized" && q.format !== "pack-quantized") refuse(file, "format", q.format ?? null, "supported: float-quantized, pack-quantized");
   if (q.kv_cache_scheme != null) refuse(file, "kv_cache_scheme", q.kv_cache_scheme, "a quantized KV cache is not supported yet");
   const groups = Object.entries(q.config_groups);
   if (groups.length === 0) refuse(file, "config_groups", {}, "no quantization group");
-  const strategies = new Set<"channel" | "tensor">();
-  const acts = new Set<CompressedTensorsFp8["activations"]>();
-  for (const [name, g] of groups) {
-    strategies.add(weightStrategy(g.weights, file, `config_groups.${name}`));
-    acts.add(activations(g.input_activations, file, `config_groups.${name}`));
+  for (const [name, g] of groups)
     if (g.output_activations) refuse(file, `config_groups.${name}.output_activations`, g.output_activations, "output quantization is not supported");
-  }
-  return { method: "compressed-tensors", strategies: [...strategies], activations: [...acts][0]! };
+  return q.format === "pack-quantized" ? parsePackQuantized(groups, file) : parseFloatQuantized(groups, file);
 }

@@ -1,16 +1,57 @@
-// The linear layers of pre-quantized checkpoints, as weights.ts asks for them: the tensors of each
-// part (q, k, v; gate, up; ...) in the checkpoint's layout, made into one Linear of vllmd's.
+// The linear layers of pre-quantized checkpoints: which tensors each format stores for a linear
+// weight (checked before anything loads), and how those tensors become one Linear of vllmd's. The
+// one place that knows the checkpoint formats; weights.ts and tensors.ts ask it.
 import type { Backend, Buf, IntWeights } from "../native/types.ts";
 import { DType } from "../native/types.ts";
-import type { Gptq } from "./checkpoint-quant.ts";
+import type { CheckpointQuantization, CompressedTensorsInt, Gptq } from "./checkpoint-quant.ts";
 import { ModelDirError } from "./errors.ts";
+import type { ExpectedTensor } from "./tensors.ts";
 import type { Loader, Part } from "./weight-loader.ts";
+
+/** What a quantized Linear holds besides its shape and bias. */
+export type QuantizedWeight = { format: "fp8"; w: Buf; scale: Buf } | { format: "int"; w: IntWeights };
+
+/** The tensor prefix of a linear's weight part: "...q_proj.weight" -> "...q_proj". */
+const prefixOf = (weightName: string): string => weightName.replace(/\.weight$/, "");
+const groupsOf = (k: number, groupSize: number | null): number => Math.ceil(k / (groupSize ?? k));
+
+/**
+ * The tensors that stand for the linear weight `name` of [n, k]: itself in a float or FP8
+ * checkpoint (FP8's weight_scale, per channel or per tensor, is checked when loaded).
+ */
+export function linearTensors(q: CheckpointQuantization | null, name: string, n: number, k: number): ExpectedTensor[] {
+  if (q === null || q.method === "compressed-tensors" && q.format === "float-quantized") return [{ name, shape: [n, k] }];
+  const pre = prefixOf(name), per = 32 / q.bits, G = groupsOf(k, q.groupSize);
+  if (q.method === "gptq") {
+    return [
+      { name: `${pre}.qweight`, shape: [k / per, n] },
+      { name: `${pre}.qzeros`, shape: [G, n / per] },
+      { name: `${pre}.scales`, shape: [G, n] },
+    ];
+  }
+  return [
+    { name: `${pre}.weight_packed`, shape: [n, k / per] },
+    { name: `${pre}.weight_scale`, shape: [n, G] },
+    ...(q.symmetric ? [] : [{ name: `${pre}.weight_zero_point`, shape: [Math.ceil(n / per), G] }]),
+  ];
+}
+
+/**
+ * The weight of a linear layer whose parts (q, k, v; gate, up; ...) stack by output rows, read
+ * from a pre-quantized checkpoint; null when the checkpoint keeps this layer in floats.
+ */
+export function loadQuantizedLinear(be: Backend, ld: Loader, q: CheckpointQuantization | null, parts: Part[], n: number, k: number): QuantizedWeight | null {
+  if (q?.method === "gptq") return { format: "int", w: gptqFromCheckpoint(be, ld, parts, k, q) };
+  if (q?.method === "compressed-tensors" && q.format === "pack-quantized") return { format: "int", w: packedFromCheckpoint(be, ld, parts, k, q) };
+  if (ld.tensor(parts[0]!.name).dtype === "F8_E4M3") return { format: "fp8", ...fp8FromCheckpoint(be, ld, parts, n) };
+  return null;
+}
 
 /**
  * A compressed-tensors FP8 layer: the e4m3 parts as they are, and one f32 scale per output row,
  * from each part's weight_scale ([rows, 1] per channel, or one value per tensor, repeated).
  */
-export function fp8FromCheckpoint(be: Backend, ld: Loader, parts: Part[], n: number): { w: Buf; scale: Buf } {
+function fp8FromCheckpoint(be: Backend, ld: Loader, parts: Part[], n: number): { w: Buf; scale: Buf } {
   const w = ld.load(parts, DType.fp8E4m3);
   const scale = ld.alloc(n * 4);
   let row = 0;
@@ -27,33 +68,71 @@ export function fp8FromCheckpoint(be: Backend, ld: Loader, parts: Part[], n: num
   return { w, scale };
 }
 
+function intWeights(ld: Loader, n: number, k: number, bits: 4 | 8, groupSize: number | null): IntWeights {
+  const G = groupsOf(k, groupSize);
+  return { w: ld.alloc(n * ((k * bits) / 32) * 4), scales: ld.alloc(n * G * 4), zeros: ld.alloc(n * G * 4), bits, groupSize: groupSize ?? k };
+}
 
-/** The tensor prefix of a linear's weight part: "...q_proj.weight" -> "...q_proj". */
-const prefixOf = (weightName: string): string => weightName.replace(/\.weight$/, "");
+/** Rows [row, row + r) of `w`: where one part's output rows go. */
+function rowsOf(be: Backend, w: IntWeights, row: number, r: number, k: number): IntWeights {
+  const words = (k * w.bits) / 32, G = groupsOf(k, w.groupSize);
+  return {
+    ...w, w: be.view(w.w, row * words * 4, r * words * 4),
+    scales: be.view(w.scales, row * G * 4, r * G * 4), zeros: be.view(w.zeros, row * G * 4, r * G * 4),
+  };
+}
+
+/**
+ * One vd_gemm_int weight whose rows are the parts' rows, stacked; `fill` writes one part's rows
+ * from the tensors under its prefix. Integer checkpoints are not sharded across ranks yet.
+ */
+function intFromParts(be: Backend, ld: Loader, parts: Part[], k: number, q: { bits: 4 | 8; groupSize: number | null }, what: string,
+  fill: (rows: IntWeights, prefix: string, r: number) => void): IntWeights {
+  if (be.tp > 1) throw new ModelDirError("config.json", `${what} checkpoints with --tensor-parallel-size > 1 are not supported yet`);
+  const w = intWeights(ld, parts.reduce((s, p) => s + p.rows, 0), k, q.bits, q.groupSize);
+  let row = 0;
+  for (const p of parts) {
+    fill(rowsOf(be, w, row, p.rows, k), prefixOf(p.name), p.rows);
+    row += p.rows;
+  }
+  return w;
+}
 
 /**
  * A GPTQ layer: each part's qweight, qzeros and scales read as the checkpoint has them and
  * repacked on the device into its rows of one vd_gemm_int weight (g_idx is k / group_size: the
- * config refuses act-order). The parts' outputs stack, as they do for dense weights.
+ * config refuses act-order).
  */
-export function gptqFromCheckpoint(be: Backend, ld: Loader, parts: Part[], k: number, q: Gptq): IntWeights {
-  if (be.tp > 1) throw new ModelDirError("config.json", "GPTQ checkpoints with --tensor-parallel-size > 1 are not supported yet");
-  const per = 32 / q.bits, groupSize = q.groupSize ?? k, G = Math.ceil(k / groupSize);
-  const n = parts.reduce((s, p) => s + p.rows, 0);
-  const w: IntWeights = { w: ld.alloc(n * (k / per) * 4), scales: ld.alloc(n * G * 4), zeros: ld.alloc(n * G * 4), bits: q.bits, groupSize };
-  let row = 0;
-  for (const p of parts) {
-    const pre = prefixOf(p.name), r = p.rows;
+function gptqFromCheckpoint(be: Backend, ld: Loader, parts: Part[], k: number, q: Gptq): IntWeights {
+  const per = 32 / q.bits, G = groupsOf(k, q.groupSize);
+  return intFromParts(be, ld, parts, k, q, "GPTQ", (rows, pre, r) => {
     const qweight = ld.load([{ name: `${pre}.qweight`, rows: k / per, cols: r, shardDim: -1 }], DType.i32);
     const qzeros = ld.load([{ name: `${pre}.qzeros`, rows: G, cols: r / per, shardDim: -1 }], DType.i32);
     const scales = ld.load([{ name: `${pre}.scales`, rows: G, cols: r, shardDim: -1 }], DType.f32);
-    const rows: IntWeights = {
-      ...w, w: be.view(w.w, row * (k / per) * 4, r * (k / per) * 4),
-      scales: be.view(w.scales, row * G * 4, r * G * 4), zeros: be.view(w.zeros, row * G * 4, r * G * 4),
-    };
     be.repackGptq(rows, { qweight, qzeros, scales, scaleDtype: DType.f32 }, r, k, q.zerosMinusOne);
     for (const b of [qweight, qzeros, scales]) ld.free(b);
-    row += r;
-  }
-  return w;
+  });
+}
+
+/**
+ * A compressed-tensors pack-quantized layer: weight_packed is vd_gemm_int's layout already (codes
+ * packed along k, little-endian), so it loads as it is; weight_scale becomes f32; the zeros are
+ * the storage offset 2^(bits-1) for a symmetric layer, else weight_zero_point unpacked along n.
+ */
+function packedFromCheckpoint(be: Backend, ld: Loader, parts: Part[], k: number, q: CompressedTensorsInt): IntWeights {
+  const per = 32 / q.bits, G = groupsOf(k, q.groupSize);
+  return intFromParts(be, ld, parts, k, q, "compressed-tensors pack-quantized", (rows, pre, r) => {
+    ld.loadPart(rows.w, { name: `${pre}.weight_packed`, rows: r, cols: k / per, shardDim: -1 }, DType.i32);
+    ld.loadPart(rows.scales, { name: `${pre}.weight_scale`, rows: r, cols: G, shardDim: -1 }, DType.f32);
+    const zeros = q.symmetric ? new Float32Array(r * G).fill(2 ** (q.bits - 1)) : unpackZeroPoints(ld.readI32(`${pre}.weight_zero_point`), r, G, q.bits);
+    be.copyFromHost(rows.zeros, 0, zeros);
+  });
+}
+
+/** weight_zero_point i32 [ceil(n / per), G], packed along n (code j of word [i, g] is row i*per + j), as f32 [n, G]. */
+export function unpackZeroPoints(packed: Int32Array, n: number, G: number, bits: 4 | 8): Float32Array {
+  const per = 32 / bits, mask = (1 << bits) - 1, out = new Float32Array(n * G);
+  for (let r = 0; r < n; r++)
+    for (let g = 0; g < G; g++) out[r * G + g] = (packed[Math.floor(r / per) * G + g]! >>> ((r % per) * bits)) & mask;
+  return out;
 }

@@ -58,3 +58,17 @@ export function decodeFloats(bytes: Uint8Array, dtype: "F32" | "F16" | "BF16"): 
   if (dtype === "F16") return new Float32Array(new Float16Array(copy));
   return new Float32Array(Uint32Array.from(new Uint16Array(copy), (b) => b << 16).buffer);
 }
+
+/** f32 values as a float dtype's bytes (bf16 rounded to nearest even, NaN kept a NaN). */
+export function encodeFloats(data: Float32Array, dtype: "F32" | "F16" | "BF16"): Uint8Array {
+  if (dtype === "F32") return new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
+  if (dtype === "F16") return new Uint8Array(new Float16Array(data).buffer);
+  const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
+  const out = new Uint16Array(data.length);
+  for (let i = 0; i < data.length; i++) {
+    const b = bits[i]!;
+    const isNan = (b & 0x7fffffff) > 0x7f800000;
+    out[i] = isNan ? 0x7fc0 : (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
+  }
+  return new Uint8Array(out.buffer);
+}

@@ -4,6 +4,7 @@ import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { ModelConfig } from "./config.ts";
 import { ModelDirError } from "./errors.ts";
+import { linearTensors } from "./quantized-linears.ts";
 import { INDEX_FILE, type TensorInfo } from "./safetensors.ts";
 
 export interface ExpectedTensor {
@@ -12,27 +13,12 @@ export interface ExpectedTensor {
   optional?: boolean;
 }
 
-/**
- * A linear layer's weight `name` of [n, k]: one tensor in a float or FP8 checkpoint (FP8's
- * weight_scale, per channel or per tensor, is checked when loaded), three in a GPTQ one.
- */
-function linearTensors(cfg: ModelConfig, name: string, n: number, k: number): ExpectedTensor[] {
-  const q = cfg.quantization;
-  if (q?.method !== "gptq") return [{ name, shape: [n, k] }];
-  const pre = name.replace(/\.weight$/, ""), per = 32 / q.bits, G = Math.ceil(k / (q.groupSize ?? k));
-  return [
-    { name: `${pre}.qweight`, shape: [k / per, n] },
-    { name: `${pre}.qzeros`, shape: [G, n / per] },
-    { name: `${pre}.scales`, shape: [G, n] },
-  ];
-}
-
 function layerTensors(cfg: ModelConfig, i: number): ExpectedTensor[] {
   const p = `model.layers.${i}`;
   const h = cfg.hiddenSize;
   const qDim = cfg.numHeads * cfg.headDim;
   const kvDim = cfg.numKvHeads * cfg.headDim;
-  const lin = (name: string, n: number, k: number) => linearTensors(cfg, name, n, k);
+  const lin = (name: string, n: number, k: number) => linearTensors(cfg.quantization, name, n, k);
   const out: ExpectedTensor[] = [
     { name: `${p}.input_layernorm.weight`, shape: [h] },
     ...lin(`${p}.self_attn.q_proj.weight`, qDim, h),

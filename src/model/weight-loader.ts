@@ -73,19 +73,32 @@ export class Loader {
 
   /** A one-element tensor's value, read on the host (a per-tensor FP8 scale). */
   scalar(name: string): number {
-    const t = this.tensor(name), bytes = new Uint8Array(4);
-    const fd = openSync(t.file, "r");
-    try {
-      readSync(fd, bytes, 0, t.dtype === "F32" ? 4 : 2, t.dataOffset);
-    } finally {
-      closeSync(fd);
-    }
-    this.counted(t);
+    const t = this.tensor(name), bytes = this.readHost(t, t.dtype === "F32" ? 4 : 2);
     const v = new DataView(bytes.buffer);
     if (t.dtype === "F32") return v.getFloat32(0, true);
     if (t.dtype === "BF16") return new Float32Array(new Uint32Array([v.getUint16(0, true) << 16]).buffer)[0]!;
     if (t.dtype === "F16") return v.getFloat16(0, true);
     throw new ModelDirError(t.file, `tensor '${name}' has dtype ${t.dtype}; a scale is F32, F16 or BF16`);
+  }
+
+  /** A small I32 tensor read whole on the host (packed zero points). */
+  readI32(name: string): Int32Array {
+    const t = this.tensor(name);
+    if (t.dtype !== "I32") throw new ModelDirError(t.file, `tensor '${name}' has dtype ${t.dtype}; expected I32`);
+    const bytes = this.readHost(t, t.shape.reduce((a, b) => a * b, 1) * 4);
+    return new Int32Array(bytes.buffer, 0, bytes.length / 4);
+  }
+
+  private readHost(t: TensorInfo, length: number): Uint8Array {
+    const bytes = new Uint8Array(Math.max(length, 4));
+    const fd = openSync(t.file, "r");
+    try {
+      readSync(fd, bytes, 0, length, t.dataOffset);
+    } finally {
+      closeSync(fd);
+    }
+    this.counted(t);
+    return bytes.subarray(0, length);
   }
 
   private counted(t: TensorInfo): void {

@@ -5,9 +5,12 @@
 // unquantized self on the device: only the layer being quantized.
 import type { Backend, Buf } from "../native/types.ts";
 import { DType, dtypeBytes } from "../native/types.ts";
+import type { CheckpointQuantization } from "./checkpoint-quant.ts";
+import type { QuantizationMethod } from "../config.ts";
 import type { ModelConfig } from "./config.ts";
+import { ModelDirError } from "./errors.ts";
 import type { Linear } from "./linear.ts";
-import { fp8FromCheckpoint, gptqFromCheckpoint } from "./quantized-linears.ts";
+import { loadQuantizedLinear } from "./quantized-linears.ts";
 import type { TensorInfo } from "./safetensors.ts";
 import { Loader, stDtype, type LoadProgress, type Part } from "./weight-loader.ts";
 
@@ -32,8 +35,18 @@ export interface ModelWeights {
   buffers: Buf[]; // every allocation, for freeing
 }
 
-/** How linear layers are kept: FP8 (quantized at load, or from the checkpoint), GPTQ's integers, or as floats. */
-export type Quantization = "fp8" | "gptq" | null;
+/**
+ * How linear layers are kept, named as vLLM's --quantization names it: FP8 (quantized at load,
+ * or a compressed-tensors FP8 checkpoint's), GPTQ's or compressed-tensors' integers, or floats.
+ */
+export type Quantization = QuantizationMethod | null;
+
+/** The Quantization a checkpoint's quantization_config stands for. */
+export function quantizationOf(q: CheckpointQuantization | null): Quantization {
+  if (q === null) return null;
+  if (q.method === "gptq") return "gptq";
+  return q.format === "float-quantized" ? "fp8" : "compressed-tensors";
+}
 
 /** The dtype weights keep on the device: the checkpoint's, which every backend's GEMM reads. */
 export function weightDtype(cfg: ModelConfig): DType {
@@ -41,7 +54,20 @@ export function weightDtype(cfg: ModelConfig): DType {
 }
 
 export interface LoadOptions {
+  /** --quantization: fp8 quantizes a float checkpoint at load; any name must fit the checkpoint. */
   quantization?: Quantization;
+}
+
+/**
+ * What --quantization asks of this checkpoint: "fp8" on a float one quantizes at load (true); a
+ * name that is not the checkpoint's method is refused, as vLLM refuses it, never ignored.
+ */
+export function quantizeAtLoad(flag: Quantization, q: CheckpointQuantization | null): boolean {
+  if (flag === null) return false;
+  if (flag === "fp8" && (q === null || q.method === "compressed-tensors" && q.format === "float-quantized")) return q === null;
+  if (q !== null && flag === q.method) return false;
+  const has = q === null ? "a float checkpoint (no quantization_config)" : `quantization_config.quant_method "${q.method}"`;
+  throw new ModelDirError("config.json", `--quantization ${flag} does not fit this model: it has ${has}`);
 }
 
 export function loadWeights(
@@ -51,7 +77,7 @@ export function loadWeights(
   onProgress?: LoadProgress,
   opts: LoadOptions = {},
 ): ModelWeights {
-  const tp = be.tp, dt = weightDtype(cfg), act = be.activationDtype(dt), quant = opts.quantization ?? null;
+  const tp = be.tp, dt = weightDtype(cfg), act = be.activationDtype(dt), atLoad = quantizeAtLoad(opts.quantization ?? null, cfg.quantization);
   const { hiddenSize: h, numHeads: nh, numKvHeads: nkv, headDim: d, intermediateSize: inter } = cfg;
   checkShardable(cfg, tp);
   let total = 0;
@@ -64,15 +90,10 @@ export function loadWeights(
     const [n, k] = shardDim === 0 ? [rows / tp, cols] : [rows, cols / tp];
     const biasParts = biasOf ? parts.map(([name, r]): Part => ({ name: biasOf(name), rows: 1, cols: r, shardDim: 1 })) : [];
     const weightParts = parts.map(([name, r]): Part => ({ name, rows: r, cols, shardDim }));
-    if (cfg.quantization?.method === "gptq") {
-      return { format: "int", w: gptqFromCheckpoint(be, ld, weightParts, cols, cfg.quantization), n, k, bias: biasParts.length ? ld.load(biasParts, act) : 0 };
-    }
-    if (ld.tensor(weightParts[0]!.name).dtype === "F8_E4M3") { // quantized in the checkpoint (compressed-tensors)
-      const { w, scale } = fp8FromCheckpoint(be, ld, weightParts, n);
-      return { format: "fp8", w, scale, n, k, bias: biasParts.length ? ld.load(biasParts, act) : 0 };
-    }
+    const quantized = loadQuantizedLinear(be, ld, cfg.quantization, weightParts, n, cols);
+    if (quantized) return { ...quantized, n, k, bias: biasParts.length ? ld.load(biasParts, act) : 0 };
     const w = ld.load(weightParts);
-    if (quant !== "fp8") return { format: "dense", w, dtype: dt, n, k, bias: biasParts.length ? ld.load(biasParts) : 0 };
+    if (!atLoad) return { format: "dense", w, dtype: dt, n, k, bias: biasParts.length ? ld.load(biasParts) : 0 };
     const q = ld.alloc(n * k), scale = ld.alloc(n * 4);
     be.quantizeFp8(q, scale, w, n, k, dt);
     ld.free(w);
@@ -98,7 +119,7 @@ export function loadWeights(
   const lmHeadW = cfg.tieWordEmbeddings ? embed : ld.load([{ name: "lm_head.weight", rows: cfg.vocabSize, cols: h, shardDim: -1 }]);
   onProgress?.(total, total);
   return {
-    dtype: dt, quantization: cfg.quantization?.method === "gptq" ? "gptq" : (quant ?? (cfg.quantization ? "fp8" : null)), embed, layers, norm, buffers: ld.buffers,
+    dtype: dt, quantization: atLoad ? "fp8" : quantizationOf(cfg.quantization), embed, layers, norm, buffers: ld.buffers,
     lmHead: { format: "dense", w: lmHeadW, dtype: dt, n: cfg.vocabSize, k: h, bias: 0 },
   };
 }

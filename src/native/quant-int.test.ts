@@ -1,15 +1,15 @@
 // Integer weights on the cpu backend: vd_repack_gptq reads GPTQ's layout as AutoGPTQ defines it
-// (gptq-reference.ts packs it), and vd_gemm_int matches a float64 product of the dequantized weights.
+// (int-weights-reference.ts packs it), and vd_gemm_int matches a float64 product of the dequantized weights.
 import { afterAll, describe, expect, test } from "bun:test";
 import { openBackend } from "./backend.ts";
-import { dequantizeGptq, groupsOf, packGptq, type GptqLayer } from "./gptq-reference.ts";
+import { dequantizeInt, groupsOf, packGptq, type IntLayer } from "./int-weights-reference.ts";
 import { backendError, downloadF32, poisoned, randomF32, relativeError, seededRandom, upload } from "./testing.ts";
 import { DType, type IntWeights } from "./types.ts";
 
 const be = openBackend("cpu");
 afterAll(() => be.destroy());
 
-function randomLayer(bits: 4 | 8, groupSize: number, n: number, k: number, seed: number): GptqLayer {
+function randomLayer(bits: 4 | 8, groupSize: number, n: number, k: number, seed: number): IntLayer {
   const rand = seededRandom(seed), unit = () => (rand() + 1) / 2, G = groupsOf(k, groupSize), top = 2 ** bits;
   return {
     bits, groupSize, n, k,
@@ -20,7 +20,7 @@ function randomLayer(bits: 4 | 8, groupSize: number, n: number, k: number, seed:
 }
 
 /** Repacks `l` on the backend (from its GPTQ tensors, scales as f16 when asked); the caller frees. */
-function repacked(l: GptqLayer, scaleDtype: DType = DType.f32, minusOne = true): IntWeights & { bufs: number[] } {
+function repacked(l: IntLayer, scaleDtype: DType = DType.f32, minusOne = true): IntWeights & { bufs: number[] } {
   const p = packGptq(l, minusOne), G = groupsOf(l.k, l.groupSize);
   const scales = scaleDtype === DType.f16 ? new Uint16Array(new Float16Array(p.scales).buffer) : p.scales;
   const g = { qweight: upload(be, p.qweight), qzeros: upload(be, p.qzeros), scales: upload(be, scales), scaleDtype };
@@ -66,7 +66,7 @@ describe("vd_gemm_int", () => {
       const [xb, bb] = [upload(be, x), upload(be, bias)];
       const out = poisoned(be, m * n);
       be.gemmInt(out, xb, r, bb, m, n, k, DType.f32);
-      expect(relativeError(downloadF32(be, out, m * n), productRef(x, dequantizeGptq(l), bias, m, n, k))).toBeLessThan(1e-5);
+      expect(relativeError(downloadF32(be, out, m * n), productRef(x, dequantizeInt(l), bias, m, n, k))).toBeLessThan(1e-5);
       for (const b of [...r.bufs, xb, bb, out]) be.free(b);
     });
 

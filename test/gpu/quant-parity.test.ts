@@ -6,12 +6,15 @@ import { expect, test } from "bun:test";
 import { join } from "node:path";
 import { parseEngineConfig } from "../../src/config.ts";
 import { Engine } from "../../src/engine/engine.ts";
-import { groupsOf, packGptq } from "../../src/native/gptq-reference.ts";
+import { groupsOf, packGptq } from "../../src/native/int-weights-reference.ts";
 import { randomF32, seededRandom } from "../../src/native/testing.ts";
 import { type Backend, DType } from "../../src/native/types.ts";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { writeFp8Checkpoint } from "../../scripts/quantize-fp8.ts";
+import { writeGptqCheckpoint } from "../../scripts/quantize-gptq.ts";
+import { writePackedCheckpoint } from "../../scripts/quantize-w4a16.ts";
+import type { Quantization } from "../../src/model/weights.ts";
 import { runToCompletion } from "../helpers/engine-run.ts";
 import { ACT_DTYPES, backends, DEVICE, dtypeName, expectClose, expectSameBytes, GPU_TESTS, gpuSuite, roundTo, run, tolerance } from "./harness.ts";
 
@@ -90,25 +93,32 @@ gpuSuite("quantized weights parity", () => {
       }
     }, 30_000);
 
-  // [model dir, tokens of 36 that must agree]: f32 weights (the dequantize path on the GPU) and
-  // bf16 ones (the decode GEMV, bf16 activations against the cpu's f32: near-ties may flip a token).
-  const MODELS: [string, number][] = [[join(import.meta.dir, "..", "fixtures", "llama3"), 33], [join(import.meta.dir, "..", "..", "models", "default"), 24]];
-  // and a compressed-tensors FP8 checkpoint of the bf16 one (e4m3 codes loaded as they are)
-  const checkpoint = join(mkdtempSync(join(tmpdir(), "vllmd-fp8-gpu-")), "default-fp8");
-  if (GPU_TESTS) writeFp8Checkpoint(MODELS[1]![0], checkpoint, { strategy: "channel", activations: "dynamic" });
-  MODELS.push([checkpoint, 24]);
-  for (const [model, agree] of MODELS)
-    test(`a model quantized at load generates on the GPU what it generates on the cpu (greedy): ${model.split("/").at(-1)}`, () => {
+  // [model dir, tokens of 36 that must agree, --quantization, what the engine holds]: f32 weights
+  // (the dequantize path on the GPU) and bf16 ones (the decode GEMV, bf16 activations against the
+  // cpu's f32: near-ties may flip a token), quantized at load; then checkpoints of the bf16 one
+  // that load as they are: compressed-tensors FP8 (e4m3 codes), GPTQ and W4A16 (vd_gemm_int).
+  const fixture = join(import.meta.dir, "..", "fixtures", "llama3"), builtin = join(import.meta.dir, "..", "..", "models", "default");
+  const ckpts = mkdtempSync(join(tmpdir(), "vllmd-quant-gpu-"));
+  if (GPU_TESTS) {
+    writeFp8Checkpoint(builtin, join(ckpts, "default-fp8"), { strategy: "channel", activations: "dynamic" });
+    writeGptqCheckpoint(builtin, join(ckpts, "default-gptq4"), { bits: 4, groupSize: 128, sym: true });
+    writePackedCheckpoint(builtin, join(ckpts, "default-w4a16-asym"), { bits: 4, groupSize: 64, sym: false });
+  }
+  const MODELS: [string, number, "fp8" | null, Quantization][] = [
+    [fixture, 33, "fp8", "fp8"], [builtin, 24, "fp8", "fp8"], [join(ckpts, "default-fp8"), 24, null, "fp8"],
+    [join(ckpts, "default-gptq4"), 24, null, "gptq"], [join(ckpts, "default-w4a16-asym"), 24, null, "compressed-tensors"],
+  ];
+  for (const [model, agree, quantization, holds] of MODELS)
+    test(`a quantized model generates on the GPU what it generates on the cpu (greedy): ${model.split("/").at(-1)}`, () => {
       const reqs = [0, 1, 2].map((i) => ({ id: `r${i}`, prompt: [1, 20 + i, 40, 60 + i, 80, 100], params: { maxTokens: 12, ignoreEos: true } }));
-      const make = (device: "cpu" | "cuda") => Engine.create(parseEngineConfig({ model, device, quantization: "fp8", decodeGraphs: "off", maxModelLen: 128 }));
-      // (a checkpoint that is FP8 already loads its codes whatever --quantization says)
+      const make = (device: "cpu" | "cuda") => Engine.create(parseEngineConfig({ model, device, quantization, decodeGraphs: "off", maxModelLen: 128 }));
       const cpu = make("cpu"), dev = make(DEVICE);
       try {
         const want = runToCompletion(cpu, reqs), got = runToCompletion(dev, reqs);
         let same = 0;
         for (const r of reqs) same += want.get(r.id)!.filter((t, i) => got.get(r.id)![i] === t).length;
         expect(same).toBeGreaterThanOrEqual(agree);
-        expect(dev.info.quantization).toBe("fp8");
+        expect(dev.info.quantization).toBe(holds);
       } finally {
         cpu.dispose();
         dev.dispose();

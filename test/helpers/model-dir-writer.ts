@@ -2,7 +2,7 @@
 // index when asked) and deterministic random weights. The tensor list is written out here from the
 // raw config fields, independently of src/model/tensors.ts, so the two check each other.
 import { mkdirSync, writeFileSync } from "node:fs";
-import { writeRawSafetensors, writeSafetensorsFile } from "../../src/model/safetensors-write.ts";
+import { decodeFloats, encodeFloats, writeRawSafetensors, writeSafetensorsFile } from "../../src/model/safetensors-write.ts";
 import { join } from "node:path";
 
 export type WriterDtype = "F32" | "F16" | "BF16";
@@ -51,29 +51,10 @@ export const TINY_LLAMA_CONFIG: Readonly<Record<string, unknown>> = {
 };
 
 
-function encode(data: Float32Array, dtype: WriterDtype): Uint8Array {
-  if (dtype === "F32") return new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
-  if (dtype === "F16") return new Uint8Array(new Float16Array(data).buffer);
-  const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
-  const out = new Uint16Array(data.length);
-  for (let i = 0; i < data.length; i++) {
-    const b = bits[i]!;
-    const isNan = (b & 0x7fffffff) > 0x7f800000;
-    out[i] = isNan ? 0x7fc0 : (b + 0x7fff + ((b >>> 16) & 1)) >>> 16; // round to nearest even
-  }
-  return new Uint8Array(out.buffer);
-}
+const encode = encodeFloats;
 
 /** What a reader gets back from the stored bytes, as float32. */
-export function decode(bytes: Uint8Array, dtype: WriterDtype): Float32Array {
-  const copy = bytes.slice().buffer;
-  if (dtype === "F32") return new Float32Array(copy);
-  if (dtype === "F16") return new Float32Array(new Float16Array(copy));
-  const src = new Uint16Array(copy);
-  const bits = new Uint32Array(src.length);
-  for (let i = 0; i < src.length; i++) bits[i] = src[i]! << 16;
-  return new Float32Array(bits.buffer);
-}
+export const decode = decodeFloats;
 
 export { writeRawSafetensors };
 

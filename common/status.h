@@ -42,9 +42,13 @@ int32_t check_attention_shape(const AttentionShape &s);
 int32_t check_load_weight_args(int32_t dst_dtype, int32_t file_dtype, int64_t rows, int64_t cols, int32_t shard_dim,
                                const char *path);
 
-// The shape rules of integer weights (vd_gemm_int, vd_repack_gptq): bits 4 or 8, group_size >= 1,
+// The shape rules of integer weights (vd_gemm_int, vd_repack_int): bits 4 or 8, group_size >= 1,
 // k a whole number of 32-bit words. Sets *groups to ceil(k / group_size).
 int32_t check_int_weights(const char *fn, int32_t bits, int64_t group_size, int64_t n, int64_t k, int64_t *groups);
+
+// vd_repack_int's checks beyond check_int_weights: a known VD_PACK_* layout that can hold these
+// bits and this shape, n a whole number of packed zeros' words.
+int32_t check_repack_layout(const char *fn, int32_t layout, int32_t bits, int64_t n, int64_t k, int64_t group_size);
 
 // vd_host_alloc's checks (the pointer to fill, a size some machine could hold).
 int32_t check_host_alloc_args(void **out_ptr, uint64_t bytes);

@@ -1,18 +1,14 @@
-// Integer weights on the cpu (vllmd.h: vd_gemm_int, vd_repack_gptq): the reference the GPU kernels
+// Integer weights on the cpu (vllmd.h: vd_gemm_int, vd_repack_int): the reference the GPU kernels
 // are checked against. The GEMM dequantizes the weights into f32 once per call, in a scratch
 // buffer kept by the calling thread, then runs vd_gemm's tiled kernel.
 #include <vector>
 
+#include "../common/int_layouts.h"
 #include "internal.h"
 
 using namespace vd;
 
 namespace {
-
-// Code j of a 32-bit word of `bits`-bit codes.
-inline uint32_t code_at(uint32_t word, int64_t j, int32_t bits) {
-  return (word >> (j * bits)) & ((1u << bits) - 1u);
-}
 
 // w [n, k] as f32: (q - zero) * scale, per the layout vd_gemm_int documents.
 void dequantize(const uint32_t *w, const float *scales, const float *zeros, int64_t n, int64_t k, int32_t bits,
@@ -56,38 +52,34 @@ VD_API int32_t vd_gemm_int(uint64_t ctx, uint64_t out, uint64_t x, uint64_t w, u
   return VD_OK;
 }
 
-VD_API int32_t vd_repack_gptq(uint64_t ctx, uint64_t w, uint64_t scales_out, uint64_t zeros_out, uint64_t qweight,
-                              uint64_t qzeros, uint64_t scales, int64_t n, int64_t k, int32_t bits, int64_t group_size,
-                              int32_t scale_dtype, int32_t zeros_minus_one) {
+VD_API int32_t vd_repack_int(uint64_t ctx, uint64_t w, uint64_t scales_out, uint64_t zeros_out, uint64_t qweight,
+                             uint64_t qzeros, uint64_t scales, int64_t n, int64_t k, int32_t bits, int64_t group_size,
+                             int32_t scale_dtype, int32_t layout) {
   clear_error();
-  const char *fn = "vd_repack_gptq";
+  const char *fn = "vd_repack_int";
   int64_t groups = 0;
   int32_t st = check_int_weights(fn, bits, group_size, n, k, &groups);
   if (st == VD_OK) st = check_float_dtype(fn, "scale_dtype", scale_dtype);
-  if (st == VD_OK && n % (32 / bits) != 0)
-    st = fail(VD_ERR_INVALID_ARGUMENT, "%s: n %lld is not a multiple of %d (qzeros packs %d-bit zeros)", fn, (long long)n,
-              32 / bits, bits);
+  if (st == VD_OK) st = check_repack_layout(fn, layout, bits, n, k, group_size);
   if (st != VD_OK) return st;
-  const int64_t per_word = 32 / bits;
+  const int64_t per_word = 32 / bits, words = k / per_word;
   Span sw, so, sz, sq, sqz, ss;
-  if (!lookup_sized(ctx, w, "vd_repack_gptq(w)", bytes_of(n, k / per_word, 4), &sw) ||
-      !lookup_sized(ctx, scales_out, "vd_repack_gptq(scales_out)", bytes_of(n, groups, 4), &so) ||
-      !lookup_sized(ctx, zeros_out, "vd_repack_gptq(zeros_out)", bytes_of(n, groups, 4), &sz) ||
-      !lookup_sized(ctx, qweight, "vd_repack_gptq(qweight)", bytes_of(k / per_word, n, 4), &sq) ||
-      !lookup_sized(ctx, qzeros, "vd_repack_gptq(qzeros)", bytes_of(groups, n / per_word, 4), &sqz) ||
-      !lookup_sized(ctx, scales, "vd_repack_gptq(scales)", bytes_of(groups, n, dtype_bytes(scale_dtype)), &ss))
+  if (!lookup_sized(ctx, w, "vd_repack_int(w)", bytes_of(n, words, 4), &sw) ||
+      !lookup_sized(ctx, scales_out, "vd_repack_int(scales_out)", bytes_of(n, groups, 4), &so) ||
+      !lookup_sized(ctx, zeros_out, "vd_repack_int(zeros_out)", bytes_of(n, groups, 4), &sz) ||
+      !lookup_sized(ctx, qweight, "vd_repack_int(qweight)", bytes_of(words, n, 4), &sq) ||
+      !lookup_sized(ctx, qzeros, "vd_repack_int(qzeros)", bytes_of(groups, n / per_word, 4), &sqz) ||
+      !lookup_sized(ctx, scales, "vd_repack_int(scales)", bytes_of(groups, n, dtype_bytes(scale_dtype)), &ss))
     return VD_ERR_INVALID_ARGUMENT;
   const uint32_t *qw = reinterpret_cast<const uint32_t *>(sq.data), *qz = reinterpret_cast<const uint32_t *>(sqz.data);
   uint32_t *out = reinterpret_cast<uint32_t *>(sw.data);
   float *so_f = reinterpret_cast<float *>(so.data), *sz_f = reinterpret_cast<float *>(sz.data);
-  const int64_t words = k / per_word;
 #pragma omp parallel for schedule(static) if (n * words >= (int64_t(1) << 14))
   for (int64_t r = 0; r < n; r++) {
-    // GPTQ packs consecutive k into a word as vllmd does: each word moves whole (a transpose).
-    for (int64_t wd = 0; wd < words; wd++) out[r * words + wd] = qw[wd * n + r];
+    for (int64_t wd = 0; wd < words; wd++) out[r * words + wd] = repacked_word(qw, wd, r, n, bits, layout);
     for (int64_t g = 0; g < groups; g++) {
       so_f[r * groups + g] = load_as_f32(ss.data, g * n + r, scale_dtype);
-      sz_f[r * groups + g] = float(code_at(qz[g * (n / per_word) + r / per_word], r % per_word, bits) + (zeros_minus_one ? 1u : 0u));
+      sz_f[r * groups + g] = float(checkpoint_zero(qz, g, r, n, bits, layout));
     }
   }
   return VD_OK;

@@ -1,11 +1,14 @@
-// Integer weights on the device (vllmd.h: vd_gemm_int, vd_repack_gptq).
-// - vd_repack_gptq: GPTQ packs consecutive k into a word as vllmd does, so each word moves whole
-//   (a transpose of [K*bits/32, N] words into [N, K*bits/32]); scales and zeros become f32 [N, G].
+// Integer weights on the device (vllmd.h: vd_gemm_int, vd_repack_int).
+// - vd_repack_int: one thread per output word gathers its codes through common/int_layouts.h, the
+//   index arithmetic the cpu reference uses; threads of a warp take neighbouring n, so they read
+//   neighbouring checkpoint words. Runs once per layer at load: simplicity over speed.
+//   Scales and zeros become f32 [N, G].
 // - vd_gemm_int: the weights dequantized into a workspace of the activation dtype, then the dense
 //   GEMM of gemm.cu and the bias. Correct at any size, not yet fast: a weight-streaming 4-bit GEMV
 //   (gemv.cuh with a policy that reads a group's scale and zero) is the next step.
 #include <climits>
 
+#include "../common/int_layouts.h"
 #include "common.cuh"
 #include "launch.cuh"
 
@@ -14,26 +17,22 @@ using namespace vd;
 namespace {
 
 const char *const kGemmFn = "vd_gemm_int";
-const char *const kRepackFn = "vd_repack_gptq";
+const char *const kRepackFn = "vd_repack_int";
 
-__device__ __forceinline__ uint32_t code_at(uint32_t word, int64_t j, int32_t bits) {
-  return (word >> (j * bits)) & ((1u << bits) - 1u);
-}
-
-__global__ void repack_words_kernel(uint32_t *out, const uint32_t *qweight, int64_t n, int64_t words) {
+__global__ void repack_words_kernel(uint32_t *out, const uint32_t *qweight, int64_t n, int64_t words, int32_t bits,
+                                    int32_t layout) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n * words; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t r = i / words, wd = i % words;
-    out[i] = qweight[wd * n + r];
+    const int64_t r = i % n, wd = i / n;
+    out[r * words + wd] = repacked_word(qweight, wd, r, n, bits, layout);
   }
 }
 
 __global__ void repack_groups_kernel(float *scales_out, float *zeros_out, const void *scales, const uint32_t *qzeros,
-                                     int64_t n, int64_t groups, int32_t bits, int32_t scale_dtype, uint32_t zero_offset) {
-  const int64_t per_word = 32 / bits;
+                                     int64_t n, int64_t groups, int32_t bits, int32_t scale_dtype, int32_t layout) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n * groups; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t r = i / groups, g = i % groups;
-    scales_out[i] = load_f32(scales, g * n + r, scale_dtype);
-    zeros_out[i] = float(code_at(qzeros[g * (n / per_word) + r / per_word], r % per_word, bits) + zero_offset);
+    const int64_t r = i % n, g = i / n;
+    scales_out[r * groups + g] = load_f32(scales, g * n + r, scale_dtype);
+    zeros_out[r * groups + g] = float(checkpoint_zero(qzeros, g, r, n, bits, layout));
   }
 }
 
@@ -54,35 +53,33 @@ __global__ void add_bias_kernel(void *out, const void *bias, int64_t m, int64_t 
 
 } // namespace
 
-VD_API int32_t vd_repack_gptq(uint64_t ctx, uint64_t w, uint64_t scales_out, uint64_t zeros_out, uint64_t qweight,
-                              uint64_t qzeros, uint64_t scales, int64_t n, int64_t k, int32_t bits, int64_t group_size,
-                              int32_t scale_dtype, int32_t zeros_minus_one) {
+VD_API int32_t vd_repack_int(uint64_t ctx, uint64_t w, uint64_t scales_out, uint64_t zeros_out, uint64_t qweight,
+                             uint64_t qzeros, uint64_t scales, int64_t n, int64_t k, int32_t bits, int64_t group_size,
+                             int32_t scale_dtype, int32_t layout) {
   clear_error();
   int64_t groups = 0;
   int32_t st = check_int_weights(kRepackFn, bits, group_size, n, k, &groups);
   if (st == VD_OK) st = check_float_dtype(kRepackFn, "scale_dtype", scale_dtype);
-  if (st == VD_OK && n % (32 / bits) != 0)
-    st = fail(VD_ERR_INVALID_ARGUMENT, "%s: n %lld is not a multiple of %d (qzeros packs %d-bit zeros)", kRepackFn,
-              (long long)n, 32 / bits, bits);
+  if (st == VD_OK) st = check_repack_layout(kRepackFn, layout, bits, n, k, group_size);
   if (st != VD_OK) return st;
   Context *c = context(ctx, kRepackFn);
   const int64_t per_word = 32 / bits, words = k / per_word;
   Span sw, so, sz, sq, sqz, ss;
-  if (!c || !lookup_array(ctx, w, "vd_repack_gptq(w)", mul_sat(n, words), VD_I32, &sw) ||
-      !lookup_array(ctx, scales_out, "vd_repack_gptq(scales_out)", mul_sat(n, groups), VD_F32, &so) ||
-      !lookup_array(ctx, zeros_out, "vd_repack_gptq(zeros_out)", mul_sat(n, groups), VD_F32, &sz) ||
-      !lookup_array(ctx, qweight, "vd_repack_gptq(qweight)", mul_sat(words, n), VD_I32, &sq) ||
-      !lookup_array(ctx, qzeros, "vd_repack_gptq(qzeros)", mul_sat(groups, n / per_word), VD_I32, &sqz) ||
-      !lookup_array(ctx, scales, "vd_repack_gptq(scales)", mul_sat(groups, n), scale_dtype, &ss))
+  if (!c || !lookup_array(ctx, w, "vd_repack_int(w)", mul_sat(n, words), VD_I32, &sw) ||
+      !lookup_array(ctx, scales_out, "vd_repack_int(scales_out)", mul_sat(n, groups), VD_F32, &so) ||
+      !lookup_array(ctx, zeros_out, "vd_repack_int(zeros_out)", mul_sat(n, groups), VD_F32, &sz) ||
+      !lookup_array(ctx, qweight, "vd_repack_int(qweight)", mul_sat(words, n), VD_I32, &sq) ||
+      !lookup_array(ctx, qzeros, "vd_repack_int(qzeros)", mul_sat(groups, n / per_word), VD_I32, &sqz) ||
+      !lookup_array(ctx, scales, "vd_repack_int(scales)", mul_sat(groups, n), scale_dtype, &ss))
     return VD_ERR_INVALID_ARGUMENT;
   if (n == 0) return VD_OK;
   repack_words_kernel<<<flat_blocks(n * words), kThreads, 0, c->stream>>>(
-      reinterpret_cast<uint32_t *>(sw.data), reinterpret_cast<const uint32_t *>(sq.data), n, words);
+      reinterpret_cast<uint32_t *>(sw.data), reinterpret_cast<const uint32_t *>(sq.data), n, words, bits, layout);
   st = check_launch(kRepackFn);
   if (st != VD_OK) return st;
   repack_groups_kernel<<<flat_blocks(n * groups), kThreads, 0, c->stream>>>(
       reinterpret_cast<float *>(so.data), reinterpret_cast<float *>(sz.data), ss.data,
-      reinterpret_cast<const uint32_t *>(sqz.data), n, groups, bits, scale_dtype, zeros_minus_one ? 1u : 0u);
+      reinterpret_cast<const uint32_t *>(sqz.data), n, groups, bits, scale_dtype, layout);
   return check_launch(kRepackFn);
 }
 

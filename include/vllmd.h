@@ -28,7 +28,7 @@
 extern "C" {
 #endif
 
-#define VD_ABI_VERSION 7
+#define VD_ABI_VERSION 8
 
 /* Status codes. */
 #define VD_OK 0
@@ -227,17 +227,24 @@ int32_t vd_gemm_int(uint64_t ctx, uint64_t out, uint64_t x, uint64_t w, uint64_t
                     uint64_t bias, int64_t m, int64_t n, int64_t k, int32_t bits, int64_t group_size,
                     int32_t act_dtype);
 
+/* Checkpoint layouts of integer weights that vd_repack_int reads (per = 32 / bits codes a word). */
+#define VD_PACK_GPTQ 0    /* AutoGPTQ's "gptq" format: zeros stored minus one */
+#define VD_PACK_GPTQ_V2 1 /* GPTQModel's "gptq_v2": the same, zeros stored as they are */
+#define VD_PACK_AWQ 2     /* AutoAWQ's GEMM layout, 4-bit only */
+
 /*
- * GPTQ's layout (AutoGPTQ, GPTQModel) to vd_gemm_int's, without act-order (g_idx is k / group_size).
- * qweight i32 [K*bits/32, N]: the code of (k, n) is in word [k / (32/bits), n], bits
- * (k % (32/bits)) * bits. qzeros i32 [G, N*bits/32]: the zero of (g, n) is in word
- * [g, n / (32/bits)], bits (n % (32/bits)) * bits, stored minus one when zeros_minus_one (the
- * "gptq" checkpoint format; "gptq_v2" stores it as is). scales [G, N] of scale_dtype (f32, f16,
- * bf16). Writes w [N, K*bits/32] i32, scales_out and zeros_out f32 [N, G].
+ * A checkpoint's integer weights to vd_gemm_int's layout, without act-order (the group of k is
+ * k / group_size). Writes w [N, K*bits/32] i32, scales_out and zeros_out f32 [N, G]; scales is
+ * [G, N] of scale_dtype (f32, f16, bf16) in every layout. N must be a multiple of per.
+ * - GPTQ: qweight i32 [K/per, N], code (k, n) in word [k / per, n] at bits (k % per) * bits;
+ *   qzeros i32 [G, N/per], zero (g, n) in word [g, n / per] at bits (n % per) * bits.
+ * - AWQ: qweight i32 [K, N/per], code (k, n) in word [k, n / per]; qzeros i32 [G, N/per], zero
+ *   (g, n) in word [g, n / per]; in both, n % 8 = j sits at nibble (j % 2) * 4 + j / 2 (AutoAWQ
+ *   packs n in the order 0 2 4 6 1 3 5 7). K must be a multiple of group_size.
  */
-int32_t vd_repack_gptq(uint64_t ctx, uint64_t w, uint64_t scales_out, uint64_t zeros_out, uint64_t qweight,
-                       uint64_t qzeros, uint64_t scales, int64_t n, int64_t k, int32_t bits, int64_t group_size,
-                       int32_t scale_dtype, int32_t zeros_minus_one);
+int32_t vd_repack_int(uint64_t ctx, uint64_t w, uint64_t scales_out, uint64_t zeros_out, uint64_t qweight,
+                      uint64_t qzeros, uint64_t scales, int64_t n, int64_t k, int32_t bits, int64_t group_size,
+                      int32_t scale_dtype, int32_t layout);
 
 /* out[T, I] = silu(gate_up[T, :I]) * gate_up[T, I:]. gate_up: [T, 2I]. */
 int32_t vd_silu_mul(uint64_t ctx, uint64_t out, uint64_t gate_up, int64_t n_tokens, int64_t inter, int32_t act_dtype);

@@ -1,7 +1,7 @@
-// Round-to-nearest integer quantization of one linear weight, group by group along k, as both
-// GPTQ-family tools and llm-compressor choose codes for a group when no calibration data moves
-// them: symmetric, scale = 2 max|w| / (2^bits - 1) and zero 2^(bits-1); asymmetric over
-// [min(w, 0), max(w, 0)], zero = round(-min / scale). The scale is rounded to the dtype the
+// Round-to-nearest integer quantization of one linear weight, group by group along k, as
+// GPTQ-family tools, llm-compressor and AutoAWQ choose codes for a group when no calibration data
+// moves them: symmetric, scale = 2 max|w| / (2^bits - 1) and zero 2^(bits-1); asymmetric over
+// [min(w, 0), max(w, 0)] (AutoAWQ: [min(w), max(w)]), zero = round(-min / scale). The scale is rounded to the dtype the
 // checkpoint stores it in before any code is picked, so the codes mean exactly what is stored.
 // (GPTQ's error feedback changes which codes are picked, not how they are stored.)
 import { parseArgs } from "node:util";
@@ -16,6 +16,8 @@ export interface RtnOptions {
   scaleDtype?: "F32" | "F16" | "BF16";
   /** The smallest zero the format can store (GPTQ's v1 format stores zero - 1, so 1). */
   minZero?: number;
+  /** Whether an asymmetric group's range is stretched to hold 0 (GPTQ, llm-compressor: yes; AutoAWQ: no). */
+  rangeIncludesZero?: boolean;
 }
 
 export function quantizeRtn(w: Float32Array, n: number, k: number, o: RtnOptions): IntLayer {
@@ -25,7 +27,7 @@ export function quantizeRtn(w: Float32Array, n: number, k: number, o: RtnOptions
   for (let r = 0; r < n; r++)
     for (let g = 0; g < G; g++) {
       const row = w.subarray(r * k + g * groupSize, r * k + Math.min(k, (g + 1) * groupSize));
-      let lo = 0, hi = 0;
+      let lo = o.rangeIncludesZero === false ? Infinity : 0, hi = o.rangeIncludesZero === false ? -Infinity : 0;
       for (const v of row) (lo = Math.min(lo, v)), (hi = Math.max(hi, v));
       if (o.sym) (hi = Math.max(-lo, hi)), (lo = -hi);
       const scale = asStored((hi - lo) / maxq || 1);

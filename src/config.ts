@@ -5,7 +5,7 @@ import { z } from "zod";
  * vLLM's --quantization names: "fp8" quantizes a float checkpoint at load (or checks an FP8 one);
  * the others check that the checkpoint's quantization_config is of that method.
  */
-export const QUANTIZATION_METHODS = ["fp8", "gptq", "compressed-tensors"] as const;
+export const QUANTIZATION_METHODS = ["fp8", "gptq", "awq", "compressed-tensors"] as const;
 export type QuantizationMethod = (typeof QUANTIZATION_METHODS)[number];
 
 export const EngineConfigSchema = z.object({

@@ -18,6 +18,7 @@ import { fp8Decode, quantizeRow } from "../src/native/fp8-reference.ts";
 import { dequantizeInt, type IntLayer } from "../src/native/int-weights-reference.ts";
 import type { StDtype } from "../src/model/safetensors.ts";
 import { quantizePacked, writePackedCheckpoint, type PackOptions } from "../scripts/quantize-w4a16.ts";
+import { quantizeAwq, writeAwqCheckpoint } from "../scripts/quantize-awq.ts";
 import { relativeError } from "../src/native/testing.ts";
 import { lastPositionLogits } from "./helpers/forward-logits.ts";
 import { makeEngine, runToCompletion, type RunRequest } from "./helpers/engine-run.ts";
@@ -186,6 +187,14 @@ for (const fixture of ["test/fixtures/llama", "test/fixtures/qwen2"])
     });
   }
 
+for (const fixture of ["test/fixtures/llama", "test/fixtures/qwen2"])
+  for (const groupSize of [16, -1])
+    test(`an AWQ checkpoint of ${fixture}, group ${groupSize}: the logits and greedy tokens of its dequantized weights`, () => {
+      const tag = `awq-${fixture.split("/").at(-1)}-${groupSize}`, ckpt = join(work, tag);
+      writeAwqCheckpoint(fixture, ckpt, { groupSize });
+      expectDequantizedBehaviour(ckpt, intReference(fixture, tag, (w, n, k) => quantizeAwq(w, n, k, { groupSize })), "awq");
+    });
+
 describe("an integer checkpoint whose tensors disagree with its quantization_config", () => {
   const ckpt = join(work, "packed-mismatch");
   writePackedCheckpoint("test/fixtures/llama", ckpt, { bits: 4, groupSize: 32, sym: true });
@@ -207,12 +216,14 @@ describe("an integer checkpoint whose tensors disagree with its quantization_con
 });
 
 describe("--quantization against the checkpoint's quantization_config", () => {
-  const gptq = join(work, "flag-gptq"), fp8 = join(work, "flag-fp8");
+  const gptq = join(work, "flag-gptq"), fp8 = join(work, "flag-fp8"), awq = join(work, "flag-awq");
   writeGptqCheckpoint("test/fixtures/llama", gptq, { bits: 4, groupSize: 32, sym: true });
+  writeAwqCheckpoint("test/fixtures/llama", awq, { groupSize: 16 });
   writeFp8Checkpoint("test/fixtures/llama", fp8, { strategy: "channel", activations: "dynamic" });
 
   test.each([
     ["gptq", gptq, "gptq"],
+    ["awq", awq, "awq"],
     ["compressed-tensors", fp8, "fp8"],
     ["fp8", fp8, "fp8"],
   ] as const)("--quantization %s on a checkpoint of that method loads it as it is", (flag, model, held) => {
@@ -227,6 +238,7 @@ describe("--quantization against the checkpoint's quantization_config", () => {
   test.each([
     ["fp8", gptq, /--quantization fp8 does not fit this model: it has quantization_config.quant_method "gptq"/],
     ["gptq", fp8, /--quantization gptq does not fit this model: it has quantization_config.quant_method "compressed-tensors"/],
+    ["awq", gptq, /--quantization awq does not fit this model: it has quantization_config.quant_method "gptq"/],
     ["gptq", "test/fixtures/llama", /--quantization gptq does not fit this model: it has a float checkpoint \(no quantization_config\)/],
   ] as const)("--quantization %s on another kind of checkpoint is refused", (flag, model, pattern) => {
     expect(() => makeEngine({ model, quantization: flag })).toThrow(pattern);

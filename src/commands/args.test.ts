@@ -24,7 +24,7 @@ describe("engineConfigFrom", () => {
 
   test("--quantization takes vLLM's method names, and nothing else", () => {
     const q = (name: string) => parseEngineConfig(engineConfigFrom({ quantization: name }, "m")).quantization;
-    expect([q("fp8"), q("gptq"), q("compressed-tensors")]).toEqual(["fp8", "gptq", "compressed-tensors"]);
-    expect(() => engineConfigFrom({ quantization: "int3" }, "m")).toThrow("--quantization must be one of fp8, gptq, compressed-tensors, got 'int3'");
+    expect([q("fp8"), q("gptq"), q("awq"), q("compressed-tensors")]).toEqual(["fp8", "gptq", "awq", "compressed-tensors"]);
+    expect(() => engineConfigFrom({ quantization: "int3" }, "m")).toThrow("--quantization must be one of fp8, gptq, awq, compressed-tensors, got 'int3'");
   });
 });

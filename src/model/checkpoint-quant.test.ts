@@ -52,6 +52,13 @@ describe("parseCheckpointQuantization", () => {
     expect(parseCheckpointQuantization(fp8Static, "config.json")).toEqual({ method: "compressed-tensors", format: "float-quantized", strategies: ["tensor"], activations: "static" });
   });
 
+  test("AWQ: AutoAWQ's GEMM layout, group size (-1: the whole row), as config.json or quant_config.json names them", () => {
+    const autoAwq = { quant_method: "awq", zero_point: true, group_size: 128, bits: 4, version: "gemm", modules_to_not_convert: null };
+    expect(parseCheckpointQuantization(autoAwq, "config.json")).toEqual({ method: "awq", bits: 4, groupSize: 128 });
+    expect(parseCheckpointQuantization({ quant_method: "awq", zero_point: true, q_group_size: -1, w_bit: 4, version: "GEMM" }, "config.json"))
+      .toEqual({ method: "awq", bits: 4, groupSize: null });
+  });
+
   test("compressed-tensors pack-quantized: bits, group size (null: per channel), symmetry", () => {
     expect(parseCheckpointQuantization(W4A16, "config.json")).toEqual({ method: "compressed-tensors", format: "pack-quantized", bits: 4, groupSize: 128, symmetric: true });
     expect(parseCheckpointQuantization(intWeights({ num_bits: 8, strategy: "channel", group_size: null, symmetric: false, actorder: "weight" }), "config.json"))
@@ -63,7 +70,11 @@ describe("parseCheckpointQuantization", () => {
   const refused: [string, unknown, RegExp][] = [
     ["GPTQ with act-order", { quant_method: "gptq", bits: 4, group_size: 128, desc_act: true }, /'quantization_config.desc_act' is true: act-order/],
     ["3-bit GPTQ", { quant_method: "gptq", bits: 3, group_size: 128 }, /'quantization_config.bits' is 3/],
-    ["AWQ", { quant_method: "awq", bits: 4 }, /'quantization_config.quant_method' is "awq"/],
+    ["AWQ's GEMV layout", { quant_method: "awq", bits: 4, group_size: 128, zero_point: true, version: "gemv" }, /'quantization_config.version' is "gemv": supported: gemm/],
+    ["8-bit AWQ", { quant_method: "awq", bits: 8, group_size: 128, version: "gemm" }, /'quantization_config.bits' is 8: AWQ checkpoints are 4-bit/],
+    ["AWQ without zero points", { quant_method: "awq", bits: 4, group_size: 128, zero_point: false }, /'quantization_config.zero_point' is false/],
+    ["AWQ without a group size", { quant_method: "awq", bits: 4 }, /'quantization_config.group_size' is null/],
+    ["bitsandbytes", { quant_method: "bitsandbytes", load_in_4bit: true }, /'quantization_config.quant_method' is "bitsandbytes"/],
     ["a sparse format", { ...W4A16, format: "sparse-24-bitmask" }, /'quantization_config.format' is "sparse-24-bitmask"/],
     ["int8 weights in a float-quantized checkpoint", group({ weights: { ...FP8_DYNAMIC.config_groups.group_0.weights, type: "int" } }), /'quantization_config.config_groups.group_0.weights' is .*must be 8-bit float/],
     ["FP8 weights in a pack-quantized checkpoint", { ...FP8_DYNAMIC, format: "pack-quantized" }, /'quantization_config.config_groups.group_0.weights' is .*must be 4- or 8-bit integers/],

@@ -3,12 +3,19 @@
 // (llm-compressor's FP8 and FP8-dynamic schemes), e4m3 weights with a scale per output channel or
 // per tensor; compressed-tensors "pack-quantized" integers (W4A16, W8A16: 4 or 8 bits, per group
 // or per channel, symmetric or with zero points); and GPTQ (AutoGPTQ, GPTQModel), 4 or 8 bits, any
-// group size, without act-order. Anything else is refused naming the field and its value, never
-// loaded as something it is not.
+// group size, without act-order; and AWQ (AutoAWQ's GEMM layout, 4 bits, zero points). Anything
+// else is refused naming the field and its value, never loaded as something it is not.
 import { z } from "zod";
 import { ModelDirError } from "./errors.ts";
 
-export type CheckpointQuantization = CompressedTensorsFp8 | CompressedTensorsInt | Gptq;
+export type CheckpointQuantization = CompressedTensorsFp8 | CompressedTensorsInt | Gptq | Awq;
+
+export interface Awq {
+  method: "awq";
+  bits: 4;
+  /** Input channels per group; null: one group over the whole row (group_size -1). */
+  groupSize: number | null;
+}
 
 export interface Gptq {
   method: "gptq";
@@ -62,6 +69,28 @@ function parseGptq(raw: unknown, file: string): Gptq {
   const format = g.checkpoint_format ?? "gptq";
   if (format !== "gptq" && format !== "gptq_v2") refuse(file, "checkpoint_format", format, "supported: gptq, gptq_v2");
   return { method: "gptq", bits: g.bits, groupSize: g.group_size === -1 ? null : g.group_size, zerosMinusOne: format === "gptq" };
+}
+
+// AutoAWQ writes bits and group_size; its older quant_config.json names them w_bit and q_group_size.
+const awqConfig = z.looseObject({
+  bits: z.number().nullish(),
+  w_bit: z.number().nullish(),
+  group_size: z.number().int().nullish(),
+  q_group_size: z.number().int().nullish(),
+  zero_point: z.boolean().nullish(),
+  version: z.string().nullish(),
+});
+
+function parseAwq(raw: unknown, file: string): Awq {
+  const r = awqConfig.safeParse(raw);
+  if (!r.success) refuse(file, "group_size", (raw as { group_size?: unknown }).group_size ?? null, "an AWQ config needs bits and group_size");
+  const a = r.data, bits = a.bits ?? a.w_bit, groupSize = a.group_size ?? a.q_group_size;
+  if (bits !== 4) refuse(file, "bits", bits ?? null, "AWQ checkpoints are 4-bit");
+  if (groupSize == null || (groupSize !== -1 && groupSize < 1)) refuse(file, "group_size", groupSize ?? null, "expected -1 or a positive group size");
+  if (a.zero_point === false) refuse(file, "zero_point", false, "AWQ without zero points is not supported");
+  const version = (a.version ?? "gemm").toLowerCase();
+  if (version !== "gemm") refuse(file, "version", a.version, "supported: gemm (the GEMV, Marlin and IPEX layouts differ)");
+  return { method: "awq", bits: 4, groupSize: groupSize === -1 ? null : groupSize };
 }
 
 const quantArgs = z.looseObject({
@@ -140,8 +169,9 @@ export function parseCheckpointQuantization(raw: unknown, file: string): Checkpo
   if (raw == null) return null;
   const method = (raw as { quant_method?: unknown }).quant_method;
   if (method === "gptq") return parseGptq(raw, file);
+  if (method === "awq") return parseAwq(raw, file);
   if (method !== "compressed-tensors") {
-    refuse(file, "quant_method", method ?? null, "supported pre-quantized checkpoints: compressed-tensors (FP8, W4A16, W8A16), gptq (or load a float checkpoint with --quantization fp8)");
+    refuse(file, "quant_method", method ?? null, "supported pre-quantized checkpoints: compressed-tensors (FP8, W4A16, W8A16), gptq, awq (or load a float checkpoint with --quantization fp8)");
   }
   const r = compressedTensors.safeParse(raw);
   if (!r.success) refuse(file, "config_groups", (raw as { config_groups?: unknown }).config_groups ?? null, "expected a map of quantization groups");

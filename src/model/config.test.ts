@@ -246,7 +246,7 @@ describe("parseConfig: errors name the file and the field", () => {
     ["kv heads", { ...LLAMA31_V4, num_key_value_heads: 5 }, /'num_attention_heads' \(32\).*'num_key_value_heads' \(5\)/],
     ["dtype", { ...LLAMA31_V4, torch_dtype: "int8" }, /'torch_dtype' is 'int8'/],
     ["partial rotary", { ...LLAMA31_V4, partial_rotary_factor: 0.5 }, /'partial_rotary_factor'/],
-    ["an AWQ checkpoint", { ...LLAMA31_V4, quantization_config: { quant_method: "awq", bits: 4, group_size: 128 } }, /'quantization_config.quant_method' is "awq": supported pre-quantized checkpoints: compressed-tensors \(FP8, W4A16, W8A16\), gptq/],
+    ["a bitsandbytes checkpoint", { ...LLAMA31_V4, quantization_config: { quant_method: "bitsandbytes", load_in_4bit: true } }, /'quantization_config.quant_method' is "bitsandbytes": supported pre-quantized checkpoints: compressed-tensors \(FP8, W4A16, W8A16\), gptq, awq/],
   ];
   test.each(cases)("%s", (_name, json, pattern) => {
     const err = errorOf(() => parseConfig(JSON.parse(JSON.stringify(json)), "models/x/config.json"));

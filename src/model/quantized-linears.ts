@@ -2,8 +2,8 @@
 // weight (checked before anything loads), and how those tensors become one Linear of vllmd's. The
 // one place that knows the checkpoint formats; weights.ts and tensors.ts ask it.
 import type { Backend, Buf, IntWeights } from "../native/types.ts";
-import { DType } from "../native/types.ts";
-import type { CheckpointQuantization, CompressedTensorsInt, Gptq } from "./checkpoint-quant.ts";
+import { DType, PackLayout } from "../native/types.ts";
+import type { Awq, CheckpointQuantization, CompressedTensorsInt, Gptq } from "./checkpoint-quant.ts";
 import { ModelDirError } from "./errors.ts";
 import type { ExpectedTensor } from "./tensors.ts";
 import type { Loader, Part } from "./weight-loader.ts";
@@ -17,14 +17,15 @@ const groupsOf = (k: number, groupSize: number | null): number => Math.ceil(k / 
 
 /**
  * The tensors that stand for the linear weight `name` of [n, k]: itself in a float or FP8
- * checkpoint (FP8's weight_scale, per channel or per tensor, is checked when loaded).
+ * checkpoint (FP8's weight_scale, per channel or per tensor, is checked when loaded); the packed
+ * codes, zeros and scales of an integer one.
  */
 export function linearTensors(q: CheckpointQuantization | null, name: string, n: number, k: number): ExpectedTensor[] {
   if (q === null || q.method === "compressed-tensors" && q.format === "float-quantized") return [{ name, shape: [n, k] }];
   const pre = prefixOf(name), per = 32 / q.bits, G = groupsOf(k, q.groupSize);
-  if (q.method === "gptq") {
+  if (q.method === "gptq" || q.method === "awq") {
     return [
-      { name: `${pre}.qweight`, shape: [k / per, n] },
+      { name: `${pre}.qweight`, shape: q.method === "gptq" ? [k / per, n] : [k, n / per] },
       { name: `${pre}.qzeros`, shape: [G, n / per] },
       { name: `${pre}.scales`, shape: [G, n] },
     ];
@@ -41,7 +42,7 @@ export function linearTensors(q: CheckpointQuantization | null, name: string, n:
  * from a pre-quantized checkpoint; null when the checkpoint keeps this layer in floats.
  */
 export function loadQuantizedLinear(be: Backend, ld: Loader, q: CheckpointQuantization | null, parts: Part[], n: number, k: number): QuantizedWeight | null {
-  if (q?.method === "gptq") return { format: "int", w: gptqFromCheckpoint(be, ld, parts, k, q) };
+  if (q?.method === "gptq" || q?.method === "awq") return { format: "int", w: repackedFromCheckpoint(be, ld, parts, k, q) };
   if (q?.method === "compressed-tensors" && q.format === "pack-quantized") return { format: "int", w: packedFromCheckpoint(be, ld, parts, k, q) };
   if (ld.tensor(parts[0]!.name).dtype === "F8_E4M3") return { format: "fp8", ...fp8FromCheckpoint(be, ld, parts, n) };
   return null;
@@ -99,17 +100,19 @@ function intFromParts(be: Backend, ld: Loader, parts: Part[], k: number, q: { bi
 }
 
 /**
- * A GPTQ layer: each part's qweight, qzeros and scales read as the checkpoint has them and
- * repacked on the device into its rows of one vd_gemm_int weight (g_idx is k / group_size: the
- * config refuses act-order).
+ * A GPTQ or AWQ layer: each part's qweight, qzeros and scales read as the checkpoint has them and
+ * repacked on the device (vd_repack_int) into its rows of one vd_gemm_int weight. The group of
+ * input k is k / group_size: GPTQ's act-order is refused by the config.
  */
-function gptqFromCheckpoint(be: Backend, ld: Loader, parts: Part[], k: number, q: Gptq): IntWeights {
+function repackedFromCheckpoint(be: Backend, ld: Loader, parts: Part[], k: number, q: Gptq | Awq): IntWeights {
   const per = 32 / q.bits, G = groupsOf(k, q.groupSize);
-  return intFromParts(be, ld, parts, k, q, "GPTQ", (rows, pre, r) => {
-    const qweight = ld.load([{ name: `${pre}.qweight`, rows: k / per, cols: r, shardDim: -1 }], DType.i32);
+  const layout = q.method === "awq" ? PackLayout.awq : q.zerosMinusOne ? PackLayout.gptq : PackLayout.gptqV2;
+  return intFromParts(be, ld, parts, k, q, q.method === "awq" ? "AWQ" : "GPTQ", (rows, pre, r) => {
+    const [qRows, qCols] = q.method === "awq" ? [k, r / per] : [k / per, r];
+    const qweight = ld.load([{ name: `${pre}.qweight`, rows: qRows, cols: qCols, shardDim: -1 }], DType.i32);
     const qzeros = ld.load([{ name: `${pre}.qzeros`, rows: G, cols: r / per, shardDim: -1 }], DType.i32);
     const scales = ld.load([{ name: `${pre}.scales`, rows: G, cols: r, shardDim: -1 }], DType.f32);
-    be.repackGptq(rows, { qweight, qzeros, scales, scaleDtype: DType.f32 }, r, k, q.zerosMinusOne);
+    be.repackInt(rows, { qweight, qzeros, scales, scaleDtype: DType.f32 }, r, k, layout);
     for (const b of [qweight, qzeros, scales]) ld.free(b);
   });
 }

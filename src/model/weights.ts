@@ -44,7 +44,7 @@ export type Quantization = QuantizationMethod | null;
 /** The Quantization a checkpoint's quantization_config stands for. */
 export function quantizationOf(q: CheckpointQuantization | null): Quantization {
   if (q === null) return null;
-  if (q.method === "gptq") return "gptq";
+  if (q.method === "gptq" || q.method === "awq") return q.method;
   return q.format === "float-quantized" ? "fp8" : "compressed-tensors";
 }
 

@@ -3,11 +3,11 @@ import { type Pointer, toArrayBuffer } from "bun:ffi";
 import { openVllmdLibrary, type VllmdLibrary } from "./ffi.ts";
 import { type BackendName, findLibrary } from "./library.ts";
 import {
-  type Backend, BackendError, type Buf, type DeviceEvent, DType, type Graph, type HostBuf, type SampleArgs, Status, type GptqTensors, type IntWeights,
+  type Backend, BackendError, type Buf, type DeviceEvent, DType, type Graph, type HostBuf, type SampleArgs, Status, type IntCheckpointTensors, type IntWeights, type PackLayout,
 } from "./types.ts";
 
 /** The VD_ABI_VERSION of the include/vllmd.h this code was written against. */
-export const EXPECTED_ABI_VERSION = 7;
+export const EXPECTED_ABI_VERSION = 8;
 
 export interface OpenBackendOptions {
   firstDevice?: number;
@@ -235,9 +235,9 @@ class NativeBackend implements Backend {
     this.check("vd_gemm_int", this.lib.symbols.vd_gemm_int(this.ctx, out, x, w.w, w.scales, w.zeros, bias, m, n, k, w.bits, w.groupSize, act));
   }
 
-  repackGptq(w: IntWeights, g: GptqTensors, n: number, k: number, zerosMinusOne: boolean): void {
-    this.check("vd_repack_gptq", this.lib.symbols.vd_repack_gptq(
-      this.ctx, w.w, w.scales, w.zeros, g.qweight, g.qzeros, g.scales, n, k, w.bits, w.groupSize, g.scaleDtype, zerosMinusOne ? 1 : 0,
+  repackInt(w: IntWeights, t: IntCheckpointTensors, n: number, k: number, layout: PackLayout): void {
+    this.check("vd_repack_int", this.lib.symbols.vd_repack_int(
+      this.ctx, w.w, w.scales, w.zeros, t.qweight, t.qzeros, t.scales, n, k, w.bits, w.groupSize, t.scaleDtype, layout,
     ));
   }
 

@@ -7,6 +7,9 @@
 // (n, k) in word [n, k / per] at bits (k % per) * bits; weight_zero_point i32 [ceil(N / per), G]
 // holds zero (n, g) in word [n / per, g] at bits (n % per) * bits; weight_scale [N, G]. Both store
 // codes unsigned: the signed value plus 2^(bits-1).
+// AWQ (AutoAWQ's GEMM layout, 4-bit): qweight i32 [K, N/8] holds code (k, n) in word [k, n / 8],
+// qzeros i32 [G, N/8] zero (g, n) in word [g, n / 8], at the nibble where AutoAWQ's order
+// 0 2 4 6 1 3 5 7 put channel n % 8; zeros as they are; scales [G, N].
 
 export interface IntLayer {
   bits: 4 | 8;
@@ -55,4 +58,22 @@ export function packCompressed(l: IntLayer): { packed: Int32Array; zeroPoint: In
   for (let r = 0; r < l.n; r++)
     for (let g = 0; g < G; g++) zeroPoint[Math.floor(r / per) * G + g]! |= (l.zeros[r * G + g]! & mask) << ((r % per) * l.bits);
   return { packed, zeroPoint };
+}
+
+/** AutoAWQ's packing order: nibble i of a word holds channel AWQ_ORDER[i] of its eight. */
+const AWQ_ORDER = [0, 2, 4, 6, 1, 3, 5, 7];
+
+/** qweight, qzeros and scales [G, n], as AutoAWQ's WQLinear_GEMM stores a 4-bit layer. */
+export function packAwq(l: IntLayer): { qweight: Int32Array; qzeros: Int32Array; scales: Float32Array } {
+  if (l.bits !== 4) throw new Error("AWQ's GEMM layout is 4-bit only");
+  const G = groupsOf(l.k, l.groupSize), cols = l.n / 8;
+  const qweight = new Int32Array(l.k * cols), qzeros = new Int32Array(G * cols), scales = new Float32Array(G * l.n);
+  for (let col = 0; col < cols; col++)
+    for (let i = 0; i < 8; i++) {
+      const r = col * 8 + AWQ_ORDER[i]!;
+      for (let c = 0; c < l.k; c++) qweight[c * cols + col]! |= (l.codes[r * l.k + c]! & 15) << (i * 4);
+      for (let g = 0; g < G; g++) qzeros[g * cols + col]! |= (l.zeros[r * G + g]! & 15) << (i * 4);
+    }
+  for (let g = 0; g < G; g++) for (let r = 0; r < l.n; r++) scales[g * l.n + r] = l.scales[r * G + g]!;
+  return { qweight, qzeros, scales };
 }

@@ -1,10 +1,11 @@
-// Integer weights on the cpu backend: vd_repack_gptq reads GPTQ's layout as AutoGPTQ defines it
-// (int-weights-reference.ts packs it), and vd_gemm_int matches a float64 product of the dequantized weights.
+// Integer weights on the cpu backend: vd_repack_int reads GPTQ's and AWQ's layouts as AutoGPTQ and
+// AutoAWQ define them (int-weights-reference.ts packs them), and vd_gemm_int matches a float64
+// product of the dequantized weights.
 import { afterAll, describe, expect, test } from "bun:test";
 import { openBackend } from "./backend.ts";
-import { dequantizeInt, groupsOf, packGptq, type IntLayer } from "./int-weights-reference.ts";
+import { dequantizeInt, groupsOf, packAwq, packGptq, type IntLayer } from "./int-weights-reference.ts";
 import { backendError, downloadF32, poisoned, randomF32, relativeError, seededRandom, upload } from "./testing.ts";
-import { DType, type IntWeights } from "./types.ts";
+import { DType, PackLayout, type IntWeights } from "./types.ts";
 
 const be = openBackend("cpu");
 afterAll(() => be.destroy());
@@ -19,14 +20,14 @@ function randomLayer(bits: 4 | 8, groupSize: number, n: number, k: number, seed:
   };
 }
 
-/** Repacks `l` on the backend (from its GPTQ tensors, scales as f16 when asked); the caller frees. */
-function repacked(l: IntLayer, scaleDtype: DType = DType.f32, minusOne = true): IntWeights & { bufs: number[] } {
-  const p = packGptq(l, minusOne), G = groupsOf(l.k, l.groupSize);
+/** Repacks `l` on the backend from its checkpoint tensors in `layout` (scales as f16 when asked); the caller frees. */
+function repacked(l: IntLayer, scaleDtype: DType = DType.f32, layout: PackLayout = PackLayout.gptq): IntWeights & { bufs: number[] } {
+  const p = layout === PackLayout.awq ? packAwq(l) : packGptq(l, layout === PackLayout.gptq), G = groupsOf(l.k, l.groupSize);
   const scales = scaleDtype === DType.f16 ? new Uint16Array(new Float16Array(p.scales).buffer) : p.scales;
-  const g = { qweight: upload(be, p.qweight), qzeros: upload(be, p.qzeros), scales: upload(be, scales), scaleDtype };
+  const t = { qweight: upload(be, p.qweight), qzeros: upload(be, p.qzeros), scales: upload(be, scales), scaleDtype };
   const w: IntWeights = { w: be.alloc((l.n * l.k * l.bits) / 8), scales: be.alloc(l.n * G * 4), zeros: be.alloc(l.n * G * 4), bits: l.bits, groupSize: l.groupSize };
-  be.repackGptq(w, g, l.n, l.k, minusOne);
-  return { ...w, bufs: [g.qweight, g.qzeros, g.scales, w.w, w.scales, w.zeros] };
+  be.repackInt(w, t, l.n, l.k, layout);
+  return { ...w, bufs: [t.qweight, t.qzeros, t.scales, w.w, w.scales, w.zeros] };
 }
 
 function productRef(x: Float32Array, w: Float32Array, bias: Float32Array | null, m: number, n: number, k: number): Float64Array {
@@ -40,11 +41,15 @@ function productRef(x: Float32Array, w: Float32Array, bias: Float32Array | null,
   return out;
 }
 
-describe("vd_repack_gptq", () => {
-  for (const [bits, groupSize, minusOne] of [[4, 32, true], [4, 128, false], [8, 16, true]] as const)
-    test(`${bits}-bit, group ${groupSize}, zeros ${minusOne ? "minus one (gptq)" : "as they are (gptq_v2)"}: codes, scales and zeros land per row`, () => {
-      const l = randomLayer(bits, groupSize, 24, 96, bits * 100 + groupSize);
-      const r = repacked(l, DType.f16, minusOne), G = groupsOf(l.k, l.groupSize);
+describe("vd_repack_int", () => {
+  const CASES = [
+    [4, 32, PackLayout.gptq, "gptq, zeros minus one"], [4, 128, PackLayout.gptqV2, "gptq_v2, zeros as they are"],
+    [8, 16, PackLayout.gptq, "gptq, zeros minus one"], [4, 32, PackLayout.awq, "AWQ, interleaved channels"], [4, 96, PackLayout.awq, "AWQ, one group"],
+  ] as const;
+  for (const [bits, groupSize, layout, name] of CASES)
+    test(`${bits}-bit, group ${groupSize}, ${name}: codes, scales and zeros land per row`, () => {
+      const l = randomLayer(bits, groupSize, 24, 96, bits * 100 + groupSize + layout);
+      const r = repacked(l, DType.f16, layout), G = groupsOf(l.k, l.groupSize);
       const zeros = downloadF32(be, r.zeros, l.n * G), scales = downloadF32(be, r.scales, l.n * G);
       expect(Array.from(zeros)).toEqual(Array.from(l.zeros));
       expect(Array.from(scales)).toEqual(Array.from(new Float32Array(new Float16Array(l.scales)))); // stored as f16
@@ -55,6 +60,21 @@ describe("vd_repack_gptq", () => {
         for (let c = 0; c < l.k; c++) expect((words[row * (l.k / per) + Math.floor(c / per)]! >>> ((c % per) * bits)) & (2 ** bits - 1)).toBe(l.codes[row * l.k + c]!);
       for (const b of r.bufs) be.free(b);
     });
+
+  test("layouts and the shapes each allows are checked by name", () => {
+    const err = (bits: 4 | 8, groupSize: number, n: number, k: number, layout: number) => {
+      const small = be.alloc(4096), w = { w: small, scales: small, zeros: small, bits, groupSize };
+      try {
+        return backendError(() => be.repackInt(w, { qweight: small, qzeros: small, scales: small, scaleDtype: DType.f32 }, n, k, layout as PackLayout)).message;
+      } finally {
+        be.free(small);
+      }
+    };
+    expect(err(4, 32, 8, 64, 3)).toContain("layout 3");
+    expect(err(8, 32, 8, 64, PackLayout.awq)).toContain("4-bit only");
+    expect(err(4, 48, 8, 64, PackLayout.awq)).toContain("multiple of group_size");
+    expect(err(4, 32, 12, 64, PackLayout.gptq)).toContain("n 12 is not a multiple of 8");
+  });
 });
 
 describe("vd_gemm_int", () => {

@@ -5,6 +5,10 @@
 export const DType = { f32: 0, f16: 1, bf16: 2, i32: 3, fp8E4m3: 4 } as const;
 export type DType = (typeof DType)[keyof typeof DType];
 
+/** Checkpoint layouts of integer weights (VD_PACK_*), as vd_repack_int reads them. */
+export const PackLayout = { gptq: 0, gptqV2: 1, awq: 2 } as const;
+export type PackLayout = (typeof PackLayout)[keyof typeof PackLayout];
+
 export const dtypeBytes = (d: DType): number => (d === DType.fp8E4m3 ? 1 : d === DType.f16 || d === DType.bf16 ? 2 : 4);
 
 /** Status codes of vllmd.h. */
@@ -75,8 +79,8 @@ export interface IntWeights {
   groupSize: number;
 }
 
-/** A GPTQ layer's tensors on the device: qweight i32 [k*bits/32, n], qzeros i32 [G, n*bits/32], scales [G, n] of scaleDtype. */
-export interface GptqTensors {
+/** An integer checkpoint layer's tensors on the device, in its layout (vllmd.h: vd_repack_int); scales [G, n] of scaleDtype. */
+export interface IntCheckpointTensors {
   qweight: Buf;
   qzeros: Buf;
   scales: Buf;
@@ -174,8 +178,8 @@ export interface Backend {
   gemmFp8(out: Buf, x: Buf, w: Buf, wScale: Buf, bias: Buf, m: number, n: number, k: number, act: DType): void;
   /** out = x · ((q - zeros) * scales)ᵀ (+ bias), 4- or 8-bit codes in vllmd's layout (vd_gemm_int). */
   gemmInt(out: Buf, x: Buf, w: IntWeights, bias: Buf, m: number, n: number, k: number, act: DType): void;
-  /** GPTQ's qweight/qzeros/scales to vllmd's layout in `w` (vd_repack_gptq). */
-  repackGptq(w: IntWeights, g: GptqTensors, n: number, k: number, zerosMinusOne: boolean): void;
+  /** A checkpoint's qweight/qzeros/scales in `layout` to vllmd's layout in `w` (vd_repack_int). */
+  repackInt(w: IntWeights, t: IntCheckpointTensors, n: number, k: number, layout: PackLayout): void;
   siluMul(out: Buf, gateUp: Buf, nTokens: number, inter: number, act: DType): void;
   gatherRows(out: Buf, x: Buf, rows: Buf, nRows: number, cols: number, act: DType): void;
   /** tokenIds[dstRows[j]] = src[srcRows[j]] for j < n, all i32: a decode's input is the token the

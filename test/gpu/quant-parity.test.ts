@@ -6,14 +6,15 @@ import { expect, test } from "bun:test";
 import { join } from "node:path";
 import { parseEngineConfig } from "../../src/config.ts";
 import { Engine } from "../../src/engine/engine.ts";
-import { groupsOf, packGptq } from "../../src/native/int-weights-reference.ts";
+import { groupsOf, packAwq, packGptq } from "../../src/native/int-weights-reference.ts";
 import { randomF32, seededRandom } from "../../src/native/testing.ts";
-import { type Backend, DType } from "../../src/native/types.ts";
+import { type Backend, DType, PackLayout } from "../../src/native/types.ts";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { writeFp8Checkpoint } from "../../scripts/quantize-fp8.ts";
 import { writeGptqCheckpoint } from "../../scripts/quantize-gptq.ts";
 import { writePackedCheckpoint } from "../../scripts/quantize-w4a16.ts";
+import { writeAwqCheckpoint } from "../../scripts/quantize-awq.ts";
 import type { Quantization } from "../../src/model/weights.ts";
 import { runToCompletion } from "../helpers/engine-run.ts";
 import { ACT_DTYPES, backends, DEVICE, dtypeName, expectClose, expectSameBytes, GPU_TESTS, gpuSuite, roundTo, run, tolerance } from "./harness.ts";
@@ -64,8 +65,12 @@ gpuSuite("quantized weights parity", () => {
       }, 30_000);
 
   // Integer weights: the same repacked words, scales and zeros as the cpu, and the same product.
-  for (const [bits, groupSize, m, n, k] of [[4, 128, 1, 4096, 4096], [4, 32, 7, 1032, 1536], [8, 64, 300, 512, 256], [4, 48, 9, 64, 72]] as const)
-    test(`vd_repack_gptq + vd_gemm_int, ${bits}-bit group ${groupSize}: m=${m} n=${n} k=${k}`, () => {
+  const INT_CASES = [
+    [4, 128, 1, 4096, 4096, PackLayout.gptq], [4, 32, 7, 1032, 1536, PackLayout.gptqV2], [8, 64, 300, 512, 256, PackLayout.gptq],
+    [4, 48, 9, 64, 72, PackLayout.gptq], [4, 128, 1, 4096, 4096, PackLayout.awq], [4, 64, 33, 1032, 1536, PackLayout.awq],
+  ] as const;
+  for (const [bits, groupSize, m, n, k, layout] of INT_CASES)
+    test(`vd_repack_int (layout ${layout}) + vd_gemm_int, ${bits}-bit group ${groupSize}: m=${m} n=${n} k=${k}`, () => {
       const { cpu, dev } = backends();
       const rand = seededRandom(bits * 7 + groupSize + m + n + k), unit = () => (rand() + 1) / 2, G = groupsOf(k, groupSize);
       const layer = {
@@ -74,11 +79,11 @@ gpuSuite("quantized weights parity", () => {
         zeros: Uint8Array.from({ length: n * G }, () => 1 + Math.floor(unit() * (2 ** bits - 1))),
         scales: Float32Array.from({ length: n * G }, () => Math.fround((0.5 + unit()) / Math.sqrt(k) / 2 ** bits)),
       };
-      const packed = packGptq(layer);
+      const packed = layout === PackLayout.awq ? packAwq(layer) : packGptq(layer, layout === PackLayout.gptq);
       const x = roundTo(randomF32(m * k, rand), ACT_DTYPES.at(-1)!), bias = randomF32(n, rand);
       const on = (be: Backend, act: DType) => run(be, (b) => {
         const w = { w: b.raw(new Uint32Array((n * k * bits) / 32)), scales: b.poisoned(n * G, f32), zeros: b.poisoned(n * G, f32), bits, groupSize };
-        be.repackGptq(w, { qweight: b.raw(packed.qweight), qzeros: b.raw(packed.qzeros), scales: b.put(packed.scales, f32), scaleDtype: f32 }, n, k, true);
+        be.repackInt(w, { qweight: b.raw(packed.qweight), qzeros: b.raw(packed.qzeros), scales: b.put(packed.scales, f32), scaleDtype: f32 }, n, k, layout);
         const out = b.poisoned(m * n, act);
         be.gemmInt(out, b.put(x, act), w, b.put(roundTo(bias, act), act), m, n, k, act);
         return { words: b.bytes(w.w, (n * k * bits) / 8), scales: b.bytes(w.scales, n * G * 4), zeros: b.bytes(w.zeros, n * G * 4), out: b.get(out, m * n, act) };
@@ -96,17 +101,19 @@ gpuSuite("quantized weights parity", () => {
   // [model dir, tokens of 36 that must agree, --quantization, what the engine holds]: f32 weights
   // (the dequantize path on the GPU) and bf16 ones (the decode GEMV, bf16 activations against the
   // cpu's f32: near-ties may flip a token), quantized at load; then checkpoints of the bf16 one
-  // that load as they are: compressed-tensors FP8 (e4m3 codes), GPTQ and W4A16 (vd_gemm_int).
+  // that load as they are: compressed-tensors FP8 (e4m3 codes), GPTQ, W4A16 and AWQ (vd_gemm_int).
   const fixture = join(import.meta.dir, "..", "fixtures", "llama3"), builtin = join(import.meta.dir, "..", "..", "models", "default");
   const ckpts = mkdtempSync(join(tmpdir(), "vllmd-quant-gpu-"));
   if (GPU_TESTS) {
     writeFp8Checkpoint(builtin, join(ckpts, "default-fp8"), { strategy: "channel", activations: "dynamic" });
     writeGptqCheckpoint(builtin, join(ckpts, "default-gptq4"), { bits: 4, groupSize: 128, sym: true });
     writePackedCheckpoint(builtin, join(ckpts, "default-w4a16-asym"), { bits: 4, groupSize: 64, sym: false });
+    writeAwqCheckpoint(builtin, join(ckpts, "default-awq"), { groupSize: 32 });
   }
   const MODELS: [string, number, "fp8" | null, Quantization][] = [
     [fixture, 33, "fp8", "fp8"], [builtin, 24, "fp8", "fp8"], [join(ckpts, "default-fp8"), 24, null, "fp8"],
     [join(ckpts, "default-gptq4"), 24, null, "gptq"], [join(ckpts, "default-w4a16-asym"), 24, null, "compressed-tensors"],
+    [join(ckpts, "default-awq"), 24, null, "awq"],
   ];
   for (const [model, agree, quantization, holds] of MODELS)
     test(`a quantized model generates on the GPU what it generates on the cpu (greedy): ${model.split("/").at(-1)}`, () => {

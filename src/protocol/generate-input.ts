@@ -46,7 +46,7 @@ async function promptTokenIds(f: GenerateFrame, m: ModelFacts): Promise<number[]
   try {
     return await m.prompts.encode(f.prompt ?? "", true);
   } catch (e) {
-    if (e instanceof ServiceError) throw new InvalidGenerateError(`prompt: ${e.message}`);
+    if (e instanceof ServiceError && e.status < 500) throw new InvalidGenerateError(`prompt: ${e.message}`); // the prompt's fault, not the server's
     throw e;
   }
 }

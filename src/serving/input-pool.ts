@@ -3,6 +3,7 @@
 // that dies fails its jobs and is replaced, so one bad input costs one request, not the pool.
 import { availableParallelism } from "node:os";
 import { INPUT_WORKER_URL } from "../worker-url.ts";
+import { ServiceError } from "./generation.ts";
 import { fromJobError, parseJsonBytes, type FromInputWorker, type JobResult, type InputJob, type ToInputWorker } from "./input-jobs.ts";
 
 interface Pending {
@@ -16,6 +17,9 @@ interface Slot {
 }
 
 /** Bodies up to this size parse on the calling thread: about 5 ms at most. */
+/** A job the pool cannot run: the server's fault, not the request's, said in one line. */
+const unavailable = (why: string): ServiceError => new ServiceError(500, "internal_server_error", `the input workers cannot take the request: ${why}`);
+
 export const INLINE_JSON_BYTES = 2 ** 20;
 
 /** A quarter of the cores, 1 to 4: input work is bursty, and the engine and HTTP need cores too. */
@@ -44,7 +48,7 @@ export class InputPool {
 
   /** Runs a job in a Worker; `transfer` moves buffers there instead of copying them. */
   run<J extends InputJob>(job: J, transfer: ArrayBuffer[] = []): Promise<JobResult<J>> {
-    if (this.closed || this.broken) return Promise.reject(new Error(this.broken ?? "the input pool is closed"));
+    if (this.closed || this.broken) return Promise.reject(unavailable(this.broken ?? "the input pool is closed"));
     const slot = this.slots.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
     const id = ++this.nextJob;
     return new Promise((resolve, reject) => {
@@ -102,6 +106,6 @@ export class InputPool {
     slot.worker.onmessage = null;
     slot.worker.onerror = null;
     slot.worker.terminate();
-    for (const p of jobs) p.reject(new Error(why));
+    for (const p of jobs) p.reject(unavailable(why));
   }
 }

@@ -36,12 +36,16 @@ VD_HOST_DEVICE uint32_t checkpoint_zero(const uint32_t *qzeros, int64_t g, int64
   return code_at(word, n % per, bits) + (layout == VD_PACK_GPTQ ? 1u : 0u);
 }
 
-// Word `wd` of row n in vd_gemm_int's layout: codes k = wd*per .. wd*per + per - 1, in order.
+// Word `wd` of row n in vd_gemm_int's layout: code positions wd*per .. wd*per + per - 1, each the
+// checkpoint's code of input k_perm[position] (of input `position` when k_perm is null).
 VD_HOST_DEVICE uint32_t repacked_word(const uint32_t *qweight, int64_t wd, int64_t n, int64_t n_total, int32_t bits,
-                                      int32_t layout) {
+                                      int32_t layout, const int32_t *k_perm) {
   const int64_t per = 32 / bits;
   uint32_t out = 0;
-  for (int64_t j = 0; j < per; j++) out |= checkpoint_code(qweight, wd * per + j, n, n_total, bits, layout) << (j * bits);
+  for (int64_t j = 0; j < per; j++) {
+    const int64_t pos = wd * per + j, k = k_perm ? int64_t(k_perm[pos]) : pos;
+    out |= checkpoint_code(qweight, k, n, n_total, bits, layout) << (j * bits);
+  }
   return out;
 }
 

@@ -4,6 +4,7 @@
 #include <cstdarg>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 namespace vd {
 
@@ -121,6 +122,18 @@ int32_t check_repack_layout(const char *fn, int32_t layout, int32_t bits, int64_
   if (n % (32 / bits) != 0)
     return fail(VD_ERR_INVALID_ARGUMENT, "%s: n %lld is not a multiple of %d (qzeros packs %d-bit zeros)", fn, (long long)n,
                 32 / bits, bits);
+  return VD_OK;
+}
+
+int32_t check_k_perm(const char *fn, const int32_t *k_perm, int64_t k) {
+  std::vector<bool> seen(size_t(k), false);
+  for (int64_t j = 0; j < k; j++) {
+    const int32_t v = k_perm[j];
+    if (v < 0 || v >= k || seen[size_t(v)])
+      return fail(VD_ERR_INVALID_ARGUMENT, "%s: k_perm[%lld] = %d is not part of a permutation of 0..%lld", fn,
+                  (long long)j, v, (long long)(k - 1));
+    seen[size_t(v)] = true;
+  }
   return VD_OK;
 }
 

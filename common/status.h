@@ -50,6 +50,9 @@ int32_t check_int_weights(const char *fn, int32_t bits, int64_t group_size, int6
 // bits and this shape, n a whole number of packed zeros' words.
 int32_t check_repack_layout(const char *fn, int32_t layout, int32_t bits, int64_t n, int64_t k, int64_t group_size);
 
+// A k_perm of vd_gemm_int / vd_repack_int read on the host: every entry in [0, k) and none twice.
+int32_t check_k_perm(const char *fn, const int32_t *k_perm, int64_t k);
+
 // vd_host_alloc's checks (the pointer to fill, a size some machine could hold).
 int32_t check_host_alloc_args(void **out_ptr, uint64_t bytes);
 

@@ -2,11 +2,12 @@
 // - vd_repack_int: one thread per output word gathers its codes through common/int_layouts.h, the
 //   index arithmetic the cpu reference uses; threads of a warp take neighbouring n, so they read
 //   neighbouring checkpoint words. Runs once per layer at load: simplicity over speed.
-//   Scales and zeros become f32 [N, G].
+//   Scales and zeros become f32 [N, G]. An act-order k_perm is checked on the host first.
 // - vd_gemm_int: the weights dequantized into a workspace of the activation dtype, then the dense
 //   GEMM of gemm.cu and the bias. Correct at any size, not yet fast: a weight-streaming 4-bit GEMV
 //   (gemv.cuh with a policy that reads a group's scale and zero) is the next step.
 #include <climits>
+#include <vector>
 
 #include "../common/int_layouts.h"
 #include "common.cuh"
@@ -20,10 +21,10 @@ const char *const kGemmFn = "vd_gemm_int";
 const char *const kRepackFn = "vd_repack_int";
 
 __global__ void repack_words_kernel(uint32_t *out, const uint32_t *qweight, int64_t n, int64_t words, int32_t bits,
-                                    int32_t layout) {
+                                    int32_t layout, const int32_t *k_perm) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n * words; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t r = i % n, wd = i / n;
-    out[r * words + wd] = repacked_word(qweight, wd, r, n, bits, layout);
+    out[r * words + wd] = repacked_word(qweight, wd, r, n, bits, layout, k_perm);
   }
 }
 
@@ -36,13 +37,15 @@ __global__ void repack_groups_kernel(float *scales_out, float *zeros_out, const 
   }
 }
 
+// dst [n, k] in input order: the code at position c lands on input k_perm[c] (act-order).
 __global__ void dequantize_kernel(void *dst, const uint32_t *w, const float *scales, const float *zeros, int64_t n,
-                                  int64_t k, int32_t bits, int64_t group_size, int64_t groups, int32_t dt) {
+                                  int64_t k, int32_t bits, int64_t group_size, int64_t groups, const int32_t *k_perm,
+                                  int32_t dt) {
   const int64_t per_word = 32 / bits, words = k / per_word;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n * k; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t r = i / k, c = i % k, g = r * groups + c / group_size;
     const float q = float(code_at(w[r * words + c / per_word], c % per_word, bits));
-    store_f32(dst, i, dt, (q - zeros[g]) * scales[g]);
+    store_f32(dst, k_perm ? r * k + k_perm[c] : i, dt, (q - zeros[g]) * scales[g]);
   }
 }
 
@@ -51,11 +54,21 @@ __global__ void add_bias_kernel(void *out, const void *bias, int64_t m, int64_t 
     store_f32(out, i, dt, load_f32(out, i, dt) + load_f32(bias, i % n, dt));
 }
 
+// A k_perm in device memory, checked on the host: vd_repack_int runs once per layer at load, so
+// the copy back is cheap there, and a bad entry would otherwise be an out-of-bounds read.
+int32_t check_device_k_perm(Context &c, const int32_t *k_perm, int64_t k) {
+  std::vector<int32_t> host(static_cast<size_t>(k));
+  int32_t st = check_cuda(cudaMemcpyAsync(host.data(), k_perm, size_t(k) * 4, cudaMemcpyDeviceToHost, c.stream), kRepackFn,
+                          "cudaMemcpyAsync");
+  if (st == VD_OK) st = check_cuda(cudaStreamSynchronize(c.stream), kRepackFn, "cudaStreamSynchronize");
+  return st == VD_OK ? check_k_perm(kRepackFn, host.data(), k) : st;
+}
+
 } // namespace
 
 VD_API int32_t vd_repack_int(uint64_t ctx, uint64_t w, uint64_t scales_out, uint64_t zeros_out, uint64_t qweight,
                              uint64_t qzeros, uint64_t scales, int64_t n, int64_t k, int32_t bits, int64_t group_size,
-                             int32_t scale_dtype, int32_t layout) {
+                             int32_t scale_dtype, int32_t layout, uint64_t k_perm) {
   clear_error();
   int64_t groups = 0;
   int32_t st = check_int_weights(kRepackFn, bits, group_size, n, k, &groups);
@@ -64,17 +77,20 @@ VD_API int32_t vd_repack_int(uint64_t ctx, uint64_t w, uint64_t scales_out, uint
   if (st != VD_OK) return st;
   Context *c = context(ctx, kRepackFn);
   const int64_t per_word = 32 / bits, words = k / per_word;
-  Span sw, so, sz, sq, sqz, ss;
+  Span sw, so, sz, sq, sqz, ss, sp{nullptr, 0};
   if (!c || !lookup_array(ctx, w, "vd_repack_int(w)", mul_sat(n, words), VD_I32, &sw) ||
       !lookup_array(ctx, scales_out, "vd_repack_int(scales_out)", mul_sat(n, groups), VD_F32, &so) ||
       !lookup_array(ctx, zeros_out, "vd_repack_int(zeros_out)", mul_sat(n, groups), VD_F32, &sz) ||
       !lookup_array(ctx, qweight, "vd_repack_int(qweight)", mul_sat(words, n), VD_I32, &sq) ||
       !lookup_array(ctx, qzeros, "vd_repack_int(qzeros)", mul_sat(groups, n / per_word), VD_I32, &sqz) ||
-      !lookup_array(ctx, scales, "vd_repack_int(scales)", mul_sat(groups, n), scale_dtype, &ss))
+      !lookup_array(ctx, scales, "vd_repack_int(scales)", mul_sat(groups, n), scale_dtype, &ss) ||
+      (k_perm != 0 && !lookup_array(ctx, k_perm, "vd_repack_int(k_perm)", k, VD_I32, &sp)))
     return VD_ERR_INVALID_ARGUMENT;
+  if (sp.data && (st = check_device_k_perm(*c, reinterpret_cast<const int32_t *>(sp.data), k)) != VD_OK) return st;
   if (n == 0) return VD_OK;
   repack_words_kernel<<<flat_blocks(n * words), kThreads, 0, c->stream>>>(
-      reinterpret_cast<uint32_t *>(sw.data), reinterpret_cast<const uint32_t *>(sq.data), n, words, bits, layout);
+      reinterpret_cast<uint32_t *>(sw.data), reinterpret_cast<const uint32_t *>(sq.data), n, words, bits, layout,
+      reinterpret_cast<const int32_t *>(sp.data));
   st = check_launch(kRepackFn);
   if (st != VD_OK) return st;
   repack_groups_kernel<<<flat_blocks(n * groups), kThreads, 0, c->stream>>>(
@@ -85,7 +101,7 @@ VD_API int32_t vd_repack_int(uint64_t ctx, uint64_t w, uint64_t scales_out, uint
 
 VD_API int32_t vd_gemm_int(uint64_t ctx, uint64_t out, uint64_t x, uint64_t w, uint64_t scales, uint64_t zeros,
                            uint64_t bias, int64_t m, int64_t n, int64_t k, int32_t bits, int64_t group_size,
-                           int32_t act_dtype) {
+                           int32_t act_dtype, uint64_t k_perm) {
   clear_error();
   int64_t groups = 0;
   int32_t st = check_float_dtype(kGemmFn, "act_dtype", act_dtype);
@@ -93,13 +109,14 @@ VD_API int32_t vd_gemm_int(uint64_t ctx, uint64_t out, uint64_t x, uint64_t w, u
   if (st == VD_OK) st = check_int_weights(kGemmFn, bits, group_size, n, k, &groups);
   if (st != VD_OK) return st;
   Context *c = context(ctx, kGemmFn);
-  Span so, sx, sw, ss, sz, sb{nullptr, 0};
+  Span so, sx, sw, ss, sz, sb{nullptr, 0}, sp{nullptr, 0};
   if (!c || !lookup_array(ctx, out, "vd_gemm_int(out)", mul_sat(m, n), act_dtype, &so) ||
       !lookup_array(ctx, x, "vd_gemm_int(x)", mul_sat(m, k), act_dtype, &sx) ||
       !lookup_array(ctx, w, "vd_gemm_int(w)", mul_sat(n, k * bits / 32), VD_I32, &sw) ||
       !lookup_array(ctx, scales, "vd_gemm_int(scales)", mul_sat(n, groups), VD_F32, &ss) ||
       !lookup_array(ctx, zeros, "vd_gemm_int(zeros)", mul_sat(n, groups), VD_F32, &sz) ||
-      (bias != 0 && !lookup_array(ctx, bias, "vd_gemm_int(bias)", n, act_dtype, &sb)))
+      (bias != 0 && !lookup_array(ctx, bias, "vd_gemm_int(bias)", n, act_dtype, &sb)) ||
+      (k_perm != 0 && !lookup_array(ctx, k_perm, "vd_gemm_int(k_perm)", k, VD_I32, &sp)))
     return VD_ERR_INVALID_ARGUMENT;
   if (m > INT_MAX || n > INT_MAX || k > INT_MAX) return fail(VD_ERR_UNSUPPORTED, "%s: m, n and k must each be below 2^31", kGemmFn);
   if (m == 0 || n == 0) return VD_OK;
@@ -108,7 +125,8 @@ VD_API int32_t vd_gemm_int(uint64_t ctx, uint64_t out, uint64_t x, uint64_t w, u
   if (st != VD_OK) return st;
   dequantize_kernel<<<flat_blocks(n * k), kThreads, 0, c->stream>>>(
       c->dequant_workspace, reinterpret_cast<const uint32_t *>(sw.data), reinterpret_cast<const float *>(ss.data),
-      reinterpret_cast<const float *>(sz.data), n, k, bits, group_size, groups, act_dtype);
+      reinterpret_cast<const float *>(sz.data), n, k, bits, group_size, groups, reinterpret_cast<const int32_t *>(sp.data),
+      act_dtype);
   st = check_launch(kGemmFn);
   if (st == VD_OK) st = gemm_dense(c, so.data, sx.data, c->dequant_workspace, m, n, k, act_dtype);
   if (st != VD_OK || !sb.data) return st;

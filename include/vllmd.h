@@ -28,7 +28,7 @@
 extern "C" {
 #endif
 
-#define VD_ABI_VERSION 8
+#define VD_ABI_VERSION 9
 
 /* Status codes. */
 #define VD_OK 0
@@ -222,10 +222,12 @@ int32_t vd_gemm_fp8(uint64_t ctx, uint64_t out, uint64_t x, uint64_t w, uint64_t
  * are in groups of group_size consecutive k, G = ceil(K / group_size); scales and zeros are f32
  * [N, G] and the weight is (q - zeros[n, g]) * scales[n, g].
  * out[M, N] = x[M, K] · wᵀ (+ bias[N] if bias != 0); x, out and bias of act_dtype; f32 sums.
+ * Act-order (GPTQ's desc_act): when k_perm != 0 it is i32 [K], a permutation of 0..K-1, and code
+ * position j of every row weighs input k_perm[j] (positions are grouped, inputs need not be).
  */
 int32_t vd_gemm_int(uint64_t ctx, uint64_t out, uint64_t x, uint64_t w, uint64_t scales, uint64_t zeros,
                     uint64_t bias, int64_t m, int64_t n, int64_t k, int32_t bits, int64_t group_size,
-                    int32_t act_dtype);
+                    int32_t act_dtype, uint64_t k_perm);
 
 /* Checkpoint layouts of integer weights that vd_repack_int reads (per = 32 / bits codes a word). */
 #define VD_PACK_GPTQ 0    /* AutoGPTQ's "gptq" format: zeros stored minus one */
@@ -241,10 +243,13 @@ int32_t vd_gemm_int(uint64_t ctx, uint64_t out, uint64_t x, uint64_t w, uint64_t
  * - AWQ: qweight i32 [K, N/per], code (k, n) in word [k, n / per]; qzeros i32 [G, N/per], zero
  *   (g, n) in word [g, n / per]; in both, n % 8 = j sits at nibble (j % 2) * 4 + j / 2 (AutoAWQ
  *   packs n in the order 0 2 4 6 1 3 5 7). K must be a multiple of group_size.
+ * With k_perm != 0 (i32 [K], a permutation), code position j of row n is the checkpoint's code of
+ * input k_perm[j]: act-order weights come out with each group's codes together, for vd_gemm_int
+ * with the same k_perm.
  */
 int32_t vd_repack_int(uint64_t ctx, uint64_t w, uint64_t scales_out, uint64_t zeros_out, uint64_t qweight,
                       uint64_t qzeros, uint64_t scales, int64_t n, int64_t k, int32_t bits, int64_t group_size,
-                      int32_t scale_dtype, int32_t layout);
+                      int32_t scale_dtype, int32_t layout, uint64_t k_perm);
 
 /* out[T, I] = silu(gate_up[T, :I]) * gate_up[T, I:]. gate_up: [T, 2I]. */
 int32_t vd_silu_mul(uint64_t ctx, uint64_t out, uint64_t gate_up, int64_t n_tokens, int64_t inter, int32_t act_dtype);

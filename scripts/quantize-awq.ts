@@ -35,6 +35,7 @@ export function writeAwqCheckpoint(src: string, out: string, o: AwqOptions): voi
 
 if (import.meta.main) {
   const { src, out, options } = parseRtnArgs("quantize-awq");
+  if (options.actOrder) throw new Error("AWQ has no act-order");
   if (options.bits !== 4) throw new Error("AWQ checkpoints are 4-bit (with zero points): only --group-size applies");
   writeAwqCheckpoint(src, out, { groupSize: options.groupSize });
   console.log(`wrote ${out}`);

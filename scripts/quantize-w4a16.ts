@@ -50,6 +50,7 @@ export function writePackedCheckpoint(src: string, out: string, o: PackOptions):
 
 if (import.meta.main) {
   const { src, out, options } = parseRtnArgs("quantize-w4a16");
+  if (options.actOrder) throw new Error("--act-order: vllmd reads compressed-tensors act-order (weight_g_idx) not yet, so this script does not write it");
   writePackedCheckpoint(src, out, options);
   console.log(`wrote ${out}`);
 }

@@ -38,9 +38,9 @@ describe("parseCheckpointQuantization", () => {
 
   test("GPTQ: bits, group size (-1: the whole row), and whether zeros are stored minus one", () => {
     const autoGptq = { quant_method: "gptq", bits: 4, group_size: 128, desc_act: false, sym: true, damp_percent: 0.01, static_groups: false, true_sequential: true };
-    expect(parseCheckpointQuantization(autoGptq, "config.json")).toEqual({ method: "gptq", bits: 4, groupSize: 128, zerosMinusOne: true });
-    expect(parseCheckpointQuantization({ ...autoGptq, bits: 8, group_size: -1, checkpoint_format: "gptq_v2" }, "config.json"))
-      .toEqual({ method: "gptq", bits: 8, groupSize: null, zerosMinusOne: false });
+    expect(parseCheckpointQuantization(autoGptq, "config.json")).toEqual({ method: "gptq", bits: 4, groupSize: 128, zerosMinusOne: true, actOrder: false });
+    expect(parseCheckpointQuantization({ ...autoGptq, bits: 8, group_size: -1, checkpoint_format: "gptq_v2", desc_act: true }, "config.json"))
+      .toEqual({ method: "gptq", bits: 8, groupSize: null, zerosMinusOne: false, actOrder: true });
   });
 
   test("compressed-tensors FP8, per channel or per tensor, dynamic or static activations", () => {
@@ -68,7 +68,6 @@ describe("parseCheckpointQuantization", () => {
   });
 
   const refused: [string, unknown, RegExp][] = [
-    ["GPTQ with act-order", { quant_method: "gptq", bits: 4, group_size: 128, desc_act: true }, /'quantization_config.desc_act' is true: act-order/],
     ["3-bit GPTQ", { quant_method: "gptq", bits: 3, group_size: 128 }, /'quantization_config.bits' is 3/],
     ["AWQ's GEMV layout", { quant_method: "awq", bits: 4, group_size: 128, zero_point: true, version: "gemv" }, /'quantization_config.version' is "gemv": supported: gemm/],
     ["8-bit AWQ", { quant_method: "awq", bits: 8, group_size: 128, version: "gemm" }, /'quantization_config.bits' is 8: AWQ checkpoints are 4-bit/],

@@ -3,7 +3,7 @@
 // (llm-compressor's FP8 and FP8-dynamic schemes), e4m3 weights with a scale per output channel or
 // per tensor; compressed-tensors "pack-quantized" integers (W4A16, W8A16: 4 or 8 bits, per group
 // or per channel, symmetric or with zero points); and GPTQ (AutoGPTQ, GPTQModel), 4 or 8 bits, any
-// group size, without act-order; and AWQ (AutoAWQ's GEMM layout, 4 bits, zero points). Anything
+// group size, with or without act-order; and AWQ (AutoAWQ's GEMM layout, 4 bits, zero points). Anything
 // else is refused naming the field and its value, never loaded as something it is not.
 import { z } from "zod";
 import { ModelDirError } from "./errors.ts";
@@ -24,6 +24,8 @@ export interface Gptq {
   groupSize: number | null;
   /** The "gptq" checkpoint format stores each zero minus one; "gptq_v2" stores it as is. */
   zerosMinusOne: boolean;
+  /** desc_act: groups are formed along a permutation of the inputs, which g_idx records. */
+  actOrder: boolean;
 }
 
 export interface CompressedTensorsFp8 {
@@ -65,10 +67,9 @@ function parseGptq(raw: unknown, file: string): Gptq {
   const g = r.data;
   if (g.bits !== 4 && g.bits !== 8) refuse(file, "bits", g.bits, "supported: 4, 8");
   if (g.group_size !== -1 && g.group_size < 1) refuse(file, "group_size", g.group_size, "expected -1 or a positive group size");
-  if (g.desc_act === true) refuse(file, "desc_act", true, "act-order (g_idx permutations) is not supported yet");
   const format = g.checkpoint_format ?? "gptq";
   if (format !== "gptq" && format !== "gptq_v2") refuse(file, "checkpoint_format", format, "supported: gptq, gptq_v2");
-  return { method: "gptq", bits: g.bits, groupSize: g.group_size === -1 ? null : g.group_size, zerosMinusOne: format === "gptq" };
+  return { method: "gptq", bits: g.bits, groupSize: g.group_size === -1 ? null : g.group_size, zerosMinusOne: format === "gptq", actOrder: g.desc_act === true };
 }
 
 // AutoAWQ writes bits and group_size; its older quant_config.json names them w_bit and q_group_size.

@@ -4,6 +4,7 @@
 import type { Backend, Buf, IntWeights } from "../native/types.ts";
 import { DType, PackLayout } from "../native/types.ts";
 import type { Awq, CheckpointQuantization, CompressedTensorsInt, Gptq } from "./checkpoint-quant.ts";
+import { actOrderPermutation } from "./act-order.ts";
 import { ModelDirError } from "./errors.ts";
 import type { ExpectedTensor } from "./tensors.ts";
 import type { Loader, Part } from "./weight-loader.ts";
@@ -28,6 +29,7 @@ export function linearTensors(q: CheckpointQuantization | null, name: string, n:
       { name: `${pre}.qweight`, shape: q.method === "gptq" ? [k / per, n] : [k, n / per] },
       { name: `${pre}.qzeros`, shape: [G, n / per] },
       { name: `${pre}.scales`, shape: [G, n] },
+      ...(q.method === "gptq" && q.actOrder ? [{ name: `${pre}.g_idx`, shape: [k] }] : []),
     ];
   }
   return [
@@ -69,9 +71,9 @@ function fp8FromCheckpoint(be: Backend, ld: Loader, parts: Part[], n: number): {
   return { w, scale };
 }
 
-function intWeights(ld: Loader, n: number, k: number, bits: 4 | 8, groupSize: number | null): IntWeights {
+function intWeights(ld: Loader, n: number, k: number, bits: 4 | 8, groupSize: number | null, kPerm: Buf | undefined): IntWeights {
   const G = groupsOf(k, groupSize);
-  return { w: ld.alloc(n * ((k * bits) / 32) * 4), scales: ld.alloc(n * G * 4), zeros: ld.alloc(n * G * 4), bits, groupSize: groupSize ?? k };
+  return { w: ld.alloc(n * ((k * bits) / 32) * 4), scales: ld.alloc(n * G * 4), zeros: ld.alloc(n * G * 4), bits, groupSize: groupSize ?? k, kPerm };
 }
 
 /** Rows [row, row + r) of `w`: where one part's output rows go. */
@@ -88,9 +90,9 @@ function rowsOf(be: Backend, w: IntWeights, row: number, r: number, k: number): 
  * from the tensors under its prefix. Integer checkpoints are not sharded across ranks yet.
  */
 function intFromParts(be: Backend, ld: Loader, parts: Part[], k: number, q: { bits: 4 | 8; groupSize: number | null }, what: string,
-  fill: (rows: IntWeights, prefix: string, r: number) => void): IntWeights {
+  fill: (rows: IntWeights, prefix: string, r: number) => void, kPerm?: Buf): IntWeights {
   if (be.tp > 1) throw new ModelDirError("config.json", `${what} checkpoints with --tensor-parallel-size > 1 are not supported yet`);
-  const w = intWeights(ld, parts.reduce((s, p) => s + p.rows, 0), k, q.bits, q.groupSize);
+  const w = intWeights(ld, parts.reduce((s, p) => s + p.rows, 0), k, q.bits, q.groupSize, kPerm);
   let row = 0;
   for (const p of parts) {
     fill(rowsOf(be, w, row, p.rows, k), prefixOf(p.name), p.rows);
@@ -100,9 +102,28 @@ function intFromParts(be: Backend, ld: Loader, parts: Part[], k: number, q: { bi
 }
 
 /**
+ * GPTQ act-order's permutation of a layer's inputs, on the device, or undefined when there is none.
+ * The parts read one input, so GPTQ gave them one order (from that input's Hessian); parts that
+ * disagree cannot run as one GEMM and are refused.
+ */
+function actOrderOf(be: Backend, ld: Loader, parts: Part[], groupSize: number): Buf | undefined {
+  const [first, ...rest] = parts.map((p) => `${prefixOf(p.name)}.g_idx`);
+  const gIdx = ld.readI32(first!);
+  for (const name of rest) {
+    const other = ld.readI32(name);
+    if (other.some((g, c) => g !== gIdx[c])) throw new ModelDirError(ld.tensor(name).file, `tensor '${name}' differs from '${first}': layers that read one input must share act-order`);
+  }
+  const perm = actOrderPermutation(gIdx, groupSize, ld.tensor(first!).file, first!);
+  if (!perm) return undefined;
+  const buf = ld.alloc(perm.byteLength);
+  be.copyFromHost(buf, 0, perm);
+  return buf;
+}
+
+/**
  * A GPTQ or AWQ layer: each part's qweight, qzeros and scales read as the checkpoint has them and
- * repacked on the device (vd_repack_int) into its rows of one vd_gemm_int weight. The group of
- * input k is k / group_size: GPTQ's act-order is refused by the config.
+ * repacked on the device (vd_repack_int) into its rows of one vd_gemm_int weight, each group's
+ * codes together in act-order's permutation when GPTQ's g_idx has one.
  */
 function repackedFromCheckpoint(be: Backend, ld: Loader, parts: Part[], k: number, q: Gptq | Awq): IntWeights {
   const per = 32 / q.bits, G = groupsOf(k, q.groupSize);
@@ -114,7 +135,7 @@ function repackedFromCheckpoint(be: Backend, ld: Loader, parts: Part[], k: numbe
     const scales = ld.load([{ name: `${pre}.scales`, rows: G, cols: r, shardDim: -1 }], DType.f32);
     be.repackInt(rows, { qweight, qzeros, scales, scaleDtype: DType.f32 }, r, k, layout);
     for (const b of [qweight, qzeros, scales]) ld.free(b);
-  });
+  }, q.method === "gptq" && q.actOrder ? actOrderOf(be, ld, parts, q.groupSize ?? k) : undefined);
 }
 
 /**

@@ -7,7 +7,7 @@ import {
 } from "./types.ts";
 
 /** The VD_ABI_VERSION of the include/vllmd.h this code was written against. */
-export const EXPECTED_ABI_VERSION = 8;
+export const EXPECTED_ABI_VERSION = 9;
 
 export interface OpenBackendOptions {
   firstDevice?: number;
@@ -232,12 +232,12 @@ class NativeBackend implements Backend {
   }
 
   gemmInt(out: Buf, x: Buf, w: IntWeights, bias: Buf, m: number, n: number, k: number, act: DType): void {
-    this.check("vd_gemm_int", this.lib.symbols.vd_gemm_int(this.ctx, out, x, w.w, w.scales, w.zeros, bias, m, n, k, w.bits, w.groupSize, act));
+    this.check("vd_gemm_int", this.lib.symbols.vd_gemm_int(this.ctx, out, x, w.w, w.scales, w.zeros, bias, m, n, k, w.bits, w.groupSize, act, w.kPerm ?? 0));
   }
 
   repackInt(w: IntWeights, t: IntCheckpointTensors, n: number, k: number, layout: PackLayout): void {
     this.check("vd_repack_int", this.lib.symbols.vd_repack_int(
-      this.ctx, w.w, w.scales, w.zeros, t.qweight, t.qzeros, t.scales, n, k, w.bits, w.groupSize, t.scaleDtype, layout,
+      this.ctx, w.w, w.scales, w.zeros, t.qweight, t.qzeros, t.scales, n, k, w.bits, w.groupSize, t.scaleDtype, layout, w.kPerm ?? 0,
     ));
   }
 

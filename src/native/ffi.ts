@@ -71,9 +71,9 @@ export const vllmdSymbols = {
   // ctx, out, x, w, w_scale, bias, m, n, k, act_dtype
   vd_gemm_fp8: { args: [u64, u64, u64, u64, u64, u64, i64, i64, i64, i32], returns: i32 },
   // ctx, out, x, w, scales, zeros, bias, m, n, k, bits, group_size, act_dtype
-  vd_gemm_int: { args: [u64, u64, u64, u64, u64, u64, u64, i64, i64, i64, i32, i64, i32], returns: i32 },
+  vd_gemm_int: { args: [u64, u64, u64, u64, u64, u64, u64, i64, i64, i64, i32, i64, i32, u64], returns: i32 },
   // ctx, w, scales_out, zeros_out, qweight, qzeros, scales, n, k, bits, group_size, scale_dtype, zeros_minus_one
-  vd_repack_int: { args: [u64, u64, u64, u64, u64, u64, u64, i64, i64, i32, i64, i32, i32], returns: i32 },
+  vd_repack_int: { args: [u64, u64, u64, u64, u64, u64, u64, i64, i64, i32, i64, i32, i32, u64], returns: i32 },
   // ctx, out, gate_up, n_tokens, inter, act_dtype
   vd_silu_mul: { args: [u64, u64, u64, i64, i64, i32], returns: i32 },
   // ctx, out, x, rows, n_rows, cols, act_dtype

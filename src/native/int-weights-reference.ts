@@ -2,7 +2,8 @@
 // code (the oracle of the integer-weight tests, and the packers the quantizer scripts write with).
 // GPTQ (AutoGPTQ): qweight i32 [K*bits/32, N] holds code (k, n) in word [k / per, n] at bits
 // (k % per) * bits; qzeros i32 [G, N*bits/32] holds zero (g, n) in word [g, n / per] at bits
-// (n % per) * bits, stored minus one in the "gptq" format; scales [G, N]; g_idx[k] = k / group_size.
+// (n % per) * bits, stored minus one in the "gptq" format; scales [G, N]; g_idx [K] the group of
+// input k (k / group_size, or with act-order its rank in the quantization order / group_size).
 // compressed-tensors pack-quantized (llm-compressor): weight_packed i32 [N, K*bits/32] holds code
 // (n, k) in word [n, k / per] at bits (k % per) * bits; weight_zero_point i32 [ceil(N / per), G]
 // holds zero (n, g) in word [n / per, g] at bits (n % per) * bits; weight_scale [N, G]. Both store
@@ -19,7 +20,11 @@ export interface IntLayer {
   codes: Uint8Array; // [n, k]: q in [0, 2^bits)
   zeros: Uint8Array; // [n, G]: the code that means 0 (as used, not as stored)
   scales: Float32Array; // [n, G]
+  /** Act-order: the group of each input k ([k]); absent: k / groupSize. */
+  gIdx?: Int32Array;
 }
+
+const groupOf = (l: IntLayer, c: number): number => (l.gIdx ? l.gIdx[c]! : Math.floor(c / l.groupSize));
 
 export const groupsOf = (k: number, groupSize: number): number => Math.ceil(k / groupSize);
 
@@ -28,7 +33,7 @@ export function dequantizeInt(l: IntLayer): Float32Array {
   const G = groupsOf(l.k, l.groupSize), out = new Float32Array(l.n * l.k);
   for (let r = 0; r < l.n; r++)
     for (let c = 0; c < l.k; c++) {
-      const g = r * G + Math.floor(c / l.groupSize);
+      const g = r * G + groupOf(l, c);
       out[r * l.k + c] = Math.fround((l.codes[r * l.k + c]! - l.zeros[g]!) * l.scales[g]!);
     }
   return out;
@@ -46,7 +51,7 @@ export function packGptq(l: IntLayer, minusOne = true): { qweight: Int32Array; q
       qzeros[g * (l.n / per) + Math.floor(r / per)]! |= z << ((r % per) * l.bits);
       scales[g * l.n + r] = l.scales[r * G + g]!;
     }
-  return { qweight, qzeros, scales, gIdx: Int32Array.from({ length: l.k }, (_, c) => Math.floor(c / l.groupSize)) };
+  return { qweight, qzeros, scales, gIdx: Int32Array.from({ length: l.k }, (_, c) => groupOf(l, c)) };
 }
 
 /** weight_packed, and weight_zero_point (for an asymmetric layer), as compressed-tensors stores them. */

@@ -3,6 +3,7 @@
 // product of the dequantized weights.
 import { afterAll, describe, expect, test } from "bun:test";
 import { openBackend } from "./backend.ts";
+import { actOrderPermutation } from "../model/act-order.ts";
 import { dequantizeInt, groupsOf, packAwq, packGptq, type IntLayer } from "./int-weights-reference.ts";
 import { backendError, downloadF32, poisoned, randomF32, relativeError, seededRandom, upload } from "./testing.ts";
 import { DType, PackLayout, type IntWeights } from "./types.ts";
@@ -10,24 +11,35 @@ import { DType, PackLayout, type IntWeights } from "./types.ts";
 const be = openBackend("cpu");
 afterAll(() => be.destroy());
 
-function randomLayer(bits: 4 | 8, groupSize: number, n: number, k: number, seed: number): IntLayer {
+/** A layer of random codes; with `actOrder`, its groups formed along a random order of the inputs. */
+function randomLayer(bits: 4 | 8, groupSize: number, n: number, k: number, seed: number, actOrder = false): IntLayer {
   const rand = seededRandom(seed), unit = () => (rand() + 1) / 2, G = groupsOf(k, groupSize), top = 2 ** bits;
+  const order = Int32Array.from({ length: k }, (_, c) => c).sort(() => unit() - 0.5);
+  const gIdx = new Int32Array(k);
+  order.forEach((c, i) => (gIdx[c] = Math.floor(i / groupSize)));
   return {
-    bits, groupSize, n, k,
+    bits, groupSize, n, k, gIdx: actOrder ? gIdx : undefined,
     codes: Uint8Array.from({ length: n * k }, () => Math.floor(unit() * top)),
     zeros: Uint8Array.from({ length: n * G }, () => 1 + Math.floor(unit() * (top - 1))), // 0 cannot be stored minus one
     scales: Float32Array.from({ length: n * G }, () => Math.fround(0.001 + unit() * 0.02)),
   };
 }
 
-/** Repacks `l` on the backend from its checkpoint tensors in `layout` (scales as f16 when asked); the caller frees. */
-function repacked(l: IntLayer, scaleDtype: DType = DType.f32, layout: PackLayout = PackLayout.gptq): IntWeights & { bufs: number[] } {
+/**
+ * Repacks `l` on the backend from its checkpoint tensors in `layout` (scales as f16 when asked),
+ * through act-order's permutation when `l` has one; the caller frees.
+ */
+function repacked(l: IntLayer, scaleDtype: DType = DType.f32, layout: PackLayout = PackLayout.gptq): IntWeights & { bufs: number[]; perm: Int32Array | null } {
   const p = layout === PackLayout.awq ? packAwq(l) : packGptq(l, layout === PackLayout.gptq), G = groupsOf(l.k, l.groupSize);
   const scales = scaleDtype === DType.f16 ? new Uint16Array(new Float16Array(p.scales).buffer) : p.scales;
   const t = { qweight: upload(be, p.qweight), qzeros: upload(be, p.qzeros), scales: upload(be, scales), scaleDtype };
-  const w: IntWeights = { w: be.alloc((l.n * l.k * l.bits) / 8), scales: be.alloc(l.n * G * 4), zeros: be.alloc(l.n * G * 4), bits: l.bits, groupSize: l.groupSize };
+  const perm = l.gIdx ? actOrderPermutation(l.gIdx, l.groupSize, "test", "g_idx") : null;
+  const w: IntWeights = {
+    w: be.alloc((l.n * l.k * l.bits) / 8), scales: be.alloc(l.n * G * 4), zeros: be.alloc(l.n * G * 4), bits: l.bits, groupSize: l.groupSize,
+    kPerm: perm ? upload(be, perm) : undefined,
+  };
   be.repackInt(w, t, l.n, l.k, layout);
-  return { ...w, bufs: [t.qweight, t.qzeros, t.scales, w.w, w.scales, w.zeros] };
+  return { ...w, perm, bufs: [t.qweight, t.qzeros, t.scales, w.w, w.scales, w.zeros, ...(w.kPerm ? [w.kPerm] : [])] };
 }
 
 function productRef(x: Float32Array, w: Float32Array, bias: Float32Array | null, m: number, n: number, k: number): Float64Array {
@@ -45,10 +57,11 @@ describe("vd_repack_int", () => {
   const CASES = [
     [4, 32, PackLayout.gptq, "gptq, zeros minus one"], [4, 128, PackLayout.gptqV2, "gptq_v2, zeros as they are"],
     [8, 16, PackLayout.gptq, "gptq, zeros minus one"], [4, 32, PackLayout.awq, "AWQ, interleaved channels"], [4, 96, PackLayout.awq, "AWQ, one group"],
+    [4, 32, PackLayout.gptq, "gptq act-order"], [8, 40, PackLayout.gptqV2, "gptq_v2 act-order, a shorter last group"],
   ] as const;
   for (const [bits, groupSize, layout, name] of CASES)
     test(`${bits}-bit, group ${groupSize}, ${name}: codes, scales and zeros land per row`, () => {
-      const l = randomLayer(bits, groupSize, 24, 96, bits * 100 + groupSize + layout);
+      const l = randomLayer(bits, groupSize, 24, 96, bits * 100 + groupSize + layout, name.includes("act-order"));
       const r = repacked(l, DType.f16, layout), G = groupsOf(l.k, l.groupSize);
       const zeros = downloadF32(be, r.zeros, l.n * G), scales = downloadF32(be, r.scales, l.n * G);
       expect(Array.from(zeros)).toEqual(Array.from(l.zeros));
@@ -57,7 +70,10 @@ describe("vd_repack_int", () => {
       be.copyToHost(r.w, 0, words);
       const per = 32 / bits;
       for (let row = 0; row < l.n; row++)
-        for (let c = 0; c < l.k; c++) expect((words[row * (l.k / per) + Math.floor(c / per)]! >>> ((c % per) * bits)) & (2 ** bits - 1)).toBe(l.codes[row * l.k + c]!);
+        for (let c = 0; c < l.k; c++) {
+          const input = r.perm ? r.perm[c]! : c; // position c holds the code of this input
+          expect((words[row * (l.k / per) + Math.floor(c / per)]! >>> ((c % per) * bits)) & (2 ** bits - 1)).toBe(l.codes[row * l.k + input]!);
+        }
       for (const b of r.bufs) be.free(b);
     });
 
@@ -78,9 +94,11 @@ describe("vd_repack_int", () => {
 });
 
 describe("vd_gemm_int", () => {
-  for (const [bits, groupSize, m, n, k] of [[4, 32, 1, 40, 128], [4, 128, 5, 64, 256], [4, 48, 3, 16, 72], [8, 64, 17, 24, 192], [4, 1000, 2, 8, 64]] as const)
-    test(`${bits}-bit, group ${groupSize} (last group ${k % groupSize || groupSize}), m=${m} n=${n} k=${k}: the dequantized product`, () => {
-      const l = randomLayer(bits, groupSize, n, k, m * 31 + n + k + bits);
+  const CASES = [[4, 32, 1, 40, 128, false], [4, 128, 5, 64, 256, false], [4, 48, 3, 16, 72, false], [8, 64, 17, 24, 192, false], [4, 1000, 2, 8, 64, false],
+    [4, 32, 3, 40, 128, true], [8, 48, 9, 16, 72, true]] as const;
+  for (const [bits, groupSize, m, n, k, actOrder] of CASES)
+    test(`${bits}-bit, group ${groupSize} (last group ${k % groupSize || groupSize})${actOrder ? ", act-order" : ""}, m=${m} n=${n} k=${k}: the dequantized product`, () => {
+      const l = randomLayer(bits, groupSize, n, k, m * 31 + n + k + bits, actOrder);
       const r = repacked(l), rand = seededRandom(k);
       const x = randomF32(m * k, rand), bias = randomF32(n, rand);
       const [xb, bb] = [upload(be, x), upload(be, bias)];
@@ -97,5 +115,9 @@ describe("vd_gemm_int", () => {
     expect(backendError(() => be.gemmInt(small, small, { ...w, bits: 4 }, 0, 1, 8, 30, DType.f32)).message).toContain("not a multiple of 8");
     expect(backendError(() => be.gemmInt(small, small, { ...w, bits: 4 }, 0, 1, 8, 32, DType.f32)).message).toContain("vd_gemm_int(out)");
     be.free(small);
+    const l = randomLayer(4, 8, 8, 16, 3, true), r = repacked(l), x = upload(be, new Float32Array(16)), out = be.alloc(8 * 4);
+    be.copyFromHost(r.kPerm!, 0, Int32Array.from({ length: 16 }, (_, c) => (c === 5 ? 4 : c)));
+    expect(backendError(() => be.gemmInt(out, x, r, 0, 1, 8, 16, DType.f32)).message).toContain("k_perm[5] = 4 is not part of a permutation of 0..15");
+    for (const b of [...r.bufs, x, out]) be.free(b);
   });
 });

@@ -77,6 +77,8 @@ export interface IntWeights {
   zeros: Buf;
   bits: 4 | 8;
   groupSize: number;
+  /** Act-order: i32 [k], the input each code position weighs; absent when positions are inputs. */
+  kPerm?: Buf;
 }
 
 /** An integer checkpoint layer's tensors on the device, in its layout (vllmd.h: vd_repack_int); scales [G, n] of scaleDtype. */
@@ -178,7 +180,7 @@ export interface Backend {
   gemmFp8(out: Buf, x: Buf, w: Buf, wScale: Buf, bias: Buf, m: number, n: number, k: number, act: DType): void;
   /** out = x · ((q - zeros) * scales)ᵀ (+ bias), 4- or 8-bit codes in vllmd's layout (vd_gemm_int). */
   gemmInt(out: Buf, x: Buf, w: IntWeights, bias: Buf, m: number, n: number, k: number, act: DType): void;
-  /** A checkpoint's qweight/qzeros/scales in `layout` to vllmd's layout in `w` (vd_repack_int). */
+  /** A checkpoint's qweight/qzeros/scales in `layout` to vllmd's layout in `w` (vd_repack_int), codes in w.kPerm's order. */
   repackInt(w: IntWeights, t: IntCheckpointTensors, n: number, k: number, layout: PackLayout): void;
   siluMul(out: Buf, gateUp: Buf, nTokens: number, inter: number, act: DType): void;
   gatherRows(out: Buf, x: Buf, rows: Buf, nRows: number, cols: number, act: DType): void;

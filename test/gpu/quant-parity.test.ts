@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { parseEngineConfig } from "../../src/config.ts";
 import { Engine } from "../../src/engine/engine.ts";
 import { groupsOf, packAwq, packGptq } from "../../src/native/int-weights-reference.ts";
+import { actOrderPermutation } from "../../src/model/act-order.ts";
 import { randomF32, seededRandom } from "../../src/native/testing.ts";
 import { type Backend, DType, PackLayout } from "../../src/native/types.ts";
 import { mkdtempSync } from "node:fs";
@@ -66,11 +67,12 @@ gpuSuite("quantized weights parity", () => {
 
   // Integer weights: the same repacked words, scales and zeros as the cpu, and the same product.
   const INT_CASES = [
-    [4, 128, 1, 4096, 4096, PackLayout.gptq], [4, 32, 7, 1032, 1536, PackLayout.gptqV2], [8, 64, 300, 512, 256, PackLayout.gptq],
-    [4, 48, 9, 64, 72, PackLayout.gptq], [4, 128, 1, 4096, 4096, PackLayout.awq], [4, 64, 33, 1032, 1536, PackLayout.awq],
+    [4, 128, 1, 4096, 4096, PackLayout.gptq, false], [4, 32, 7, 1032, 1536, PackLayout.gptqV2, false], [8, 64, 300, 512, 256, PackLayout.gptq, false],
+    [4, 48, 9, 64, 72, PackLayout.gptq, false], [4, 128, 1, 4096, 4096, PackLayout.awq, false], [4, 64, 33, 1032, 1536, PackLayout.awq, false],
+    [4, 128, 1, 4096, 4096, PackLayout.gptq, true], [8, 48, 65, 520, 1032, PackLayout.gptqV2, true],
   ] as const;
-  for (const [bits, groupSize, m, n, k, layout] of INT_CASES)
-    test(`vd_repack_int (layout ${layout}) + vd_gemm_int, ${bits}-bit group ${groupSize}: m=${m} n=${n} k=${k}`, () => {
+  for (const [bits, groupSize, m, n, k, layout, actOrder] of INT_CASES)
+    test(`vd_repack_int (layout ${layout}${actOrder ? ", act-order" : ""}) + vd_gemm_int, ${bits}-bit group ${groupSize}: m=${m} n=${n} k=${k}`, () => {
       const { cpu, dev } = backends();
       const rand = seededRandom(bits * 7 + groupSize + m + n + k), unit = () => (rand() + 1) / 2, G = groupsOf(k, groupSize);
       const layer = {
@@ -79,10 +81,17 @@ gpuSuite("quantized weights parity", () => {
         zeros: Uint8Array.from({ length: n * G }, () => 1 + Math.floor(unit() * (2 ** bits - 1))),
         scales: Float32Array.from({ length: n * G }, () => Math.fround((0.5 + unit()) / Math.sqrt(k) / 2 ** bits)),
       };
-      const packed = layout === PackLayout.awq ? packAwq(layer) : packGptq(layer, layout === PackLayout.gptq);
+      const order = Int32Array.from({ length: k }, (_, c) => c).sort((a, b) => Math.sin(a * 12.9898 + bits) - Math.sin(b * 12.9898 + bits));
+      const gIdx = new Int32Array(k);
+      order.forEach((c, i) => (gIdx[c] = Math.floor(i / groupSize)));
+      const perm = actOrder ? actOrderPermutation(gIdx, groupSize, "test", "g_idx") : null;
+      const packed = layout === PackLayout.awq ? packAwq(layer) : packGptq(actOrder ? { ...layer, gIdx } : layer, layout === PackLayout.gptq);
       const x = roundTo(randomF32(m * k, rand), ACT_DTYPES.at(-1)!), bias = randomF32(n, rand);
       const on = (be: Backend, act: DType) => run(be, (b) => {
-        const w = { w: b.raw(new Uint32Array((n * k * bits) / 32)), scales: b.poisoned(n * G, f32), zeros: b.poisoned(n * G, f32), bits, groupSize };
+        const w = {
+          w: b.raw(new Uint32Array((n * k * bits) / 32)), scales: b.poisoned(n * G, f32), zeros: b.poisoned(n * G, f32), bits, groupSize,
+          kPerm: perm ? b.raw(perm) : undefined,
+        };
         be.repackInt(w, { qweight: b.raw(packed.qweight), qzeros: b.raw(packed.qzeros), scales: b.put(packed.scales, f32), scaleDtype: f32 }, n, k, layout);
         const out = b.poisoned(m * n, act);
         be.gemmInt(out, b.put(x, act), w, b.put(roundTo(bias, act), act), m, n, k, act);
@@ -109,11 +118,12 @@ gpuSuite("quantized weights parity", () => {
     writeGptqCheckpoint(builtin, join(ckpts, "default-gptq4"), { bits: 4, groupSize: 128, sym: true });
     writePackedCheckpoint(builtin, join(ckpts, "default-w4a16-asym"), { bits: 4, groupSize: 64, sym: false });
     writeAwqCheckpoint(builtin, join(ckpts, "default-awq"), { groupSize: 32 });
+    writeGptqCheckpoint(builtin, join(ckpts, "default-gptq8-act-order"), { bits: 8, groupSize: 32, sym: false, actOrder: true });
   }
   const MODELS: [string, number, "fp8" | null, Quantization][] = [
     [fixture, 33, "fp8", "fp8"], [builtin, 24, "fp8", "fp8"], [join(ckpts, "default-fp8"), 24, null, "fp8"],
     [join(ckpts, "default-gptq4"), 24, null, "gptq"], [join(ckpts, "default-w4a16-asym"), 24, null, "compressed-tensors"],
-    [join(ckpts, "default-awq"), 24, null, "awq"],
+    [join(ckpts, "default-awq"), 24, null, "awq"], [join(ckpts, "default-gptq8-act-order"), 24, null, "gptq"],
   ];
   for (const [model, agree, quantization, holds] of MODELS)
     test(`a quantized model generates on the GPU what it generates on the cpu (greedy): ${model.split("/").at(-1)}`, () => {

@@ -86,7 +86,7 @@ gpuSuite("quantized weights parity", () => {
       order.forEach((c, i) => (gIdx[c] = Math.floor(i / groupSize)));
       const perm = actOrder ? actOrderPermutation(gIdx, groupSize, "test", "g_idx") : null;
       const packed = layout === PackLayout.awq ? packAwq(layer) : packGptq(actOrder ? { ...layer, gIdx } : layer, layout === PackLayout.gptq);
-      const x = roundTo(randomF32(m * k, rand), ACT_DTYPES.at(-1)!), bias = randomF32(n, rand);
+      const x = roundTo(roundTo(randomF32(m * k, rand), DType.bf16), DType.f16), bias = randomF32(n, rand); // exact in every act dtype
       const on = (be: Backend, act: DType) => run(be, (b) => {
         const w = {
           w: b.raw(new Uint32Array((n * k * bits) / 32)), scales: b.poisoned(n * G, f32), zeros: b.poisoned(n * G, f32), bits, groupSize,

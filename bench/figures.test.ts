@@ -92,6 +92,7 @@ describe("computeFigures", () => {
       hf: { b1: { tok_s_decode: 40, tok_s_e2e: 38 }, mixed: { output_tok_s: 300, requests: 128 } },
       decode: { decode_tok_s: 160, ttft_ms: 12 },
       "decode-fp8": { decode_tok_s: 280, ttft_ms: 20 },
+      "decode-int4": { decode_tok_s: 440, ttft_ms: 15 },
       mixed: { output_tok_s: 4500, complete: true },
       "decode-step": { step_ms_median: 1200, kv_tokens_mean: 256 * 512 },
       prefill: { flops_per_s: 500e12 },
@@ -106,6 +107,8 @@ describe("computeFigures", () => {
     expect(f.values.startup_8b_s).toBe(9.5);
     expect(f.values.decode_b1_fp8_vs_bf16).toBe(1.75);
     expect(meetsTarget("decode_b1_fp8_vs_bf16", 1.75)).toBe(true);
+    expect(f.values.decode_b1_int4_vs_bf16).toBe(2.75);
+    expect(meetsTarget("decode_b1_int4_vs_bf16", 2.75)).toBe(false);
     const table = formatTable(f);
     expect(table).toContain("mixed_vs_hf_output_ratio");
     expect(table).not.toContain("missing");

@@ -3,14 +3,17 @@
 //   index arithmetic the cpu reference uses; threads of a warp take neighbouring n, so they read
 //   neighbouring checkpoint words. Runs once per layer at load: simplicity over speed.
 //   Scales and zeros become f32 [N, G]. An act-order k_perm is checked on the host first.
-// - vd_gemm_int: the weights dequantized into a workspace of the activation dtype, then the dense
-//   GEMM of gemm.cu and the bias. Correct at any size, not yet fast: a weight-streaming 4-bit GEMV
-//   (gemv.cuh with a policy that reads a group's scale and zero) is the next step.
+// - vd_gemm_int with at most 32 rows of f16/bf16 x (decode): gemv_int.cuh's weight-streaming
+//   tensor-core kernel, the codes unpacked in registers.
+// - otherwise: the weights dequantized into a workspace of the activation dtype, then the dense
+//   GEMM of gemm.cu and the bias. Correct at any size; for large batches a kernel that unpacks
+//   tiles into the GEMM's shared memory would save the workspace's write and read.
 #include <climits>
 #include <vector>
 
 #include "../common/int_layouts.h"
 #include "common.cuh"
+#include "gemv_int.cuh"
 #include "launch.cuh"
 
 using namespace vd;
@@ -120,6 +123,17 @@ VD_API int32_t vd_gemm_int(uint64_t ctx, uint64_t out, uint64_t x, uint64_t w, u
     return VD_ERR_INVALID_ARGUMENT;
   if (m > INT_MAX || n > INT_MAX || k > INT_MAX) return fail(VD_ERR_UNSUPPORTED, "%s: m, n and k must each be below 2^31", kGemmFn);
   if (m == 0 || n == 0) return VD_OK;
+  if (gemv_int::fits(act_dtype, m, k, bits, group_size, groups, sx.data, sw.data)) {
+    const gemv_int::Args a{reinterpret_cast<const uint32_t *>(sw.data), reinterpret_cast<const float *>(ss.data),
+                           reinterpret_cast<const float *>(sz.data), sb.data, reinterpret_cast<const int32_t *>(sp.data),
+                           int(m), int(n), int(k), int(groups), int(group_size < k ? group_size : k)};
+    cudaError_t err = cudaSuccess;
+    with_half_type(act_dtype, [&](auto t) {
+      using T = decltype(t);
+      err = gemv_int::launch<T>(reinterpret_cast<T *>(so.data), reinterpret_cast<const T *>(sx.data), a, bits, c->stream, c->pdl);
+    });
+    return check_cuda(err, kGemmFn, "launching the integer GEMV kernel");
+  }
   st = grow_workspace(*c, &c->dequant_workspace, &c->dequant_workspace_bytes,
                       uint64_t(n) * uint64_t(k) * uint64_t(dtype_bytes(act_dtype)), kGemmFn, "dequantization workspace");
   if (st != VD_OK) return st;

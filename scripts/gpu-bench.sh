@@ -9,6 +9,8 @@
 #   floors       bench/baselines/floors.py: copy bandwidth, bf16 GEMM peak, a decode step's GEMMs
 #   decode       bench/decode.ts: batch 1, 128-token prompt, 256 tokens
 #   decode-fp8   the same with --quantization fp8 (issue 10: decode_b1_fp8_vs_bf16)
+#   decode-int4  the same on a GPTQ 4-bit group-128 checkpoint of the model (scripts/make_bench_gptq.py;
+#                issue 10: decode_b1_int4_vs_bf16)
 #   decode-step  bench/decode-step.ts: one decode step of 256 sequences at ~512 tokens of context
 #   prefill      bench/prefill.ts: 8 x 2048 tokens in one step
 #   startup      bench/startup.ts: `vllmd serve` to GET /health 200, weights in the page cache
@@ -35,7 +37,7 @@ LOGS=${OUT:-.gpu/logs}
 mkdir -p "$LOGS"
 BUDGET_S=${GPU_BENCH_BUDGET_S:-520}
 START=$SECONDS
-ONLY=${GPU_BENCH_ONLY:-tests,parity,floors,decode,decode-fp8,decode-step,prefill,startup,hf-b1,hf-mixed,mixed}
+ONLY=${GPU_BENCH_ONLY:-tests,parity,floors,decode,decode-fp8,decode-int4,decode-step,prefill,startup,hf-b1,hf-mixed,mixed}
 MODEL=${BENCH_MODEL_DIR:-/tmp/vllmd-bench-8b}
 WORK=${TMPDIR:-/tmp}/vllmd-bench
 mkdir -p "$WORK"
@@ -56,7 +58,7 @@ if [ "$SMOKE" = 1 ]; then
   HF_SIZE_ARGS=(--mixed-requests 16 --batch-size 8 --prompt-len 8 --new-tokens 16)
   PARITY_ARGS=(--tokens 8 --prompt-lens 7,20,60 --max-model-len 128)
 fi
-for p in floors hf decode decode-fp8 mixed decode-step prefill startup parity parity-engine; do rm -f "$LOGS/$p.json"; done # stale parts must not count
+for p in floors hf decode decode-fp8 decode-int4 mixed decode-step prefill startup parity parity-engine; do rm -f "$LOGS/$p.json"; done # stale parts must not count
 
 ROWS=()  # "name|status|seconds"
 NOTES=() # lines for the result JSON
@@ -118,6 +120,18 @@ write_workload() {
   row "workload ($(tail -1 "$LOGS/workload.log" | grep -oE '[0-9]+ requests' || echo '?'))" "$STATUS" "$ELAPSED"
 }
 
+# The GPTQ 4-bit checkpoint of the benchmark model, for decode-int4. Sets GPTQ_OK.
+GPTQ_MODEL=${BENCH_GPTQ_DIR:-$MODEL-gptq4}
+GPTQ_OK=0
+make_gptq_model() {
+  want decode-int4 && [ "$MODEL_OK" -eq 1 ] || return 0
+  if [ -f "$GPTQ_MODEL/.complete" ]; then row "GPTQ 4-bit checkpoint" "reused $GPTQ_MODEL" 0; GPTQ_OK=1; return 0; fi
+  run_step "$LOGS/make-gptq.log" "$(cap 180)" bash -c 'rm -rf "$2" && python3 scripts/make_bench_gptq.py "$1" "$2" && touch "$2/.complete"' _ "$MODEL" "$GPTQ_MODEL"
+  row "GPTQ 4-bit checkpoint" "$STATUS" "$ELAPSED"
+  [ "$STATUS" = ok ] && GPTQ_OK=1
+  tail -1 "$LOGS/make-gptq.log"
+}
+
 FLOORS_DONE=0
 run_floors() {
   want floors && [ "$FLOORS_DONE" -eq 0 ] || return 0
@@ -165,6 +179,7 @@ build_all() {
   fi
   write_workload
   if [ "$MODEL_OK" -eq 0 ]; then bg_wait "benchmark model (8B, bf16)" && MODEL_OK=1; tail -1 "$LOGS/make-model.log"; fi
+  make_gptq_model
   run_floors
   if [ "${GPU_BENCH_HF_DURING_BUILD:-0}" = 1 ]; then
     NOTES+=("the transformers baselines ran while nvcc was compiling (GPU_BENCH_HF_DURING_BUILD=1)")
@@ -218,6 +233,11 @@ run_parity
 run_floors
 want decode && engine_part decode 120 "$BUN" bench/decode.ts --model "$MODEL" --device "$DEVICE" ${DECODE_ARGS[@]+"${DECODE_ARGS[@]}"}
 want decode-fp8 && engine_part decode-fp8 120 "$BUN" bench/decode.ts --model "$MODEL" --device "$DEVICE" --quantization fp8 ${DECODE_ARGS[@]+"${DECODE_ARGS[@]}"}
+if want decode-int4; then
+  if [ "$GPTQ_OK" -eq 1 ]; then
+    engine_part decode-int4 120 "$BUN" bench/decode.ts --model "$GPTQ_MODEL" --device "$DEVICE" ${DECODE_ARGS[@]+"${DECODE_ARGS[@]}"}
+  else skip decode-int4 "no GPTQ checkpoint (made only on the GPU machine)"; fi
+fi
 want decode-step && engine_part decode-step 180 "$BUN" bench/decode-step.ts --model "$MODEL" --device "$DEVICE" ${DSTEP_ARGS[@]+"${DSTEP_ARGS[@]}"}
 want prefill && engine_part prefill 120 "$BUN" bench/prefill.ts --model "$MODEL" --device "$DEVICE" ${PREFILL_ARGS[@]+"${PREFILL_ARGS[@]}"}
 want startup && engine_part startup 150 "$BUN" bench/startup.ts --model "$MODEL" --cmd "$VLLMD_CMD" --device "$DEVICE" --runs 2 --timeout 60

@@ -1,0 +1,260 @@
+// out[M, N] = x[M, K] · w[N, K]ᵀ (+ bias) for up to 32 rows of f16/bf16 x and 4- or 8-bit integer
+// weights in vd_gemm_int's layout: the decode-time GEMM, which has to stream the packed weights once
+// at full memory bandwidth and turn them into numbers without becoming compute-bound doing it.
+//
+// A block owns a tile of 16 weight rows; its warps split k in rounds of 4 chunks of 16 bytes (128
+// 4-bit or 64 8-bit codes). In a round, lane (g, t) = (lane / 4, lane % 4) reads chunk t of rows g
+// and g + 8, turns each pair of codes into a pair of f16/bf16 (q - zero) in registers and feeds
+// them as the A operand of mma.sync m16n8k16, x's rows as the B operand (8 tokens per mma) and f32
+// accumulators. Which k a fragment slot stands for does not matter to a dot product as long as the
+// weights and x agree, so the pairs are taken in the order that is cheapest to unpack: for 4-bit,
+// codes (j, j + 4) of a word from one lop3 with the f16/bf16 "magic number" exponent (1024 + q or
+// 128 + q exactly), and x's values shuffled to match with prmt. 8-bit codes go through f32
+// (2^23 + q exactly) and are rounded to pairs once.
+// The group scale: when a round lies in one group (group_size a multiple of the round, or one
+// group per row) the mma sums (q - zero) · x exactly and the f32 scale multiplies the round's sum;
+// otherwise each weight is (q - zero) · scale rounded to the activation dtype, as a dequantized
+// weight would be. Zeros must be whole numbers (vd_repack_int writes them so).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <type_traits>
+
+#include "gemv.cuh"
+#include "launch.cuh"
+#include "mma.cuh"
+
+namespace vd {
+namespace gemv_int {
+
+constexpr int kMaxRows = 32; // largest M sent here (4 mma column tiles of 8 tokens)
+constexpr int kWarps = 8;    // per block, splitting k
+constexpr int kUnroll = 4;   // rounds per warp in flight
+constexpr int kTileRows = 16;
+
+struct Args {
+  const uint32_t *w;
+  const float *scales, *zeros; // [n, groups]
+  const void *bias;            // or null
+  const int32_t *k_perm;       // or null: x is read as x[k_perm[position]]
+  int m, n, k, groups, group_size;
+};
+
+__device__ __forceinline__ uint32_t and_or(uint32_t a, uint32_t mask, uint32_t bits) {
+  uint32_t r;
+  asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(r) : "r"(a), "r"(mask), "r"(bits)); // (a & mask) | bits
+  return r;
+}
+
+// Pair arithmetic on the activation type, on the 32-bit registers mma takes.
+template <typename T> struct Pair;
+template <> struct Pair<__half> {
+  static constexpr uint32_t kMagic = 0x64006400u; // f16 1024: 0x6400 | q is 1024 + q
+  static constexpr float kMagicValue = 1024.0f;
+  __device__ static uint32_t sub(uint32_t a, uint32_t b) { return bits(__hsub2(val(a), val(b))); }
+  __device__ static uint32_t mul(uint32_t a, uint32_t b) { return bits(__hmul2(val(a), val(b))); }
+  __device__ static uint32_t splat(float v) { return bits(__float2half2_rn(v)); }
+  __device__ static __half2 val(uint32_t u) { return *reinterpret_cast<const __half2 *>(&u); }
+  __device__ static uint32_t bits(__half2 v) { return *reinterpret_cast<const uint32_t *>(&v); }
+};
+template <> struct Pair<__nv_bfloat16> {
+  static constexpr uint32_t kMagic = 0x43004300u; // bf16 128: 0x4300 | q is 128 + q for q < 128
+  static constexpr float kMagicValue = 128.0f;
+  __device__ static uint32_t sub(uint32_t a, uint32_t b) { return bits(__hsub2(val(a), val(b))); }
+  __device__ static uint32_t mul(uint32_t a, uint32_t b) { return bits(__hmul2(val(a), val(b))); }
+  __device__ static uint32_t splat(float v) { return bits(__float2bfloat162_rn(v)); }
+  __device__ static __nv_bfloat162 val(uint32_t u) { return *reinterpret_cast<const __nv_bfloat162 *>(&u); }
+  __device__ static uint32_t bits(__nv_bfloat162 v) { return *reinterpret_cast<const uint32_t *>(&v); }
+};
+
+// One row's group coefficients, ready for the unpacking below.
+struct Coef {
+  float zero, scale;
+  uint32_t zero_pair, scale_pair; // 4-bit: (magic + zero) and scale as pairs of the act type
+};
+
+// The codes of one 32-bit word as A-fragment pairs and x's matching values as B-fragment pairs.
+// kPairs pairs, kPairs / 2 mma k-steps per word.
+template <typename T, int Bits> struct Word;
+
+template <typename T> struct Word<T, 4> { // pair j: codes (j, j + 4); x pairs likewise
+  static constexpr int kPairs = 4, kCodes = 8;
+  template <bool kScaled> __device__ static void codes(uint32_t w, const Coef &c, uint32_t *out) {
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      const uint32_t q = Pair<T>::sub(and_or(w >> (4 * j), 0x000f000fu, Pair<T>::kMagic), c.zero_pair);
+      out[j] = kScaled ? Pair<T>::mul(q, c.scale_pair) : q;
+    }
+  }
+  __device__ static void xs(const uint4 &v, uint32_t *out) { // v: x at the word's 8 positions
+    out[0] = __byte_perm(v.x, v.z, 0x5410);
+    out[1] = __byte_perm(v.x, v.z, 0x7632);
+    out[2] = __byte_perm(v.y, v.w, 0x5410);
+    out[3] = __byte_perm(v.y, v.w, 0x7632);
+  }
+};
+
+template <typename T> struct Word<T, 8> { // pair j: codes (2j, 2j + 1); x pairs as they lie
+  static constexpr int kPairs = 2, kCodes = 4;
+  template <bool kScaled> __device__ static void codes(uint32_t w, const Coef &c, uint32_t *out) {
+    const float base = 8388608.0f + c.zero; // 2^23 + zero: exact for whole zeros
+#pragma unroll
+    for (int j = 0; j < 2; j++) {
+      float lo = __int_as_float(__byte_perm(w, 0x4b000000u, 0x7650 + 2 * j)) - base;
+      float hi = __int_as_float(__byte_perm(w, 0x4b000000u, 0x7651 + 2 * j)) - base;
+      if (kScaled) lo *= c.scale, hi *= c.scale;
+      out[j] = mma::Mma<T>::pack(lo, hi);
+    }
+  }
+  __device__ static void xs(const uint2 &v, uint32_t *out) { out[0] = v.x, out[1] = v.y; }
+};
+
+template <int Bits> using XWord = typename std::conditional<Bits == 4, uint4, uint2>::type;
+
+// x at code positions p .. p + kCodes - 1 of one token (zeros when the token or chunk is absent).
+template <typename T, int Bits>
+__device__ __forceinline__ XWord<Bits> load_x(const T *xrow, int p, bool ok, const int32_t *k_perm) {
+  XWord<Bits> v{};
+  if (!ok) return v;
+  if (!k_perm) return *reinterpret_cast<const XWord<Bits> *>(xrow + p);
+  T *e = reinterpret_cast<T *>(&v);
+#pragma unroll
+  for (int i = 0; i < Word<T, Bits>::kCodes; i++) e[i] = xrow[k_perm[p + i]];
+  return v;
+}
+
+__device__ __forceinline__ Coef coef_at(const Args &a, int row, int group) {
+  Coef c;
+  c.zero = a.zeros[int64_t(row) * a.groups + group];
+  c.scale = a.scales[int64_t(row) * a.groups + group];
+  return c;
+}
+
+// One lane's part of a round: chunk ci (16 bytes) of rows g and g + 8, against NT tiles of 8 tokens.
+template <typename T, int Bits, int NT, bool kScaleAfter>
+__device__ __forceinline__ void round_step(float (*acc)[4], const uint4 &wa, const uint4 &wb, const T *x, const Args &a,
+                                           int round, int ci, int row_a, int row_b, int g) {
+  using W = Word<T, Bits>;
+  constexpr int kChunkCodes = 128 / Bits;
+  const int chunks = a.k / kChunkCodes;
+  const bool ok = ci < chunks;
+  const int pos = min(ci, chunks - 1) * kChunkCodes;
+  const int group = (kScaleAfter ? round * 4 * kChunkCodes : pos) / a.group_size;
+  Coef ca = coef_at(a, row_a, group), cb = coef_at(a, row_b, group);
+  ca.zero_pair = Pair<T>::splat(Pair<T>::kMagicValue + ca.zero), cb.zero_pair = Pair<T>::splat(Pair<T>::kMagicValue + cb.zero);
+  ca.scale_pair = Pair<T>::splat(ca.scale), cb.scale_pair = Pair<T>::splat(cb.scale);
+  float part[NT][4] = {};
+  float (*dst)[4] = kScaleAfter ? part : acc;
+  const uint32_t *wa_words = reinterpret_cast<const uint32_t *>(&wa), *wb_words = reinterpret_cast<const uint32_t *>(&wb);
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    uint32_t qa[W::kPairs], qb[W::kPairs];
+    W::template codes<!kScaleAfter>(wa_words[i], ca, qa);
+    W::template codes<!kScaleAfter>(wb_words[i], cb, qb);
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++) {
+      const int token = nt * 8 + g;
+      uint32_t xp[W::kPairs];
+      W::xs(load_x<T, Bits>(x + int64_t(min(token, a.m - 1)) * a.k, pos + i * W::kCodes, ok && token < a.m, a.k_perm), xp);
+#pragma unroll
+      for (int s = 0; s < W::kPairs / 2; s++) {
+        const uint32_t frag[4] = {qa[2 * s], qb[2 * s], qa[2 * s + 1], qb[2 * s + 1]};
+        mma::Mma<T>::run(dst[nt], frag, xp[2 * s], xp[2 * s + 1]);
+      }
+    }
+  }
+  if (kScaleAfter)
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++) {
+      acc[nt][0] = fmaf(ca.scale, part[nt][0], acc[nt][0]);
+      acc[nt][1] = fmaf(ca.scale, part[nt][1], acc[nt][1]);
+      acc[nt][2] = fmaf(cb.scale, part[nt][2], acc[nt][2]);
+      acc[nt][3] = fmaf(cb.scale, part[nt][3], acc[nt][3]);
+    }
+}
+
+template <typename T, int Bits, int NT, bool kScaleAfter>
+__global__ void __launch_bounds__(32 * kWarps) gemv_int_kernel(T *out, const T *x, Args a) {
+  __shared__ float partial[kWarps][kTileRows][NT * 8];
+  constexpr int kChunkCodes = 128 / Bits;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  const int row0 = blockIdx.x * kTileRows, row_a = min(row0 + g, a.n - 1), row_b = min(row0 + g + 8, a.n - 1);
+  const int chunks = a.k / kChunkCodes, rounds = (chunks + 3) / 4;
+  const uint4 *wa = reinterpret_cast<const uint4 *>(a.w) + int64_t(row_a) * chunks;
+  const uint4 *wb = reinterpret_cast<const uint4 *>(a.w) + int64_t(row_b) * chunks;
+  float acc[NT][4] = {};
+  // The first weight chunks head for L2 before the wait for x (gemv.cuh does the same).
+#pragma unroll
+  for (int u = 0; u < kUnroll; u++) {
+    const int ci = (warp + kWarps * u) * 4 + t;
+    if (ci < chunks) gemv::prefetch_l2(wa + ci), gemv::prefetch_l2(wb + ci);
+  }
+  pdl_wait();
+  pdl_launch_dependents();
+  for (int r0 = warp; r0 < rounds; r0 += kWarps * kUnroll) {
+    uint4 va[kUnroll], vb[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; u++) {
+      const int ci = (r0 + kWarps * u) * 4 + t;
+      const bool ok = ci < chunks;
+      va[u] = ok ? gemv::load_stream(wa + ci) : make_uint4(0, 0, 0, 0);
+      vb[u] = ok ? gemv::load_stream(wb + ci) : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; u++) {
+      const int round = r0 + kWarps * u;
+      if (round >= rounds) break;
+      round_step<T, Bits, NT, kScaleAfter>(acc, va[u], vb[u], x, a, round, round * 4 + t, row_a, row_b, g);
+    }
+  }
+#pragma unroll
+  for (int nt = 0; nt < NT; nt++) {
+    partial[warp][g][nt * 8 + 2 * t] = acc[nt][0];
+    partial[warp][g][nt * 8 + 2 * t + 1] = acc[nt][1];
+    partial[warp][g + 8][nt * 8 + 2 * t] = acc[nt][2];
+    partial[warp][g + 8][nt * 8 + 2 * t + 1] = acc[nt][3];
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < kTileRows * NT * 8; i += blockDim.x) {
+    const int r = i / (NT * 8), token = i % (NT * 8), row = row0 + r;
+    if (token >= a.m || row >= a.n) continue;
+    float v = 0.0f;
+    for (int wi = 0; wi < kWarps; wi++) v += partial[wi][r][token];
+    if (a.bias) v += float(static_cast<const T *>(a.bias)[row]);
+    out[int64_t(token) * a.n + row] = T(v);
+  }
+}
+
+// Whether the kernel takes this call: f16/bf16, m <= kMaxRows, whole 16-byte chunks per row, a
+// chunk never across two groups, 16-byte aligned x and w.
+inline bool fits(int32_t act_dtype, int64_t m, int64_t k, int32_t bits, int64_t group_size, int64_t groups,
+                 const void *x, const void *w) {
+  const int64_t chunk_codes = 128 / bits;
+  const bool aligned = ((uintptr_t(x) | uintptr_t(w)) % 16) == 0;
+  return act_dtype != VD_F32 && m <= kMaxRows && k % chunk_codes == 0 && (groups == 1 || group_size % chunk_codes == 0) &&
+         aligned && k > 0;
+}
+
+template <typename T, int Bits, int NT>
+cudaError_t launch_tiles(T *out, const T *x, const Args &a, cudaStream_t stream, bool pdl) {
+  const dim3 grid{unsigned((a.n + kTileRows - 1) / kTileRows)}, block{32 * kWarps};
+  const int round_codes = 4 * 128 / Bits;
+  if (a.groups == 1 || a.group_size % round_codes == 0)
+    return launch_kernel(pdl, gemv_int_kernel<T, Bits, NT, true>, grid, block, 0, stream, out, x, a);
+  return launch_kernel(pdl, gemv_int_kernel<T, Bits, NT, false>, grid, block, 0, stream, out, x, a);
+}
+
+template <typename T, int Bits> cudaError_t launch_bits(T *out, const T *x, const Args &a, cudaStream_t stream, bool pdl) {
+  if (a.m <= 8) return launch_tiles<T, Bits, 1>(out, x, a, stream, pdl);
+  if (a.m <= 16) return launch_tiles<T, Bits, 2>(out, x, a, stream, pdl);
+  return launch_tiles<T, Bits, 4>(out, x, a, stream, pdl);
+}
+
+// Launches for a call that fits() (pdl: see launch.cuh).
+template <typename T> cudaError_t launch(T *out, const T *x, const Args &a, int bits, cudaStream_t stream, bool pdl) {
+  return bits == 4 ? launch_bits<T, 4>(out, x, a, stream, pdl) : launch_bits<T, 8>(out, x, a, stream, pdl);
+}
+
+} // namespace gemv_int
+} // namespace vd

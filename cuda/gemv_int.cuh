@@ -3,7 +3,8 @@
 // at full memory bandwidth and turn them into numbers without becoming compute-bound doing it.
 //
 // A block owns a tile of 16 weight rows; its warps split k in rounds of 4 chunks of 16 bytes (128
-// 4-bit or 64 8-bit codes). In a round, lane (g, t) = (lane / 4, lane % 4) reads chunk t of rows g
+// 4-bit or 64 8-bit codes), each warp a consecutive range, two rounds a stage, the next stage's
+// loads in flight while one is computed. In a round, lane (g, t) = (lane / 4, lane % 4) reads chunk t of rows g
 // and g + 8, turns each pair of codes into a pair of f16/bf16 (q - zero) in registers and feeds
 // them as the A operand of mma.sync m16n8k16, x's rows as the B operand (8 tokens per mma) and f32
 // accumulators. Which k a fragment slot stands for does not matter to a dot product as long as the
@@ -30,7 +31,7 @@ namespace gemv_int {
 
 constexpr int kMaxRows = 32; // largest M sent here (4 mma column tiles of 8 tokens)
 constexpr int kWarps = 8;    // per block, splitting k
-constexpr int kUnroll = 4;   // rounds per warp in flight
+constexpr int kUnroll = 2;   // rounds per warp and stage (two stages in flight)
 constexpr int kTileRows = 16;
 
 struct Args {
@@ -52,8 +53,10 @@ template <typename T> struct Pair;
 template <> struct Pair<__half> {
   static constexpr uint32_t kMagic = 0x64006400u; // f16 1024: 0x6400 | q is 1024 + q
   static constexpr float kMagicValue = 1024.0f;
+  static constexpr bool kHighNibble = true; // 0x6400 | q << 4 is 1024 + 16q: the mantissa has room
   __device__ static uint32_t sub(uint32_t a, uint32_t b) { return bits(__hsub2(val(a), val(b))); }
   __device__ static uint32_t mul(uint32_t a, uint32_t b) { return bits(__hmul2(val(a), val(b))); }
+  __device__ static uint32_t fma(uint32_t a, uint32_t b, uint32_t c) { return bits(__hfma2(val(a), val(b), val(c))); }
   __device__ static uint32_t splat(float v) { return bits(__float2half2_rn(v)); }
   __device__ static __half2 val(uint32_t u) { return *reinterpret_cast<const __half2 *>(&u); }
   __device__ static uint32_t bits(__half2 v) { return *reinterpret_cast<const uint32_t *>(&v); }
@@ -61,8 +64,10 @@ template <> struct Pair<__half> {
 template <> struct Pair<__nv_bfloat16> {
   static constexpr uint32_t kMagic = 0x43004300u; // bf16 128: 0x4300 | q is 128 + q for q < 128
   static constexpr float kMagicValue = 128.0f;
+  static constexpr bool kHighNibble = false; // a 7-bit mantissa: q << 4 would reach the exponent
   __device__ static uint32_t sub(uint32_t a, uint32_t b) { return bits(__hsub2(val(a), val(b))); }
   __device__ static uint32_t mul(uint32_t a, uint32_t b) { return bits(__hmul2(val(a), val(b))); }
+  __device__ static uint32_t fma(uint32_t a, uint32_t b, uint32_t c) { return bits(__hfma2(val(a), val(b), val(c))); }
   __device__ static uint32_t splat(float v) { return bits(__float2bfloat162_rn(v)); }
   __device__ static __nv_bfloat162 val(uint32_t u) { return *reinterpret_cast<const __nv_bfloat162 *>(&u); }
   __device__ static uint32_t bits(__nv_bfloat162 v) { return *reinterpret_cast<const uint32_t *>(&v); }
@@ -71,21 +76,31 @@ template <> struct Pair<__nv_bfloat16> {
 // One row's group coefficients, ready for the unpacking below.
 struct Coef {
   float zero, scale;
-  uint32_t zero_pair, scale_pair; // 4-bit: (magic + zero) and scale as pairs of the act type
+  // 4-bit, as pairs of the act type: magic + zero, -(magic / 16 + zero), scale
+  uint32_t zero_pair, zero_high_pair, scale_pair;
 };
 
 // The codes of one 32-bit word as A-fragment pairs and x's matching values as B-fragment pairs.
 // kPairs pairs, kPairs / 2 mma k-steps per word.
 template <typename T, int Bits> struct Word;
 
-template <typename T> struct Word<T, 4> { // pair j: codes (j, j + 4); x pairs likewise
+// 4-bit: pair j holds codes (j, j + 4), x pairs likewise. A code in a half's low nibble becomes
+// magic + q. In f16 one in its high nibble becomes magic + 16q, which an fma by 1/16 brings back
+// (exactly: the result q - zero is a small integer), so one shift serves two pairs.
+template <typename T> struct Word<T, 4> {
   static constexpr int kPairs = 4, kCodes = 8;
   template <bool kScaled> __device__ static void codes(uint32_t w, const Coef &c, uint32_t *out) {
+    const uint32_t sixteenth = Pair<T>::splat(0.0625f);
 #pragma unroll
-    for (int j = 0; j < 4; j++) {
-      const uint32_t q = Pair<T>::sub(and_or(w >> (4 * j), 0x000f000fu, Pair<T>::kMagic), c.zero_pair);
-      out[j] = kScaled ? Pair<T>::mul(q, c.scale_pair) : q;
+    for (int j = 0; j < 4; j += 2) {
+      const uint32_t v = w >> (4 * j);
+      out[j] = Pair<T>::sub(and_or(v, 0x000f000fu, Pair<T>::kMagic), c.zero_pair);
+      out[j + 1] = Pair<T>::kHighNibble ? Pair<T>::fma(and_or(v, 0x00f000f0u, Pair<T>::kMagic), sixteenth, c.zero_high_pair)
+                                        : Pair<T>::sub(and_or(v >> 4, 0x000f000fu, Pair<T>::kMagic), c.zero_pair);
     }
+    if (kScaled)
+#pragma unroll
+      for (int j = 0; j < 4; j++) out[j] = Pair<T>::mul(out[j], c.scale_pair);
   }
   __device__ static void xs(const uint4 &v, uint32_t *out) { // v: x at the word's 8 positions
     out[0] = __byte_perm(v.x, v.z, 0x5410);
@@ -124,26 +139,37 @@ __device__ __forceinline__ XWord<Bits> load_x(const T *xrow, int p, bool ok, con
   return v;
 }
 
-__device__ __forceinline__ Coef coef_at(const Args &a, int row, int group) {
-  Coef c;
-  c.zero = a.zeros[int64_t(row) * a.groups + group];
-  c.scale = a.scales[int64_t(row) * a.groups + group];
-  return c;
+// The group of a lane's chunk: the round's when the scale comes after the round (the whole round
+// lies in one group then), else the chunk's own.
+template <int Bits, bool kScaleAfter> __device__ __forceinline__ int group_of(const Args &a, int round, int ci) {
+  constexpr int kChunkCodes = 128 / Bits;
+  const int chunks = a.k / kChunkCodes;
+  return (kScaleAfter ? round * 4 * kChunkCodes : min(ci, chunks - 1) * kChunkCodes) / a.group_size;
 }
 
 // One lane's part of a round: chunk ci (16 bytes) of rows g and g + 8, against NT tiles of 8 tokens.
+// ca, cb: the rows' zero and scale, loaded with the weights (a load here would stall every round).
 template <typename T, int Bits, int NT, bool kScaleAfter>
-__device__ __forceinline__ void round_step(float (*acc)[4], const uint4 &wa, const uint4 &wb, const T *x, const Args &a,
-                                           int round, int ci, int row_a, int row_b, int g) {
+__device__ __forceinline__ void round_step(float (*acc)[4], const uint4 &wa, const uint4 &wb, Coef ca, Coef cb,
+                                           const T *x, const Args &a, int ci, int g) {
   using W = Word<T, Bits>;
   constexpr int kChunkCodes = 128 / Bits;
   const int chunks = a.k / kChunkCodes;
   const bool ok = ci < chunks;
   const int pos = min(ci, chunks - 1) * kChunkCodes;
-  const int group = (kScaleAfter ? round * 4 * kChunkCodes : pos) / a.group_size;
-  Coef ca = coef_at(a, row_a, group), cb = coef_at(a, row_b, group);
-  ca.zero_pair = Pair<T>::splat(Pair<T>::kMagicValue + ca.zero), cb.zero_pair = Pair<T>::splat(Pair<T>::kMagicValue + cb.zero);
-  ca.scale_pair = Pair<T>::splat(ca.scale), cb.scale_pair = Pair<T>::splat(cb.scale);
+  XWord<Bits> xv[NT][4]; // all of the round's x first: the loads overlap
+#pragma unroll
+  for (int nt = 0; nt < NT; nt++) {
+    const int token = nt * 8 + g;
+    const T *xrow = x + int64_t(min(token, a.m - 1)) * a.k;
+#pragma unroll
+    for (int i = 0; i < 4; i++) xv[nt][i] = load_x<T, Bits>(xrow, pos + i * W::kCodes, ok && token < a.m, a.k_perm);
+  }
+  for (Coef *c : {&ca, &cb}) {
+    c->zero_pair = Pair<T>::splat(Pair<T>::kMagicValue + c->zero);
+    c->zero_high_pair = Pair<T>::splat(-(Pair<T>::kMagicValue / 16 + c->zero));
+    c->scale_pair = Pair<T>::splat(c->scale);
+  }
   float part[NT][4] = {};
   float (*dst)[4] = kScaleAfter ? part : acc;
   const uint32_t *wa_words = reinterpret_cast<const uint32_t *>(&wa), *wb_words = reinterpret_cast<const uint32_t *>(&wb);
@@ -154,9 +180,8 @@ __device__ __forceinline__ void round_step(float (*acc)[4], const uint4 &wa, con
     W::template codes<!kScaleAfter>(wb_words[i], cb, qb);
 #pragma unroll
     for (int nt = 0; nt < NT; nt++) {
-      const int token = nt * 8 + g;
       uint32_t xp[W::kPairs];
-      W::xs(load_x<T, Bits>(x + int64_t(min(token, a.m - 1)) * a.k, pos + i * W::kCodes, ok && token < a.m, a.k_perm), xp);
+      W::xs(xv[nt][i], xp);
 #pragma unroll
       for (int s = 0; s < W::kPairs / 2; s++) {
         const uint32_t frag[4] = {qa[2 * s], qb[2 * s], qa[2 * s + 1], qb[2 * s + 1]};
@@ -174,39 +199,71 @@ __device__ __forceinline__ void round_step(float (*acc)[4], const uint4 &wa, con
     }
 }
 
+// kUnroll rounds of one lane's weights and group coefficients, loaded together.
+struct Stage {
+  uint4 va[kUnroll], vb[kUnroll];
+  Coef ca[kUnroll], cb[kUnroll];
+};
+
+// The lane's view of its block's tile: rows g and g + 8 (clamped to the last row).
+struct Lane {
+  const uint4 *wa, *wb;
+  const float *sa, *za, *sb, *zb;
+  int t, chunks, end; // end: one past the warp's last round
+};
+
+template <int Bits, bool kScaleAfter> __device__ __forceinline__ void load_stage(Stage &st, const Lane &l, const Args &a, int r0) {
+#pragma unroll
+  for (int u = 0; u < kUnroll; u++) {
+    const int round = min(r0 + u, l.end - 1), ci = round * 4 + l.t, group = group_of<Bits, kScaleAfter>(a, round, ci);
+    const bool ok = r0 + u < l.end && ci < l.chunks;
+    st.va[u] = ok ? gemv::load_stream(l.wa + ci) : make_uint4(0, 0, 0, 0);
+    st.vb[u] = ok ? gemv::load_stream(l.wb + ci) : make_uint4(0, 0, 0, 0);
+    st.ca[u].zero = l.za[group], st.ca[u].scale = l.sa[group], st.cb[u].zero = l.zb[group], st.cb[u].scale = l.sb[group];
+  }
+}
+
 template <typename T, int Bits, int NT, bool kScaleAfter>
-__global__ void __launch_bounds__(32 * kWarps) gemv_int_kernel(T *out, const T *x, Args a) {
+__device__ __forceinline__ void run_stage(float (*acc)[4], const Stage &st, const Lane &l, const T *x, const Args &a, int r0, int g) {
+#pragma unroll
+  for (int u = 0; u < kUnroll; u++) {
+    const int round = r0 + u;
+    if (round >= l.end) break;
+    round_step<T, Bits, NT, kScaleAfter>(acc, st.va[u], st.vb[u], st.ca[u], st.cb[u], x, a, round * 4 + l.t, g);
+  }
+}
+
+// kMinBlocks 3 caps the registers at 80 (a few spill) so that 3 blocks share an SM: better when
+// there are blocks enough to fill them; otherwise the spills only cost (measured on an H200).
+template <typename T, int Bits, int NT, bool kScaleAfter, int kMinBlocks>
+__global__ void __launch_bounds__(32 * kWarps, kMinBlocks) gemv_int_kernel(T *out, const T *x, Args a) {
   __shared__ float partial[kWarps][kTileRows][NT * 8];
   constexpr int kChunkCodes = 128 / Bits;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
   const int row0 = blockIdx.x * kTileRows, row_a = min(row0 + g, a.n - 1), row_b = min(row0 + g + 8, a.n - 1);
-  const int chunks = a.k / kChunkCodes, rounds = (chunks + 3) / 4;
-  const uint4 *wa = reinterpret_cast<const uint4 *>(a.w) + int64_t(row_a) * chunks;
-  const uint4 *wb = reinterpret_cast<const uint4 *>(a.w) + int64_t(row_b) * chunks;
+  const int chunks = a.k / kChunkCodes, rounds = (chunks + 3) / 4, per_warp = (rounds + kWarps - 1) / kWarps;
+  const int begin = warp * per_warp; // a warp's rounds are consecutive: its quads read whole 128-byte lines
+  const Lane l{reinterpret_cast<const uint4 *>(a.w) + int64_t(row_a) * chunks, reinterpret_cast<const uint4 *>(a.w) + int64_t(row_b) * chunks,
+               a.scales + int64_t(row_a) * a.groups, a.zeros + int64_t(row_a) * a.groups,
+               a.scales + int64_t(row_b) * a.groups, a.zeros + int64_t(row_b) * a.groups, t, chunks, min(rounds, begin + per_warp)};
   float acc[NT][4] = {};
   // The first weight chunks head for L2 before the wait for x (gemv.cuh does the same).
 #pragma unroll
   for (int u = 0; u < kUnroll; u++) {
-    const int ci = (warp + kWarps * u) * 4 + t;
-    if (ci < chunks) gemv::prefetch_l2(wa + ci), gemv::prefetch_l2(wb + ci);
+    const int ci = (begin + u) * 4 + t;
+    if (begin + u < l.end && ci < chunks) gemv::prefetch_l2(l.wa + ci), gemv::prefetch_l2(l.wb + ci);
   }
   pdl_wait();
   pdl_launch_dependents();
-  for (int r0 = warp; r0 < rounds; r0 += kWarps * kUnroll) {
-    uint4 va[kUnroll], vb[kUnroll];
-#pragma unroll
-    for (int u = 0; u < kUnroll; u++) {
-      const int ci = (r0 + kWarps * u) * 4 + t;
-      const bool ok = ci < chunks;
-      va[u] = ok ? gemv::load_stream(wa + ci) : make_uint4(0, 0, 0, 0);
-      vb[u] = ok ? gemv::load_stream(wb + ci) : make_uint4(0, 0, 0, 0);
-    }
-#pragma unroll
-    for (int u = 0; u < kUnroll; u++) {
-      const int round = r0 + kWarps * u;
-      if (round >= rounds) break;
-      round_step<T, Bits, NT, kScaleAfter>(acc, va[u], vb[u], x, a, round, round * 4 + t, row_a, row_b, g);
-    }
+  // Two stages in turn: the next one's loads are in flight while this one is computed (written
+  // out twice so that no register copy waits for a load).
+  Stage s0, s1;
+  if (begin < l.end) load_stage<Bits, kScaleAfter>(s0, l, a, begin);
+  for (int r0 = begin; r0 < l.end; r0 += 2 * kUnroll) {
+    if (r0 + kUnroll < l.end) load_stage<Bits, kScaleAfter>(s1, l, a, r0 + kUnroll);
+    run_stage<T, Bits, NT, kScaleAfter>(acc, s0, l, x, a, r0, g);
+    if (r0 + 2 * kUnroll < l.end) load_stage<Bits, kScaleAfter>(s0, l, a, r0 + 2 * kUnroll);
+    if (r0 + kUnroll < l.end) run_stage<T, Bits, NT, kScaleAfter>(acc, s1, l, x, a, r0 + kUnroll, g);
   }
 #pragma unroll
   for (int nt = 0; nt < NT; nt++) {
@@ -236,24 +293,27 @@ inline bool fits(int32_t act_dtype, int64_t m, int64_t k, int32_t bits, int64_t 
          aligned && k > 0;
 }
 
-template <typename T, int Bits, int NT>
+template <typename T, int Bits, int NT, int kMinBlocks>
 cudaError_t launch_tiles(T *out, const T *x, const Args &a, cudaStream_t stream, bool pdl) {
   const dim3 grid{unsigned((a.n + kTileRows - 1) / kTileRows)}, block{32 * kWarps};
   const int round_codes = 4 * 128 / Bits;
   if (a.groups == 1 || a.group_size % round_codes == 0)
-    return launch_kernel(pdl, gemv_int_kernel<T, Bits, NT, true>, grid, block, 0, stream, out, x, a);
-  return launch_kernel(pdl, gemv_int_kernel<T, Bits, NT, false>, grid, block, 0, stream, out, x, a);
+    return launch_kernel(pdl, gemv_int_kernel<T, Bits, NT, true, kMinBlocks>, grid, block, 0, stream, out, x, a);
+  return launch_kernel(pdl, gemv_int_kernel<T, Bits, NT, false, kMinBlocks>, grid, block, 0, stream, out, x, a);
 }
 
-template <typename T, int Bits> cudaError_t launch_bits(T *out, const T *x, const Args &a, cudaStream_t stream, bool pdl) {
-  if (a.m <= 8) return launch_tiles<T, Bits, 1>(out, x, a, stream, pdl);
-  if (a.m <= 16) return launch_tiles<T, Bits, 2>(out, x, a, stream, pdl);
-  return launch_tiles<T, Bits, 4>(out, x, a, stream, pdl);
+template <typename T, int Bits>
+cudaError_t launch_bits(T *out, const T *x, const Args &a, int sm_count, cudaStream_t stream, bool pdl) {
+  const bool many_tiles = (a.n + kTileRows - 1) / kTileRows > 2 * sm_count;
+  if (a.m <= 8) return many_tiles ? launch_tiles<T, Bits, 1, 3>(out, x, a, stream, pdl) : launch_tiles<T, Bits, 1, 1>(out, x, a, stream, pdl);
+  if (a.m <= 16) return launch_tiles<T, Bits, 2, 1>(out, x, a, stream, pdl);
+  return launch_tiles<T, Bits, 4, 1>(out, x, a, stream, pdl);
 }
 
 // Launches for a call that fits() (pdl: see launch.cuh).
-template <typename T> cudaError_t launch(T *out, const T *x, const Args &a, int bits, cudaStream_t stream, bool pdl) {
-  return bits == 4 ? launch_bits<T, 4>(out, x, a, stream, pdl) : launch_bits<T, 8>(out, x, a, stream, pdl);
+template <typename T>
+cudaError_t launch(T *out, const T *x, const Args &a, int bits, int sm_count, cudaStream_t stream, bool pdl) {
+  return bits == 4 ? launch_bits<T, 4>(out, x, a, sm_count, stream, pdl) : launch_bits<T, 8>(out, x, a, sm_count, stream, pdl);
 }
 
 } // namespace gemv_int

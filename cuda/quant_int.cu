@@ -130,7 +130,7 @@ VD_API int32_t vd_gemm_int(uint64_t ctx, uint64_t out, uint64_t x, uint64_t w, u
     cudaError_t err = cudaSuccess;
     with_half_type(act_dtype, [&](auto t) {
       using T = decltype(t);
-      err = gemv_int::launch<T>(reinterpret_cast<T *>(so.data), reinterpret_cast<const T *>(sx.data), a, bits, c->stream, c->pdl);
+      err = gemv_int::launch<T>(reinterpret_cast<T *>(so.data), reinterpret_cast<const T *>(sx.data), a, bits, c->sm_count, c->stream, c->pdl);
     });
     return check_cuda(err, kGemmFn, "launching the integer GEMV kernel");
   }

@@ -5,15 +5,15 @@
 // Usage: bun bench/op-profile.ts --model DIR [--device cuda] [--batch 1] [--context 512] [--steps 5]
 import { parseArgs } from "node:util";
 import { loadModelDir } from "../src/model/model-dir.ts";
-import { allocKvCache, LlamaModel, type StepBatch } from "../src/model/llama.ts";
 import { loadWeights } from "../src/model/weights.ts";
 import { openBackend } from "../src/native/backend.ts";
-import { type Backend, DType, dtypeBytes, type IntWeights, SP } from "../src/native/types.ts";
+import { type Backend, DType, dtypeBytes, type IntWeights } from "../src/native/types.ts";
+import { decodeStep } from "./decode-setup.ts";
 
 const { values: a } = parseArgs({ args: Bun.argv.slice(2), options: {
   model: { type: "string" }, device: { type: "string" }, batch: { type: "string" }, context: { type: "string" },
   steps: { type: "string" } } });
-const B = Number(a.batch ?? 1), C = Number(a.context ?? 512), steps = Number(a.steps ?? 5), BS = 16;
+const B = Number(a.batch ?? 1), C = Number(a.context ?? 512), steps = Number(a.steps ?? 5);
 
 /** GEMMs by shape and weight format; other ops by name. */
 function opName(op: string, args: unknown[]): string {
@@ -63,34 +63,7 @@ const raw = openBackend((a.device ?? "cuda") as "cuda");
 const be = timed(raw, times, on);
 const dir = loadModelDir(a.model!);
 const w = loadWeights(be, dir.config, dir.tensors);
-const blocksPerSeq = Math.ceil((C + 1) / BS);
-const cache = allocKvCache(be, dir.config, B * blocksPerSeq, BS, be.activationDtype(w.dtype));
-const model = new LlamaModel(be, dir.config, w, cache, B, B, C + 1);
-
-// One decode row per sequence at position C - 1; sequence s owns blocks [s * blocksPerSeq, ...).
-const i32 = (xs: number[]) => {
-  const buf = be.alloc(Math.max(1, xs.length) * 4);
-  be.copyFromHost(buf, 0, Int32Array.from(xs));
-  return buf;
-};
-const seqs = Array.from({ length: B }, (_, s) => s);
-const batch: StepBatch = {
-  nTokens: B, nSeqs: B, nSample: B, maxBlocks: blocksPerSeq,
-  tokenIds: i32(seqs.map((s) => 100 + s)), positions: i32(seqs.map(() => C - 1)),
-  slotMapping: i32(seqs.map((s) => s * blocksPerSeq * BS + C - 1)), queryStart: i32([...seqs, B]),
-  seqLens: i32(seqs.map(() => C)), blockTables: i32(seqs.flatMap((s) => Array.from({ length: blocksPerSeq }, (_, j) => s * blocksPerSeq + j))),
-  sampleRows: i32(seqs),
-};
-const fparams = be.alloc(B * SP.nf * 4);
-be.copyFromHost(fparams, 0, Float32Array.from(seqs.flatMap(() => [0, 1, 0, 1, 0, 0])));
-const iparams = i32(seqs.flatMap(() => [0, 0, 0, 0]));
-const offsets = i32(Array(B + 1).fill(0)), empty = i32([0]), out = be.alloc(B * 4), lp = be.alloc(B * 4);
-const step = () => {
-  const logits = model.forward(batch);
-  be.sample({ logits, nSeqs: B, vocab: dir.config.vocabSize, fparams, iparams, seenOffsets: offsets, seenTokens: empty,
-    seenCounts: empty, biasOffsets: offsets, biasTokens: empty, biasValues: empty, nTop: 0, outTokens: out,
-    outLogprobs: lp, outTopIds: 0, outTopLogprobs: 0 });
-};
+const { step } = decodeStep(be, dir.config, w, B, C);
 step(); // warm-up
 raw.sync();
 const t0 = performance.now();

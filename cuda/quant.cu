@@ -9,6 +9,7 @@
 //   size; not yet faster than bf16 for large batches (W8A8 on tensor cores is the next step).
 #include <climits>
 #include <cuda_fp8.h>
+#include <type_traits>
 
 #include "../common/fp8.h"
 #include "common.cuh"
@@ -46,6 +47,29 @@ __global__ void dequantize_kernel(void *dst, const uint8_t *codes, int64_t count
     store_f32(dst, i, dt, fp8_e4m3_to_f32(codes[i]));
 }
 
+// 8 codes a thread, one 8-byte load and one 16-byte store (e4m3 is exact in f16 and bf16): the
+// large-batch path writes every weight each call, so this runs at copy speed.
+template <typename T> __global__ void dequantize8_kernel(T *dst, const uint2 *codes, int64_t octets) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < octets; i += int64_t(gridDim.x) * blockDim.x) {
+    const uint2 c = codes[i];
+    const uint16_t *pc = reinterpret_cast<const uint16_t *>(&c);
+    uint4 out;
+    uint32_t *po = reinterpret_cast<uint32_t *>(&out);
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(__nv_fp8x2_storage_t(pc[j]), __NV_E4M3);
+      if constexpr (sizeof(T) == 2 && std::is_same<T, __half>::value) {
+        po[j] = *reinterpret_cast<const uint32_t *>(&h);
+      } else {
+        const float2 f = __half22float2(*reinterpret_cast<const __half2 *>(&h));
+        const __nv_bfloat162 b = __floats2bfloat162_rn(f.x, f.y);
+        po[j] = *reinterpret_cast<const uint32_t *>(&b);
+      }
+    }
+    reinterpret_cast<uint4 *>(dst)[i] = out;
+  }
+}
+
 __global__ void scale_columns_kernel(void *out, const float *scale, const void *bias, int64_t m, int64_t n, int32_t dt) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < m * n; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t j = i % n;
@@ -74,7 +98,16 @@ int32_t gemm_via_dequant(const Fp8Args &g) {
                               uint64_t(g.n) * uint64_t(g.k) * uint64_t(dtype_bytes(g.ad)), kGemmFn, "dequantization workspace");
   if (st != VD_OK) return st;
   void *ws = c.dequant_workspace;
-  dequantize_kernel<<<flat_blocks(g.n * g.k), kThreads, 0, g.c->stream>>>(ws, g.w, g.n * g.k, g.ad);
+  const int64_t count = g.n * g.k;
+  if (g.ad != VD_F32 && count % 8 == 0 && uintptr_t(g.w) % 8 == 0) {
+    with_half_type(g.ad, [&](auto t) {
+      using T = decltype(t);
+      dequantize8_kernel<T><<<flat_blocks(count / 8), kThreads, 0, g.c->stream>>>(static_cast<T *>(ws),
+                                                                                 reinterpret_cast<const uint2 *>(g.w), count / 8);
+    });
+  } else {
+    dequantize_kernel<<<flat_blocks(count), kThreads, 0, g.c->stream>>>(ws, g.w, count, g.ad);
+  }
   st = check_launch(kGemmFn);
   if (st == VD_OK) st = gemm_dense(g.c, g.out, g.x, ws, g.m, g.n, g.k, g.ad);
   if (st != VD_OK) return st;

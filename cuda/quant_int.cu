@@ -9,6 +9,7 @@
 //   GEMM of gemm.cu and the bias. Correct at any size; for large batches a kernel that unpacks
 //   tiles into the GEMM's shared memory would save the workspace's write and read.
 #include <climits>
+#include <type_traits>
 #include <vector>
 
 #include "../common/int_layouts.h"
@@ -49,6 +50,25 @@ __global__ void dequantize_kernel(void *dst, const uint32_t *w, const float *sca
     const int64_t r = i / k, c = i % k, g = r * groups + c / group_size;
     const float q = float(code_at(w[r * words + c / per_word], c % per_word, bits));
     store_f32(dst, k_perm ? r * k + k_perm[c] : i, dt, (q - zeros[g]) * scales[g]);
+  }
+}
+
+// One thread per word (8 or 4 codes, all in one group): one load, one 16- or 8-byte store. The
+// large-batch path writes every weight each call, so this runs at copy speed; no act-order here.
+template <typename T, int Bits>
+__global__ void dequantize_words_kernel(T *dst, const uint32_t *w, const float *scales, const float *zeros, int64_t n_words,
+                                        int64_t words_per_row, int64_t groups, int64_t group_size) {
+  constexpr int kPer = 32 / Bits;
+  using Out = typename std::conditional<Bits == 4, uint4, uint2>::type;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n_words; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = i / words_per_row, g = r * groups + (i % words_per_row) * kPer / group_size;
+    const float s = scales[g], z = zeros[g];
+    const uint32_t word = w[i];
+    Out out;
+    T *o = reinterpret_cast<T *>(&out);
+#pragma unroll
+    for (int j = 0; j < kPer; j++) o[j] = T((float(code_at(word, j, Bits)) - z) * s);
+    reinterpret_cast<Out *>(dst)[i] = out;
   }
 }
 
@@ -137,10 +157,22 @@ VD_API int32_t vd_gemm_int(uint64_t ctx, uint64_t out, uint64_t x, uint64_t w, u
   st = grow_workspace(*c, &c->dequant_workspace, &c->dequant_workspace_bytes,
                       uint64_t(n) * uint64_t(k) * uint64_t(dtype_bytes(act_dtype)), kGemmFn, "dequantization workspace");
   if (st != VD_OK) return st;
-  dequantize_kernel<<<flat_blocks(n * k), kThreads, 0, c->stream>>>(
-      c->dequant_workspace, reinterpret_cast<const uint32_t *>(sw.data), reinterpret_cast<const float *>(ss.data),
-      reinterpret_cast<const float *>(sz.data), n, k, bits, group_size, groups, reinterpret_cast<const int32_t *>(sp.data),
-      act_dtype);
+  const uint32_t *words = reinterpret_cast<const uint32_t *>(sw.data);
+  const float *fs = reinterpret_cast<const float *>(ss.data), *fz = reinterpret_cast<const float *>(sz.data);
+  const int64_t per_word = 32 / bits, n_words = n * (k / per_word);
+  if (act_dtype != VD_F32 && !sp.data && group_size % per_word == 0) {
+    with_half_type(act_dtype, [&](auto t) {
+      using T = decltype(t);
+      T *dst = static_cast<T *>(c->dequant_workspace);
+      if (bits == 4)
+        dequantize_words_kernel<T, 4><<<flat_blocks(n_words), kThreads, 0, c->stream>>>(dst, words, fs, fz, n_words, k / 8, groups, group_size);
+      else
+        dequantize_words_kernel<T, 8><<<flat_blocks(n_words), kThreads, 0, c->stream>>>(dst, words, fs, fz, n_words, k / 4, groups, group_size);
+    });
+  } else {
+    dequantize_kernel<<<flat_blocks(n * k), kThreads, 0, c->stream>>>(c->dequant_workspace, words, fs, fz, n, k, bits, group_size,
+                                                                     groups, reinterpret_cast<const int32_t *>(sp.data), act_dtype);
+  }
   st = check_launch(kGemmFn);
   if (st == VD_OK) st = gemm_dense(c, so.data, sx.data, c->dequant_workspace, m, n, k, act_dtype);
   if (st != VD_OK || !sb.data) return st;

@@ -1,0 +1,52 @@
+// One decode step of a model at batch B with C-token contexts, outside the engine (no scheduler,
+// no CUDA graphs): the forward pass and a greedy sample, every sequence at position C - 1 in its
+// own blocks. Shared by bench/op-profile.ts and bench/decode-table.ts.
+import type { ModelConfig } from "../src/model/config.ts";
+import { allocKvCache, freeKvCache, LlamaModel, type StepBatch } from "../src/model/llama.ts";
+import type { ModelWeights } from "../src/model/weights.ts";
+import { type Backend, type Buf, SP } from "../src/native/types.ts";
+
+const BLOCK = 16;
+
+export interface DecodeStep {
+  step(): void;
+  dispose(): void;
+}
+
+export function decodeStep(be: Backend, cfg: ModelConfig, w: ModelWeights, B: number, C: number): DecodeStep {
+  const blocksPerSeq = Math.ceil((C + 1) / BLOCK), owned: Buf[] = [];
+  const cache = allocKvCache(be, cfg, B * blocksPerSeq, BLOCK, be.activationDtype(w.dtype));
+  const model = new LlamaModel(be, cfg, w, cache, B, B, C + 1);
+  const upload = (xs: ArrayLike<number>, f32 = false) => {
+    const buf = be.alloc(Math.max(1, xs.length) * 4);
+    be.copyFromHost(buf, 0, f32 ? Float32Array.from(xs) : Int32Array.from(xs));
+    owned.push(buf);
+    return buf;
+  };
+  const seqs = Array.from({ length: B }, (_, s) => s);
+  const batch: StepBatch = {
+    nTokens: B, nSeqs: B, nSample: B, maxBlocks: blocksPerSeq,
+    tokenIds: upload(seqs.map((s) => 100 + s)), positions: upload(seqs.map(() => C - 1)),
+    slotMapping: upload(seqs.map((s) => s * blocksPerSeq * BLOCK + C - 1)), queryStart: upload([...seqs, B]),
+    seqLens: upload(seqs.map(() => C)),
+    blockTables: upload(seqs.flatMap((s) => Array.from({ length: blocksPerSeq }, (_, j) => s * blocksPerSeq + j))),
+    sampleRows: upload(seqs),
+  };
+  const fparams = upload(seqs.flatMap(() => [0, 1, 0, 1, 0, 0]), true);
+  if (SP.nf !== 6) throw new Error(`decodeStep: SP.nf is ${SP.nf}, this file writes 6 float parameters`);
+  const iparams = upload(seqs.flatMap(() => [0, 0, 0, 0]));
+  const offsets = upload(Array(B + 1).fill(0)), empty = upload([0]), out = upload(Array(B).fill(0)), lp = upload(Array(B).fill(0));
+  return {
+    step: () => {
+      const logits = model.forward(batch);
+      be.sample({ logits, nSeqs: B, vocab: cfg.vocabSize, fparams, iparams, seenOffsets: offsets, seenTokens: empty,
+        seenCounts: empty, biasOffsets: offsets, biasTokens: empty, biasValues: empty, nTop: 0, outTokens: out,
+        outLogprobs: lp, outTopIds: 0, outTopLogprobs: 0 });
+    },
+    dispose: () => {
+      model.dispose();
+      freeKvCache(be, cache);
+      for (const b of owned) be.free(b);
+    },
+  };
+}

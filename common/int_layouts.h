@@ -19,11 +19,12 @@ VD_HOST_DEVICE uint32_t code_at(uint32_t word, int64_t j, int32_t bits) {
 // (j % 2) * 4 + j / 2.
 VD_HOST_DEVICE int64_t awq_slot(int64_t j) { return (j & 1) * 4 + (j >> 1); }
 
-// The code of (k, n) in qweight, for a layer of n_total output channels.
-VD_HOST_DEVICE uint32_t checkpoint_code(const uint32_t *qweight, int64_t k, int64_t n, int64_t n_total, int32_t bits,
-                                        int32_t layout) {
+// The code of (k, n) in qweight, for a layer of n_total output channels and k_total inputs.
+VD_HOST_DEVICE uint32_t checkpoint_code(const uint32_t *qweight, int64_t k, int64_t n, int64_t n_total, int64_t k_total,
+                                        int32_t bits, int32_t layout) {
   const int64_t per = 32 / bits;
   if (layout == VD_PACK_AWQ) return code_at(qweight[k * (n_total / per) + n / per], awq_slot(n % per), bits);
+  if (layout == VD_PACK_ROWS) return code_at(qweight[n * (k_total / per) + k / per], k % per, bits);
   return code_at(qweight[(k / per) * n_total + n], k % per, bits);
 }
 
@@ -38,13 +39,13 @@ VD_HOST_DEVICE uint32_t checkpoint_zero(const uint32_t *qzeros, int64_t g, int64
 
 // Word `wd` of row n in vd_gemm_int's layout: code positions wd*per .. wd*per + per - 1, each the
 // checkpoint's code of input k_perm[position] (of input `position` when k_perm is null).
-VD_HOST_DEVICE uint32_t repacked_word(const uint32_t *qweight, int64_t wd, int64_t n, int64_t n_total, int32_t bits,
-                                      int32_t layout, const int32_t *k_perm) {
+VD_HOST_DEVICE uint32_t repacked_word(const uint32_t *qweight, int64_t wd, int64_t n, int64_t n_total, int64_t k_total,
+                                      int32_t bits, int32_t layout, const int32_t *k_perm) {
   const int64_t per = 32 / bits;
   uint32_t out = 0;
   for (int64_t j = 0; j < per; j++) {
     const int64_t pos = wd * per + j, k = k_perm ? int64_t(k_perm[pos]) : pos;
-    out |= checkpoint_code(qweight, k, n, n_total, bits, layout) << (j * bits);
+    out |= checkpoint_code(qweight, k, n, n_total, k_total, bits, layout) << (j * bits);
   }
   return out;
 }

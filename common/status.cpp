@@ -113,8 +113,9 @@ int32_t check_int_weights(const char *fn, int32_t bits, int64_t group_size, int6
 }
 
 int32_t check_repack_layout(const char *fn, int32_t layout, int32_t bits, int64_t n, int64_t k, int64_t group_size) {
-  if (layout != VD_PACK_GPTQ && layout != VD_PACK_GPTQ_V2 && layout != VD_PACK_AWQ)
-    return fail(VD_ERR_INVALID_ARGUMENT, "%s: layout %d, expected VD_PACK_GPTQ, VD_PACK_GPTQ_V2 or VD_PACK_AWQ", fn, layout);
+  if (layout != VD_PACK_GPTQ && layout != VD_PACK_GPTQ_V2 && layout != VD_PACK_AWQ && layout != VD_PACK_ROWS)
+    return fail(VD_ERR_INVALID_ARGUMENT, "%s: layout %d, expected VD_PACK_GPTQ, VD_PACK_GPTQ_V2, VD_PACK_AWQ or VD_PACK_ROWS", fn,
+                layout);
   if (layout == VD_PACK_AWQ && bits != 4) return fail(VD_ERR_UNSUPPORTED, "%s: AWQ's layout is 4-bit only, got bits %d", fn, bits);
   if (layout == VD_PACK_AWQ && k % group_size != 0)
     return fail(VD_ERR_INVALID_ARGUMENT, "%s: AWQ needs k %lld to be a multiple of group_size %lld", fn, (long long)k,

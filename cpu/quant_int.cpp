@@ -83,7 +83,7 @@ VD_API int32_t vd_repack_int(uint64_t ctx, uint64_t w, uint64_t scales_out, uint
   float *so_f = reinterpret_cast<float *>(so.data), *sz_f = reinterpret_cast<float *>(sz.data);
 #pragma omp parallel for schedule(static) if (n * words >= (int64_t(1) << 14))
   for (int64_t r = 0; r < n; r++) {
-    for (int64_t wd = 0; wd < words; wd++) out[r * words + wd] = repacked_word(qw, wd, r, n, bits, layout, perm);
+    for (int64_t wd = 0; wd < words; wd++) out[r * words + wd] = repacked_word(qw, wd, r, n, k, bits, layout, perm);
     for (int64_t g = 0; g < groups; g++) {
       so_f[r * groups + g] = load_as_f32(ss.data, g * n + r, scale_dtype);
       sz_f[r * groups + g] = float(checkpoint_zero(qz, g, r, n, bits, layout));

@@ -28,7 +28,7 @@ __global__ void repack_words_kernel(uint32_t *out, const uint32_t *qweight, int6
                                     int32_t layout, const int32_t *k_perm) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n * words; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t r = i % n, wd = i / n;
-    out[r * words + wd] = repacked_word(qweight, wd, r, n, bits, layout, k_perm);
+    out[r * words + wd] = repacked_word(qweight, wd, r, n, words * (32 / bits), bits, layout, k_perm);
   }
 }
 

@@ -28,7 +28,7 @@
 extern "C" {
 #endif
 
-#define VD_ABI_VERSION 9
+#define VD_ABI_VERSION 10
 
 /* Status codes. */
 #define VD_OK 0
@@ -233,6 +233,7 @@ int32_t vd_gemm_int(uint64_t ctx, uint64_t out, uint64_t x, uint64_t w, uint64_t
 #define VD_PACK_GPTQ 0    /* AutoGPTQ's "gptq" format: zeros stored minus one */
 #define VD_PACK_GPTQ_V2 1 /* GPTQModel's "gptq_v2": the same, zeros stored as they are */
 #define VD_PACK_AWQ 2     /* AutoAWQ's GEMM layout, 4-bit only */
+#define VD_PACK_ROWS 3    /* compressed-tensors pack-quantized: codes along k in each row */
 
 /*
  * A checkpoint's integer weights to vd_gemm_int's layout, without act-order (the group of k is
@@ -243,6 +244,8 @@ int32_t vd_gemm_int(uint64_t ctx, uint64_t out, uint64_t x, uint64_t w, uint64_t
  * - AWQ: qweight i32 [K, N/per], code (k, n) in word [k, n / per]; qzeros i32 [G, N/per], zero
  *   (g, n) in word [g, n / per]; in both, n % 8 = j sits at nibble (j % 2) * 4 + j / 2 (AutoAWQ
  *   packs n in the order 0 2 4 6 1 3 5 7). K must be a multiple of group_size.
+ * - ROWS: qweight i32 [N, K/per], code (k, n) in word [n, k / per] at bits (k % per) * bits (the
+ *   layout vd_gemm_int keeps, so only act-order needs this); qzeros and scales as in GPTQ_V2.
  * With k_perm != 0 (i32 [K], a permutation), code position j of row n is the checkpoint's code of
  * input k_perm[j]: act-order weights come out with each group's codes together, for vd_gemm_int
  * with the same k_perm.

@@ -42,7 +42,7 @@ for (const fixture of ["test/fixtures/llama", "test/fixtures/qwen2"])
     test(`a compressed-tensors pack-quantized checkpoint of ${fixture}, ${name}: likewise`, () => {
       const ckpt = join(work, `packed-${tag}`);
       writePackedCheckpoint(fixture, ckpt, o);
-      expectDequantizedBehaviour(ckpt, intReference(fixture, `packed-${tag}`, (w, n, k, dtype) => quantizePacked(w, n, k, dtype, o)), "compressed-tensors");
+      expectDequantizedBehaviour(ckpt, intReference(fixture, `packed-${tag}`, (w, n, k, dtype, name) => quantizePacked(name, w, n, k, dtype, o)), "compressed-tensors");
     });
   }
 
@@ -56,6 +56,13 @@ for (const fixture of ["test/fixtures/llama", "test/fixtures/qwen2"])
       const tag = `gptq-act-${fixture.split("/").at(-1)}-${o.bits}-${o.groupSize}-${o.sym}`, ckpt = join(work, tag);
       writeGptqCheckpoint(fixture, ckpt, o);
       expectDequantizedBehaviour(ckpt, intReference(fixture, tag, (w, n, k, _dtype, name) => quantizeGptq(name, w, n, k, o)), "gptq");
+    });
+for (const fixture of ["test/fixtures/llama", "test/fixtures/qwen2"])
+  for (const [name, o] of ACT_ORDER_CASES)
+    test(`a compressed-tensors act-order ("group", weight_g_idx) checkpoint of ${fixture}, ${name}: likewise`, () => {
+      const tag = `packed-act-${fixture.split("/").at(-1)}-${o.bits}-${o.groupSize}-${o.sym}`, ckpt = join(work, tag);
+      writePackedCheckpoint(fixture, ckpt, o);
+      expectDequantizedBehaviour(ckpt, intReference(fixture, tag, (w, n, k, dtype, name) => quantizePacked(name, w, n, k, dtype, o)), "compressed-tensors");
     });
 
 test("a GPTQ act-order checkpoint whose q, k and v disagree on g_idx is refused, naming the tensor", () => {

@@ -60,9 +60,10 @@ describe("parseCheckpointQuantization", () => {
   });
 
   test("compressed-tensors pack-quantized: bits, group size (null: per channel), symmetry", () => {
-    expect(parseCheckpointQuantization(W4A16, "config.json")).toEqual({ method: "compressed-tensors", format: "pack-quantized", bits: 4, groupSize: 128, symmetric: true });
+    expect(parseCheckpointQuantization(W4A16, "config.json")).toEqual({ method: "compressed-tensors", format: "pack-quantized", bits: 4, groupSize: 128, symmetric: true, actOrder: false });
     expect(parseCheckpointQuantization(intWeights({ num_bits: 8, strategy: "channel", group_size: null, symmetric: false, actorder: "weight" }), "config.json"))
-      .toEqual({ method: "compressed-tensors", format: "pack-quantized", bits: 8, groupSize: null, symmetric: false });
+      .toEqual({ method: "compressed-tensors", format: "pack-quantized", bits: 8, groupSize: null, symmetric: false, actOrder: false });
+    expect(parseCheckpointQuantization(intWeights({ actorder: "group" }), "config.json")).toMatchObject({ groupSize: 128, actOrder: true });
     const twoGroups = { ...W4A16, config_groups: { group_0: W4A16.config_groups.group_0, group_1: { ...W4A16.config_groups.group_0, targets: ["re:.*down_proj"] } } };
     expect(parseCheckpointQuantization(twoGroups, "config.json")).toMatchObject({ format: "pack-quantized", bits: 4 });
   });
@@ -80,7 +81,8 @@ describe("parseCheckpointQuantization", () => {
     ["2-bit integers", intWeights({ num_bits: 2 }), /group_0.weights' is \{"type":"int","num_bits":2\}/],
     ["a group strategy without a size", intWeights({ group_size: null }), /group_0.weights.group_size' is null/],
     ["per-tensor integers", intWeights({ strategy: "tensor" }), /group_0.weights.strategy' is "tensor"/],
-    ["group act-order (g_idx)", intWeights({ actorder: "group" }), /group_0.weights.actorder' is "group": act-order/],
+    ["an unknown act-order", intWeights({ actorder: "dynamic" }), /group_0.weights.actorder' is "dynamic": supported: group, weight, static/],
+    ["group act-order per channel", intWeights({ actorder: "group", strategy: "channel", group_size: null }), /group_0.weights.actorder' is "group": act-order "group" needs the group strategy/],
     ["W8A8 integers", { ...W4A16, config_groups: { group_0: { ...W4A16.config_groups.group_0, input_activations: { num_bits: 8, type: "int", dynamic: true } } } }, /group_0.input_activations' is .*W8A8/],
     ["two integer schemes", { ...W4A16, config_groups: { a: W4A16.config_groups.group_0, b: intWeights({ group_size: 64 }).config_groups.group_0 } }, /config_groups.b.weights' is .*differs from config_groups.a/],
     ["group-wise FP8", group({ weights: { ...FP8_DYNAMIC.config_groups.group_0.weights, strategy: "group", group_size: 128 } }), /weights.strategy' is "group"/],

@@ -2,7 +2,7 @@
 // method picks the weight format. Supported so far: compressed-tensors "float-quantized" FP8
 // (llm-compressor's FP8 and FP8-dynamic schemes), e4m3 weights with a scale per output channel or
 // per tensor; compressed-tensors "pack-quantized" integers (W4A16, W8A16: 4 or 8 bits, per group
-// or per channel, symmetric or with zero points); and GPTQ (AutoGPTQ, GPTQModel), 4 or 8 bits, any
+// or per channel, symmetric or with zero points, act-order "group" with weight_g_idx); and GPTQ (AutoGPTQ, GPTQModel), 4 or 8 bits, any
 // group size, with or without act-order; and AWQ (AutoAWQ's GEMM layout, 4 bits, zero points). Anything
 // else is refused naming the field and its value, never loaded as something it is not.
 import { z } from "zod";
@@ -52,6 +52,8 @@ export interface CompressedTensorsInt {
   /** Input channels per group; null: one group over the whole row (the "channel" strategy). */
   groupSize: number | null;
   symmetric: boolean;
+  /** actorder "group": groups are formed along a permutation of the inputs, which weight_g_idx records. */
+  actOrder: boolean;
 }
 
 const gptqConfig = z.looseObject({
@@ -132,7 +134,7 @@ function fp8Activations(a: Args | null | undefined, file: string, at: string): C
   return a.dynamic === true ? "dynamic" : "static";
 }
 
-/** Act-order that keeps groups contiguous ("weight", "static") stores nothing extra; "group" needs g_idx. */
+/** Act-order that keeps groups contiguous ("weight", "static") stores nothing extra; "group" stores weight_g_idx. */
 const CONTIGUOUS_ACTORDER = new Set([null, undefined, false, "weight", "static"]);
 
 function intScheme(g: Group, file: string, at: string): CompressedTensorsInt {
@@ -142,9 +144,11 @@ function intScheme(g: Group, file: string, at: string): CompressedTensorsInt {
   if (w.strategy !== "group" && w.strategy !== "channel") refuse(file, `${at}.weights.strategy`, w.strategy, "supported: group, channel");
   if (w.strategy === "group" && !(Number.isInteger(w.group_size) && w.group_size! >= 1)) refuse(file, `${at}.weights.group_size`, w.group_size ?? null, "the group strategy needs a positive group size");
   if (w.dynamic === true) refuse(file, `${at}.weights.dynamic`, true, "integer weights must be static");
-  if (!CONTIGUOUS_ACTORDER.has(w.actorder as string)) refuse(file, `${at}.weights.actorder`, w.actorder, "act-order with g_idx permutations is not supported yet");
+  const actOrder = w.actorder === "group";
+  if (!actOrder && !CONTIGUOUS_ACTORDER.has(w.actorder as string)) refuse(file, `${at}.weights.actorder`, w.actorder, "supported: group, weight, static (or none)");
+  if (actOrder && w.strategy !== "group") refuse(file, `${at}.weights.actorder`, w.actorder, "act-order \"group\" needs the group strategy");
   if (g.input_activations) refuse(file, `${at}.input_activations`, g.input_activations, "integer weights with quantized activations (W8A8, W4A8) are not supported; W4A16 and W8A16 are");
-  return { method: "compressed-tensors", format: "pack-quantized", bits: w.num_bits, groupSize: w.strategy === "group" ? w.group_size! : null, symmetric: w.symmetric !== false };
+  return { method: "compressed-tensors", format: "pack-quantized", bits: w.num_bits, groupSize: w.strategy === "group" ? w.group_size! : null, symmetric: w.symmetric !== false, actOrder };
 }
 
 function parsePackQuantized(groups: [string, Group][], file: string): CompressedTensorsInt {

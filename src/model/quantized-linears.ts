@@ -36,6 +36,7 @@ export function linearTensors(q: CheckpointQuantization | null, name: string, n:
     { name: `${pre}.weight_packed`, shape: [n, k / per] },
     { name: `${pre}.weight_scale`, shape: [n, G] },
     ...(q.symmetric ? [] : [{ name: `${pre}.weight_zero_point`, shape: [Math.ceil(n / per), G] }]),
+    ...(q.actOrder ? [{ name: `${pre}.weight_g_idx`, shape: [k] }] : []),
   ];
 }
 
@@ -102,12 +103,13 @@ function intFromParts(be: Backend, ld: Loader, parts: Part[], k: number, q: { bi
 }
 
 /**
- * GPTQ act-order's permutation of a layer's inputs, on the device, or undefined when there is none.
- * The parts read one input, so GPTQ gave them one order (from that input's Hessian); parts that
- * disagree cannot run as one GEMM and are refused.
+ * Act-order's permutation of a layer's inputs (from GPTQ's g_idx or compressed-tensors'
+ * weight_g_idx), on the device, or undefined when there is none. The parts read one input, so the
+ * quantizer gave them one order (from that input's Hessian); parts that disagree cannot run as one
+ * GEMM and are refused.
  */
-function actOrderOf(be: Backend, ld: Loader, parts: Part[], groupSize: number): Buf | undefined {
-  const [first, ...rest] = parts.map((p) => `${prefixOf(p.name)}.g_idx`);
+function actOrderOf(be: Backend, ld: Loader, parts: Part[], groupSize: number, tensor: "g_idx" | "weight_g_idx"): Buf | undefined {
+  const [first, ...rest] = parts.map((p) => `${prefixOf(p.name)}.${tensor}`);
   const gIdx = ld.readI32(first!);
   for (const name of rest) {
     const other = ld.readI32(name);
@@ -135,22 +137,40 @@ function repackedFromCheckpoint(be: Backend, ld: Loader, parts: Part[], k: numbe
     const scales = ld.load([{ name: `${pre}.scales`, rows: G, cols: r, shardDim: -1 }], DType.f32);
     be.repackInt(rows, { qweight, qzeros, scales, scaleDtype: DType.f32 }, r, k, layout);
     for (const b of [qweight, qzeros, scales]) ld.free(b);
-  }, q.method === "gptq" && q.actOrder ? actOrderOf(be, ld, parts, q.groupSize ?? k) : undefined);
+  }, q.method === "gptq" && q.actOrder ? actOrderOf(be, ld, parts, q.groupSize ?? k, "g_idx") : undefined);
 }
 
 /**
  * A compressed-tensors pack-quantized layer: weight_packed is vd_gemm_int's layout already (codes
- * packed along k, little-endian), so it loads as it is; weight_scale becomes f32; the zeros are
- * the storage offset 2^(bits-1) for a symmetric layer, else weight_zero_point unpacked along n.
+ * packed along k, little-endian), so it loads as it is, or with act-order ("group") is reordered
+ * into its positions on the device; weight_scale becomes f32; the zeros are the storage offset
+ * 2^(bits-1) for a symmetric layer, else weight_zero_point unpacked along n. Scales and zeros
+ * belong to groups, not positions, so act-order leaves them as they are.
  */
 function packedFromCheckpoint(be: Backend, ld: Loader, parts: Part[], k: number, q: CompressedTensorsInt): IntWeights {
   const per = 32 / q.bits, G = groupsOf(k, q.groupSize);
+  const kPerm = q.actOrder ? actOrderOf(be, ld, parts, q.groupSize ?? k, "weight_g_idx") : undefined;
   return intFromParts(be, ld, parts, k, q, "compressed-tensors pack-quantized", (rows, pre, r) => {
-    ld.loadPart(rows.w, { name: `${pre}.weight_packed`, rows: r, cols: k / per, shardDim: -1 }, DType.i32);
+    const codes: Part = { name: `${pre}.weight_packed`, rows: r, cols: k / per, shardDim: -1 };
+    if (kPerm) repackRows(be, ld, rows, codes, r, k, G);
+    else ld.loadPart(rows.w, codes, DType.i32);
     ld.loadPart(rows.scales, { name: `${pre}.weight_scale`, rows: r, cols: G, shardDim: -1 }, DType.f32);
     const zeros = q.symmetric ? new Float32Array(r * G).fill(2 ** (q.bits - 1)) : unpackZeroPoints(ld.readI32(`${pre}.weight_zero_point`), r, G, q.bits);
     be.copyFromHost(rows.zeros, 0, zeros);
-  });
+  }, kPerm);
+}
+
+/**
+ * weight_packed's codes into act-order's positions (vd_repack_int, layout rows); the scales and
+ * zeros it writes from its placeholder inputs are the caller's to overwrite.
+ */
+function repackRows(be: Backend, ld: Loader, rows: IntWeights, codes: Part, r: number, k: number, G: number): void {
+  const qweight = ld.load([codes], DType.i32), zeroWords = (G * r * rows.bits) / 32;
+  const qzeros = ld.alloc(zeroWords * 4), scales = ld.alloc(G * r * 4);
+  be.copyFromHost(qzeros, 0, new Int32Array(zeroWords));
+  be.copyFromHost(scales, 0, new Float32Array(G * r));
+  be.repackInt(rows, { qweight, qzeros, scales, scaleDtype: DType.f32 }, r, k, PackLayout.rows);
+  for (const b of [qweight, qzeros, scales]) ld.free(b);
 }
 
 /** weight_zero_point i32 [ceil(n / per), G], packed along n (code j of word [i, g] is row i*per + j), as f32 [n, G]. */

@@ -1,10 +1,10 @@
-// Integer weights on the cpu backend: vd_repack_int reads GPTQ's and AWQ's layouts as AutoGPTQ and
-// AutoAWQ define them (int-weights-reference.ts packs them), and vd_gemm_int matches a float64
-// product of the dequantized weights.
+// Integer weights on the cpu backend: vd_repack_int reads the GPTQ, AWQ and compressed-tensors
+// layouts as AutoGPTQ, AutoAWQ and llm-compressor define them (int-weights-reference.ts packs them),
+// and vd_gemm_int matches a float64 product of the dequantized weights.
 import { afterAll, describe, expect, test } from "bun:test";
 import { openBackend } from "./backend.ts";
 import { actOrderPermutation } from "../model/act-order.ts";
-import { dequantizeInt, groupsOf, packAwq, packGptq, type IntLayer } from "./int-weights-reference.ts";
+import { dequantizeInt, groupsOf, packAwq, packCompressed, packGptq, type IntLayer } from "./int-weights-reference.ts";
 import { backendError, downloadF32, poisoned, randomF32, relativeError, seededRandom, upload } from "./testing.ts";
 import { DType, PackLayout, type IntWeights } from "./types.ts";
 
@@ -32,7 +32,8 @@ function randomLayer(bits: 4 | 8, groupSize: number, n: number, k: number, seed:
 function repacked(l: IntLayer, scaleDtype: DType = DType.f32, layout: PackLayout = PackLayout.gptq): IntWeights & { bufs: number[]; perm: Int32Array | null } {
   const p = layout === PackLayout.awq ? packAwq(l) : packGptq(l, layout === PackLayout.gptq), G = groupsOf(l.k, l.groupSize);
   const scales = scaleDtype === DType.f16 ? new Uint16Array(new Float16Array(p.scales).buffer) : p.scales;
-  const t = { qweight: upload(be, p.qweight), qzeros: upload(be, p.qzeros), scales: upload(be, scales), scaleDtype };
+  const qweight = layout === PackLayout.rows ? packCompressed(l).packed : p.qweight; // rows: zeros and scales as gptq_v2's
+  const t = { qweight: upload(be, qweight), qzeros: upload(be, p.qzeros), scales: upload(be, scales), scaleDtype };
   const perm = l.gIdx ? actOrderPermutation(l.gIdx, l.groupSize, "test", "g_idx") : null;
   const w: IntWeights = {
     w: be.alloc((l.n * l.k * l.bits) / 8), scales: be.alloc(l.n * G * 4), zeros: be.alloc(l.n * G * 4), bits: l.bits, groupSize: l.groupSize,
@@ -58,6 +59,7 @@ describe("vd_repack_int", () => {
     [4, 32, PackLayout.gptq, "gptq, zeros minus one"], [4, 128, PackLayout.gptqV2, "gptq_v2, zeros as they are"],
     [8, 16, PackLayout.gptq, "gptq, zeros minus one"], [4, 32, PackLayout.awq, "AWQ, interleaved channels"], [4, 96, PackLayout.awq, "AWQ, one group"],
     [4, 32, PackLayout.gptq, "gptq act-order"], [8, 40, PackLayout.gptqV2, "gptq_v2 act-order, a shorter last group"],
+    [4, 32, PackLayout.rows, "rows (compressed-tensors) act-order"], [8, 16, PackLayout.rows, "rows (compressed-tensors)"],
   ] as const;
   for (const [bits, groupSize, layout, name] of CASES)
     test(`${bits}-bit, group ${groupSize}, ${name}: codes, scales and zeros land per row`, () => {
@@ -86,7 +88,7 @@ describe("vd_repack_int", () => {
         be.free(small);
       }
     };
-    expect(err(4, 32, 8, 64, 3)).toContain("layout 3");
+    expect(err(4, 32, 8, 64, 4)).toContain("layout 4");
     expect(err(8, 32, 8, 64, PackLayout.awq)).toContain("4-bit only");
     expect(err(4, 48, 8, 64, PackLayout.awq)).toContain("multiple of group_size");
     expect(err(4, 32, 12, 64, PackLayout.gptq)).toContain("n 12 is not a multiple of 8");

@@ -6,7 +6,7 @@ export const DType = { f32: 0, f16: 1, bf16: 2, i32: 3, fp8E4m3: 4 } as const;
 export type DType = (typeof DType)[keyof typeof DType];
 
 /** Checkpoint layouts of integer weights (VD_PACK_*), as vd_repack_int reads them. */
-export const PackLayout = { gptq: 0, gptqV2: 1, awq: 2 } as const;
+export const PackLayout = { gptq: 0, gptqV2: 1, awq: 2, rows: 3 } as const;
 export type PackLayout = (typeof PackLayout)[keyof typeof PackLayout];
 
 export const dtypeBytes = (d: DType): number => (d === DType.fp8E4m3 ? 1 : d === DType.f16 || d === DType.bf16 ? 2 : 4);

@@ -126,11 +126,13 @@ gpuSuite("quantized weights parity", () => {
     writePackedCheckpoint(builtin, join(ckpts, "default-w4a16-asym"), { bits: 4, groupSize: 64, sym: false });
     writeAwqCheckpoint(builtin, join(ckpts, "default-awq"), { groupSize: 32 });
     writeGptqCheckpoint(builtin, join(ckpts, "default-gptq8-act-order"), { bits: 8, groupSize: 32, sym: false, actOrder: true });
+    writePackedCheckpoint(builtin, join(ckpts, "default-w4a16-act-order"), { bits: 4, groupSize: 128, sym: true, actOrder: true });
   }
   const MODELS: [string, number, "fp8" | null, Quantization][] = [
     [fixture, 33, "fp8", "fp8"], [builtin, 24, "fp8", "fp8"], [join(ckpts, "default-fp8"), 24, null, "fp8"],
     [join(ckpts, "default-gptq4"), 24, null, "gptq"], [join(ckpts, "default-w4a16-asym"), 24, null, "compressed-tensors"],
     [join(ckpts, "default-awq"), 24, null, "awq"], [join(ckpts, "default-gptq8-act-order"), 24, null, "gptq"],
+    [join(ckpts, "default-w4a16-act-order"), 24, null, "compressed-tensors"],
   ];
   for (const [model, agree, quantization, holds] of MODELS)
     test(`a quantized model generates on the GPU what it generates on the cpu (greedy): ${model.split("/").at(-1)}`, () => {

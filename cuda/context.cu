@@ -152,7 +152,8 @@ int32_t release_context(ContextEntry &e) {
   if (c.attn_workspace) keep(check_cuda(cudaFree(c.attn_workspace), fn, "cudaFree(attention workspace)"));
   if (c.dequant_workspace) keep(check_cuda(cudaFree(c.dequant_workspace), fn, "cudaFree(dequantization workspace)"));
   if (c.cublas_workspace) keep(check_cuda(cudaFree(c.cublas_workspace), fn, "cudaFree(cublas workspace)"));
-  if (c.cublas && cublasDestroy_v2(static_cast<cublasHandle_t>(c.cublas)) != CUBLAS_STATUS_SUCCESS && st == VD_OK)
+  // A handle exists only if cuBLAS was loaded, so cublas() is not null here.
+  if (c.cublas && cublas(nullptr)->destroy(static_cast<cublasHandle_t>(c.cublas)) != CUBLAS_STATUS_SUCCESS && st == VD_OK)
     st = fail(VD_ERR_DEVICE, "%s: cublasDestroy failed", fn);
   for (cudaEvent_t ev : c.staging_free)
     if (ev) keep(check_cuda(cudaEventDestroy(ev), fn, "cudaEventDestroy"));

@@ -88,20 +88,23 @@ int32_t cublas_handle(Context *c, cublasHandle_t *out) {
   if (!c->cublas) {
     if (c->capturing) // creating a handle allocates: a warm-up GEMM must come before any capture
       return fail(VD_ERR_INVALID_ARGUMENT, "%s: the first GEMM of a context may not be captured into a graph", kFn);
+    const char *why = nullptr;
+    const Cublas *api = cublas(&why);
+    if (!api) return fail(VD_ERR_UNSUPPORTED, "%s: cuBLAS could not be loaded (%s)", kFn, why);
     cublasHandle_t h = nullptr;
-    cublasStatus_t s = cublasCreate_v2(&h);
+    cublasStatus_t s = api->create(&h);
     if (s != CUBLAS_STATUS_SUCCESS) return fail(VD_ERR_DEVICE, "%s: cublasCreate failed (status %d)", kFn, int(s));
-    s = cublasSetStream_v2(h, c->stream);
+    s = api->set_stream(h, c->stream);
     // Our own workspace: with it cuBLAS allocates nothing per call, which graph capture requires.
     if (s == CUBLAS_STATUS_SUCCESS && cudaMalloc(&c->cublas_workspace, kCublasWorkspaceBytes) != cudaSuccess) {
       cudaGetLastError();
-      cublasDestroy_v2(h);
+      api->destroy(h);
       return fail(VD_ERR_OUT_OF_MEMORY, "%s: no room for cuBLAS's %llu-byte workspace", kFn,
                   (unsigned long long)kCublasWorkspaceBytes);
     }
-    if (s == CUBLAS_STATUS_SUCCESS) s = cublasSetWorkspace_v2(h, c->cublas_workspace, kCublasWorkspaceBytes);
+    if (s == CUBLAS_STATUS_SUCCESS) s = api->set_workspace(h, c->cublas_workspace, kCublasWorkspaceBytes);
     if (s != CUBLAS_STATUS_SUCCESS) {
-      cublasDestroy_v2(h);
+      api->destroy(h);
       return fail(VD_ERR_DEVICE, "%s: cublasSetStream/SetWorkspace failed (status %d)", kFn, int(s));
     }
     c->cublas = h;
@@ -138,7 +141,7 @@ int32_t gemm_cublas(const GemmArgs &g) {
   const float alpha = 1.0f, beta = g.bias ? 1.0f : 0.0f;
   const int m = int(g.m), n = int(g.n), k = int(g.k);
   const cudaDataType_t t = cuda_type(g.ad);
-  cublasStatus_t s = cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &alpha, g.w, t, k, g.x, t, k, &beta, g.out, t, n,
+  cublasStatus_t s = cublas(nullptr)->gemm_ex(h, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &alpha, g.w, t, k, g.x, t, k, &beta, g.out, t, n,
                                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
   if (s != CUBLAS_STATUS_SUCCESS)
     return fail(VD_ERR_DEVICE, "%s: cublasGemmEx [%d x %d x %d] failed (status %d)", kFn, m, n, k, int(s));

@@ -82,7 +82,7 @@ describe("helpers", () => {
 
 const floors = {
   copy: { bytes_per_s: 2 ** 34 }, gemm_peak: { flops_per_s: 800e12 }, kv_bytes_per_token: 128 * 1024,
-  step_gemm: { "1": { total_ms_min: 6.1 }, "256": { total_ms_min: 7.4 } },
+  step_gemm: { "1": { total_ms_min: 6.1 }, "256": { total_ms_min: 7.4 } }, matmul_weight_bytes: 2 ** 27,
 };
 
 describe("computeFigures", () => {
@@ -93,6 +93,7 @@ describe("computeFigures", () => {
       decode: { decode_tok_s: 160, ttft_ms: 12 },
       "decode-fp8": { decode_tok_s: 280, ttft_ms: 20 },
       "decode-int4": { decode_tok_s: 440, ttft_ms: 15 },
+      "torch-compiled": { decode_tok_s: 128 },
       mixed: { output_tok_s: 4500, complete: true },
       "decode-step": { step_ms_median: 1200, kv_tokens_mean: 256 * 512 },
       prefill: { flops_per_s: 500e12 },
@@ -109,6 +110,9 @@ describe("computeFigures", () => {
     expect(meetsTarget("decode_b1_fp8_vs_bf16", 1.75)).toBe(true);
     expect(f.values.decode_b1_int4_vs_bf16).toBe(2.75);
     expect(meetsTarget("decode_b1_int4_vs_bf16", 2.75)).toBe(false);
+    expect(f.values.decode_b1_vs_compiled_torch).toBe(1.25);
+    expect(f.behind.decode_b1_floor_tok_s).toBeCloseTo(floors.copy.bytes_per_s / floors.matmul_weight_bytes, 9);
+    expect(f.values.decode_b1_fraction_of_floor).toBeCloseTo(160 / (floors.copy.bytes_per_s / floors.matmul_weight_bytes), 9);
     const table = formatTable(f);
     expect(table).toContain("mixed_vs_hf_output_ratio");
     expect(table).not.toContain("missing");

@@ -56,7 +56,7 @@ export function ratio(a: number | null | undefined, b: number | null | undefined
   return typeof a === "number" && typeof b === "number" && Number.isFinite(a) && b > 0 ? a / b : null;
 }
 
-export const PARTS = ["floors", "hf", "decode", "decode-fp8", "decode-int4", "mixed", "decode-step", "prefill", "startup"] as const;
+export const PARTS = ["floors", "hf", "decode", "decode-fp8", "decode-int4", "torch-compiled", "mixed", "decode-step", "prefill", "startup"] as const;
 export type PartName = (typeof PARTS)[number];
 // The parts are other programs' JSON: read defensively, field by field.
 type Json = Record<string, any>; // eslint-disable-line -- untyped JSON from other programs
@@ -72,6 +72,10 @@ export const TARGETS = {
   decode_b1_fp8_vs_bf16: { op: ">=", value: 1.7 },
   // 4-bit GPTQ weights (group 128, the bf16 model rounded to nearest) against bf16, the same run
   decode_b1_int4_vs_bf16: { op: ">=", value: 2.8 },
+  // bf16 decode at batch 1 over a compiled PyTorch decoder's (bench/baselines/compiled_decode.py)
+  decode_b1_vs_compiled_torch: { op: ">=", value: 1.1 },
+  // decode at batch 1 over the rate at which copy bandwidth reads the matmul weights once a token
+  decode_b1_fraction_of_floor: { op: ">=", value: 0.88 },
 } as const;
 export type FigureName = keyof typeof TARGETS;
 
@@ -92,6 +96,8 @@ export function computeFigures(p: Parts) {
     startup_8b_s: num(st?.ready_s_median),
     decode_b1_fp8_vs_bf16: ratio(num(p["decode-fp8"]?.decode_tok_s), num(dec?.decode_tok_s)),
     decode_b1_int4_vs_bf16: ratio(num(p["decode-int4"]?.decode_tok_s), num(dec?.decode_tok_s)),
+    decode_b1_vs_compiled_torch: ratio(num(dec?.decode_tok_s), num(p["torch-compiled"]?.decode_tok_s)),
+    decode_b1_fraction_of_floor: ratio(num(dec?.decode_tok_s), ratio(copyBw, num(fl?.matmul_weight_bytes))),
   };
   const behind = {
     hf_b1_decode_tok_s: num(hf?.b1?.tok_s_decode),
@@ -114,6 +120,8 @@ export function computeFigures(p: Parts) {
     decode_b1_fp8_ttft_ms: num(p["decode-fp8"]?.ttft_ms),
     decode_b1_int4_tok_s: num(p["decode-int4"]?.decode_tok_s),
     decode_b1_int4_ttft_ms: num(p["decode-int4"]?.ttft_ms),
+    compiled_torch_decode_tok_s: num(p["torch-compiled"]?.decode_tok_s),
+    decode_b1_floor_tok_s: ratio(copyBw, num(fl?.matmul_weight_bytes)),
   };
   return { values, behind };
 }
@@ -136,6 +144,8 @@ export function formatTable(f: ReturnType<typeof computeFigures>): string {
     ["prefill_fraction_of_gemm_peak", `${fmt(b.prefill_tflops, 0)} of ${fmt(b.gemm_peak_tflops, 0)} TFLOP/s`],
     ["startup_8b_s", "vllmd serve to GET /health 200, weights in page cache"],
     ["decode_b1_fp8_vs_bf16", `fp8 ${fmt(b.decode_b1_fp8_tok_s, 1)} vs bf16 ${fmt(v.decode_b1_tok_s, 1)} tok/s; fp8 ttft ${fmt(b.decode_b1_fp8_ttft_ms, 1)} ms`],
+    ["decode_b1_vs_compiled_torch", `compiled PyTorch ${fmt(b.compiled_torch_decode_tok_s, 1)} tok/s`],
+    ["decode_b1_fraction_of_floor", `floor ${fmt(b.decode_b1_floor_tok_s, 1)} tok/s (matmul weights read once at copy bandwidth)`],
     ["decode_b1_int4_vs_bf16", `GPTQ 4-bit g128 ${fmt(b.decode_b1_int4_tok_s, 1)} vs bf16 ${fmt(v.decode_b1_tok_s, 1)} tok/s; ttft ${fmt(b.decode_b1_int4_ttft_ms, 1)} ms`],
   ];
   const lines = [`${"figure".padEnd(30)} ${"value".padStart(9)} ${"target".padStart(8)}  met   against`];

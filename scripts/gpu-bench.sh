@@ -11,6 +11,8 @@
 #   decode-fp8   the same with --quantization fp8 (issue 10: decode_b1_fp8_vs_bf16)
 #   decode-int4  the same on a GPTQ 4-bit group-128 checkpoint of the model (scripts/make_bench_gptq.py;
 #                issue 10: decode_b1_int4_vs_bf16)
+#   torch-compiled  bench/baselines/compiled_decode.py: a compiled PyTorch decoder (gpt-fast's recipe)
+#                at batch 1, the baseline of decode_b1_vs_compiled_torch
 #   decode-step  bench/decode-step.ts: one decode step of 256 sequences at ~512 tokens of context
 #   prefill      bench/prefill.ts: 8 x 2048 tokens in one step
 #   startup      bench/startup.ts: `vllmd serve` to GET /health 200, weights in the page cache
@@ -37,7 +39,7 @@ LOGS=${OUT:-.gpu/logs}
 mkdir -p "$LOGS"
 BUDGET_S=${GPU_BENCH_BUDGET_S:-520}
 START=$SECONDS
-ONLY=${GPU_BENCH_ONLY:-tests,parity,floors,decode,decode-fp8,decode-int4,decode-step,prefill,startup,hf-b1,hf-mixed,mixed}
+ONLY=${GPU_BENCH_ONLY:-tests,parity,floors,decode,decode-fp8,decode-int4,torch-compiled,decode-step,prefill,startup,hf-b1,hf-mixed,mixed}
 MODEL=${BENCH_MODEL_DIR:-/tmp/vllmd-bench-8b}
 WORK=${TMPDIR:-/tmp}/vllmd-bench
 mkdir -p "$WORK"
@@ -58,7 +60,7 @@ if [ "$SMOKE" = 1 ]; then
   HF_SIZE_ARGS=(--mixed-requests 16 --batch-size 8 --prompt-len 8 --new-tokens 16)
   PARITY_ARGS=(--tokens 8 --prompt-lens 7,20,60 --max-model-len 128)
 fi
-for p in floors hf decode decode-fp8 decode-int4 mixed decode-step prefill startup parity parity-engine; do rm -f "$LOGS/$p.json"; done # stale parts must not count
+for p in floors hf decode decode-fp8 decode-int4 torch-compiled mixed decode-step prefill startup parity parity-engine; do rm -f "$LOGS/$p.json"; done # stale parts must not count
 
 ROWS=()  # "name|status|seconds"
 NOTES=() # lines for the result JSON
@@ -237,6 +239,9 @@ if want decode-int4; then
   if [ "$GPTQ_OK" -eq 1 ]; then
     engine_part decode-int4 120 "$BUN" bench/decode.ts --model "$GPTQ_MODEL" --device "$DEVICE" ${DECODE_ARGS[@]+"${DECODE_ARGS[@]}"}
   else skip decode-int4 "no GPTQ checkpoint (made only on the GPU machine)"; fi
+fi
+if want torch-compiled; then
+  if [ "$MODEL_OK" -eq 1 ]; then part torch-compiled 240 python3 bench/baselines/compiled_decode.py "$MODEL"; else skip torch-compiled "no model"; fi
 fi
 want decode-step && engine_part decode-step 180 "$BUN" bench/decode-step.ts --model "$MODEL" --device "$DEVICE" ${DSTEP_ARGS[@]+"${DSTEP_ARGS[@]}"}
 want prefill && engine_part prefill 120 "$BUN" bench/prefill.ts --model "$MODEL" --device "$DEVICE" ${PREFILL_ARGS[@]+"${PREFILL_ARGS[@]}"}

@@ -1,6 +1,7 @@
 // See status.h. Compiled into libvllmd_cpu.so and libvllmd_cuda.so alike.
 #include "status.h"
 
+#include <cmath>
 #include <cstdarg>
 #include <cstdio>
 #include <string>
@@ -29,6 +30,17 @@ const char *last_error_text() { return last_error.c_str(); }
 int32_t check_float_dtype(const char *fn, const char *arg, int32_t dtype) {
   if (dtype == VD_F32 || dtype == VD_F16 || dtype == VD_BF16) return VD_OK;
   return fail(VD_ERR_INVALID_ARGUMENT, "%s: %s %d, expected f32 (0), f16 (1) or bf16 (2)", fn, arg, dtype);
+}
+
+int32_t check_kv_format(const char *fn, int32_t act_dtype, int32_t kv_dtype, float k_scale, float v_scale) {
+  if (kv_dtype == act_dtype) return VD_OK;
+  if (kv_dtype != VD_FP8_E4M3)
+    return fail(VD_ERR_INVALID_ARGUMENT, "%s: kv_dtype %d, expected act_dtype (%d) or VD_FP8_E4M3 (%d)", fn, kv_dtype, act_dtype,
+                VD_FP8_E4M3);
+  if (!(std::isfinite(k_scale) && k_scale > 0.0f && std::isfinite(v_scale) && v_scale > 0.0f))
+    return fail(VD_ERR_INVALID_ARGUMENT, "%s: an e4m3 KV cache needs finite scales > 0, got k_scale %g, v_scale %g", fn,
+                double(k_scale), double(v_scale));
+  return VD_OK;
 }
 
 int32_t check_nonneg(const char *fn, const char *arg, int64_t v) {

@@ -4,10 +4,12 @@
 // one cache block at a time with the same online softmax, so its bits depend only on its query,
 // its keys and values, never on the other rows, sequences or the thread split.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 #include <vector>
 
+#include "../common/fp8.h"
 #include "internal.h"
 
 using namespace vd;
@@ -30,10 +32,32 @@ float dot(const float *a, const float *b, int64_t n) {
   return (a0 + a2) + (a1 + a3);
 }
 
+// The caches: f32, or e4m3 codes that stand for code * scale.
+struct KvCaches {
+  const void *k, *v;
+  bool fp8;
+  float k_scale, v_scale;
+};
+
+// The 256 e4m3 values, so that decoding a row is a lookup per value.
+const std::array<float, 256> kFp8Values = [] {
+  std::array<float, 256> t{};
+  for (int i = 0; i < 256; i++) t[size_t(i)] = fp8_e4m3_to_f32(uint8_t(i));
+  return t;
+}();
+
+// Row `at` (an element offset) of a cache as f32: in place, or an e4m3 row decoded into `row`.
+const float *cache_row(const void *cache, bool fp8, float scale, int64_t at, int64_t d, float *row) {
+  if (!fp8) return static_cast<const float *>(cache) + at;
+  const uint8_t *codes = static_cast<const uint8_t *>(cache) + at;
+  for (int64_t i = 0; i < d; i++) row[i] = kFp8Values[codes[i]] * scale;
+  return row;
+}
+
 // out[D] = softmax(q . K^T * scale) . V over keys 0..n_keys-1 of one sequence and one kv head.
-// scores and acc are scratch of B and D floats.
-void attend_one(float *out, const float *q, const float *k_cache, const float *v_cache, const int32_t *blocks,
-                int64_t n_keys, int64_t kv_head, const AttnShape &s, float *scores, float *acc) {
+// scores, acc and row are scratch of B, D and D floats.
+void attend_one(float *out, const float *q, const KvCaches &kv, const int32_t *blocks, int64_t n_keys, int64_t kv_head,
+                const AttnShape &s, float *scores, float *acc, float *row) {
   const int64_t d = s.head_dim, bsz = s.block_size;
   float running_max = -std::numeric_limits<float>::infinity(), denom = 0.0f;
   std::fill(acc, acc + d, 0.0f);
@@ -42,7 +66,7 @@ void attend_one(float *out, const float *q, const float *k_cache, const float *v
     const int64_t n_in = std::min(bsz, n_keys - b * bsz);
     float block_max = -std::numeric_limits<float>::infinity();
     for (int64_t t = 0; t < n_in; t++) {
-      scores[t] = dot(q, k_cache + base + t * d, d) * s.scale;
+      scores[t] = dot(q, cache_row(kv.k, kv.fp8, kv.k_scale, base + t * d, d, row), d) * s.scale;
       block_max = std::max(block_max, scores[t]);
     }
     const float new_max = std::max(running_max, block_max);
@@ -53,7 +77,7 @@ void attend_one(float *out, const float *q, const float *k_cache, const float *v
     for (int64_t t = 0; t < n_in; t++) {
       const float p = std::exp(scores[t] - new_max);
       denom += p;
-      const float *v = v_cache + base + t * d;
+      const float *v = cache_row(kv.v, kv.fp8, kv.v_scale, base + t * d, d, row);
       for (int64_t i = 0; i < d; i++) acc[i] += p * v[i];
     }
     running_max = new_max;
@@ -92,18 +116,19 @@ int32_t check_batch(const AttnShape &s, const int32_t *qstart, const int32_t *le
 
 struct AttnData {
   float *out;
-  const float *q, *k_cache, *v_cache;
+  const float *q;
+  KvCaches kv;
   const int32_t *tables, *lens, *qstart;
 };
 
 void run_attention(const AttnData &a, const AttnShape &s, const std::vector<int32_t> &row_seq) {
-  const int64_t group = s.n_heads / s.n_kv_heads, row = s.n_heads * s.head_dim;
+  const int64_t group = s.n_heads / s.n_kv_heads, stride = s.n_heads * s.head_dim;
   int64_t work = 0;
   for (int64_t q = 0; q < s.n_seqs; q++) work += int64_t(a.qstart[q + 1] - a.qstart[q]) * a.lens[q];
-  const bool parallel = work * row >= (int64_t(1) << 17);
+  const bool parallel = work * stride >= (int64_t(1) << 17);
 #pragma omp parallel if (parallel)
   {
-    std::vector<float> scores(size_t(s.block_size)), acc(size_t(s.head_dim));
+    std::vector<float> scores(size_t(s.block_size)), acc(size_t(s.head_dim)), row(size_t(s.head_dim));
 #pragma omp for collapse(2) schedule(dynamic, 4)
     for (int64_t t = 0; t < s.n_tokens; t++)
       for (int64_t h = 0; h < s.n_heads; h++) {
@@ -111,8 +136,8 @@ void run_attention(const AttnData &a, const AttnShape &s, const std::vector<int3
         if (q < 0) continue;
         const int64_t q_len = a.qstart[q + 1] - a.qstart[q];
         const int64_t position = a.lens[q] - q_len + (t - a.qstart[q]);
-        attend_one(a.out + t * row + h * s.head_dim, a.q + t * row + h * s.head_dim, a.k_cache, a.v_cache,
-                   a.tables + q * s.max_blocks, position + 1, h / group, s, scores.data(), acc.data());
+        attend_one(a.out + t * stride + h * s.head_dim, a.q + t * stride + h * s.head_dim, a.kv, a.tables + q * s.max_blocks,
+                   position + 1, h / group, s, scores.data(), acc.data(), row.data());
       }
   }
 }
@@ -122,10 +147,12 @@ void run_attention(const AttnData &a, const AttnShape &s, const std::vector<int3
 VD_API int32_t vd_attention(uint64_t ctx, uint64_t out, uint64_t q, uint64_t k_cache, uint64_t v_cache,
                             uint64_t block_tables, uint64_t seq_lens, uint64_t query_start, int64_t n_seqs,
                             int64_t n_tokens, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
-                            int64_t block_size, int64_t max_blocks, float scale, int32_t act_dtype) {
+                            int64_t block_size, int64_t max_blocks, float scale, int32_t act_dtype, int32_t kv_dtype,
+                            float k_scale, float v_scale) {
   clear_error();
   const AttnShape s{n_seqs, n_tokens, n_heads, n_kv_heads, head_dim, block_size, max_blocks, scale};
   int32_t st = check_act_dtype("vd_attention", act_dtype);
+  if (st == VD_OK) st = check_kv_format("vd_attention", act_dtype, kv_dtype, k_scale, v_scale);
   if (st == VD_OK) st = check_attention_shape({n_seqs, n_tokens, n_heads, n_kv_heads, head_dim, block_size, max_blocks});
   if (st != VD_OK) return st;
   const uint64_t act_bytes = bytes_of(n_tokens, n_heads * head_dim, 4);
@@ -137,11 +164,12 @@ VD_API int32_t vd_attention(uint64_t ctx, uint64_t out, uint64_t q, uint64_t k_c
       !lookup_sized(ctx, seq_lens, "vd_attention(seq_lens)", bytes_of(n_seqs, 1, 4), &ssl) ||
       !lookup_sized(ctx, query_start, "vd_attention(query_start)", bytes_of(n_seqs + 1, 1, 4), &sqs))
     return VD_ERR_INVALID_ARGUMENT;
+  const bool fp8 = kv_dtype == VD_FP8_E4M3;
   const AttnData a{reinterpret_cast<float *>(so.data), reinterpret_cast<const float *>(sq.data),
-                   reinterpret_cast<const float *>(skc.data), reinterpret_cast<const float *>(svc.data),
+                   KvCaches{skc.data, svc.data, fp8, k_scale, v_scale},
                    reinterpret_cast<const int32_t *>(sbt.data), reinterpret_cast<const int32_t *>(ssl.data),
                    reinterpret_cast<const int32_t *>(sqs.data)};
-  const uint64_t block_bytes = bytes_of(n_kv_heads, block_size * head_dim, 4);
+  const uint64_t block_bytes = bytes_of(n_kv_heads, block_size * head_dim, fp8 ? 1 : 4);
   const int64_t n_blocks = int64_t(std::min(skc.bytes, svc.bytes) / block_bytes);
   std::vector<int32_t> row_seq;
   st = check_batch(s, a.qstart, a.lens, a.tables, n_blocks, row_seq);

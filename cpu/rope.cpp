@@ -1,7 +1,9 @@
 // vd_rope_write_kv: rotary embedding on the q and k parts of a fused q/k/v row; rotated q into
 // q_out, rotated k and v into the paged KV cache.
 #include <algorithm>
+#include <vector>
 
+#include "../common/fp8.h"
 #include "internal.h"
 
 using namespace vd;
@@ -51,15 +53,33 @@ int32_t check_positions_and_slots(const int32_t *pos, const int32_t *slots, int6
   return VD_OK;
 }
 
+// The cache's element type: f32, or e4m3 of k / k_scale and v / v_scale.
+struct KvFormat {
+  bool fp8;
+  float k_scale, v_scale;
+};
+
 // Token t's cache writes at slot (block, offset) of layout [blocks, KVH, B, D]: each k head
-// rotated straight from the fused row (qkv is read only), each v head copied.
-void write_kv(float *k_cache, float *v_cache, const float *k, const float *v, const float *cs, int64_t slot,
-              const RopeShape &s) {
+// rotated straight from the fused row (qkv is read only), each v head copied; e4m3 caches get the
+// rotated k and the v divided by their scales and encoded.
+void write_kv(void *k_cache, void *v_cache, const float *k, const float *v, const float *cs, int64_t slot,
+              const RopeShape &s, const KvFormat &f) {
   const int64_t block = slot / s.block_size, offset = slot % s.block_size, d = s.head_dim;
+  thread_local std::vector<float> rotated;
+  if (f.fp8 && rotated.size() < size_t(d)) rotated.resize(size_t(d));
   for (int64_t h = 0; h < s.n_kv_heads; h++) {
     const int64_t at = ((block * s.n_kv_heads + h) * s.block_size + offset) * d;
-    rotate_head(k_cache + at, k + h * d, d, cs);
-    std::memcpy(v_cache + at, v + h * d, size_t(d) * 4);
+    if (!f.fp8) {
+      rotate_head(static_cast<float *>(k_cache) + at, k + h * d, d, cs);
+      std::memcpy(static_cast<float *>(v_cache) + at, v + h * d, size_t(d) * 4);
+      continue;
+    }
+    rotate_head(rotated.data(), k + h * d, d, cs);
+    uint8_t *kc = static_cast<uint8_t *>(k_cache) + at, *vc = static_cast<uint8_t *>(v_cache) + at;
+    for (int64_t i = 0; i < d; i++) {
+      kc[i] = f32_to_fp8_e4m3(rotated[size_t(i)] / f.k_scale);
+      vc[i] = f32_to_fp8_e4m3(v[h * d + i] / f.v_scale);
+    }
   }
 }
 
@@ -89,10 +109,12 @@ int32_t check_disjoint(const Span &q_out, uint64_t q_bytes, const Span &qkv, uin
 VD_API int32_t vd_rope_write_kv(uint64_t ctx, uint64_t q_out, uint64_t qkv, uint64_t positions, uint64_t cos_sin,
                                 uint64_t slot_mapping, uint64_t k_cache, uint64_t v_cache, int64_t n_tokens,
                                 int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t block_size,
-                                int32_t act_dtype) {
+                                int32_t act_dtype, int32_t kv_dtype, float k_scale, float v_scale) {
   clear_error();
   const RopeShape s{n_tokens, n_heads, n_kv_heads, head_dim, block_size};
+  const KvFormat f{kv_dtype == VD_FP8_E4M3, k_scale, v_scale};
   int32_t st = check_act_dtype("vd_rope_write_kv", act_dtype);
+  if (st == VD_OK) st = check_kv_format("vd_rope_write_kv", act_dtype, kv_dtype, k_scale, v_scale);
   if (st == VD_OK) st = check_rope_shape(s);
   if (st != VD_OK) return st;
   const uint64_t q_bytes = f32_bytes(n_tokens, n_heads, head_dim), qkv_bytes = qkv_bytes_of(s);
@@ -108,7 +130,7 @@ VD_API int32_t vd_rope_write_kv(uint64_t ctx, uint64_t q_out, uint64_t qkv, uint
   if (st != VD_OK) return st;
   if (n_tokens == 0) return VD_OK;
   const int32_t *pos = reinterpret_cast<const int32_t *>(sp.data), *slots = reinterpret_cast<const int32_t *>(ssm.data);
-  const uint64_t block_bytes = f32_bytes(n_kv_heads, block_size, head_dim);
+  const uint64_t block_bytes = f.fp8 ? bytes_of(n_kv_heads, block_size, head_dim) : f32_bytes(n_kv_heads, block_size, head_dim);
   const int64_t n_blocks = block_bytes ? int64_t(std::min(skc.bytes, svc.bytes) / block_bytes) : 0;
   st = check_positions_and_slots(pos, slots, n_tokens, int64_t(scs.bytes / 4 / uint64_t(head_dim)),
                                  n_blocks * block_size);
@@ -121,8 +143,7 @@ VD_API int32_t vd_rope_write_kv(uint64_t ctx, uint64_t q_out, uint64_t qkv, uint
     const float *cs = table + int64_t(pos[t]) * head_dim, *r = rows + t * row;
     for (int64_t h = 0; h < n_heads; h++) rotate_head(qf + t * q_row + h * head_dim, r + h * head_dim, head_dim, cs);
     if (slots[t] >= 0)
-      write_kv(reinterpret_cast<float *>(skc.data), reinterpret_cast<float *>(svc.data), r + q_row, r + q_row + kv_row,
-               cs, slots[t], s);
+      write_kv(skc.data, svc.data, r + q_row, r + q_row + kv_row, cs, slots[t], s, f);
   }
   return VD_OK;
 }

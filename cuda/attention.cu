@@ -195,10 +195,13 @@ int32_t launch(Context &c, attn::Params p, int64_t n_tokens, uint64_t smem) {
 VD_API int32_t vd_attention(uint64_t ctx, uint64_t out, uint64_t q, uint64_t k_cache, uint64_t v_cache,
                             uint64_t block_tables, uint64_t seq_lens, uint64_t query_start, int64_t n_seqs,
                             int64_t n_tokens, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
-                            int64_t block_size, int64_t max_blocks, float scale, int32_t act_dtype) {
+                            int64_t block_size, int64_t max_blocks, float scale, int32_t act_dtype, int32_t kv_dtype,
+                            float k_scale, float v_scale) {
   clear_error();
   const AttnShape s{n_seqs, n_tokens, n_heads, n_kv_heads, head_dim, block_size, max_blocks};
   int32_t st = check_float_dtype(kFn, "act_dtype", act_dtype);
+  if (st == VD_OK) st = check_kv_format(kFn, act_dtype, kv_dtype, k_scale, v_scale);
+  if (st == VD_OK && kv_dtype == VD_FP8_E4M3) st = fail(VD_ERR_UNSUPPORTED, "%s: an e4m3 KV cache is not implemented on cuda yet", kFn);
   if (st == VD_OK) st = check_attention_shape(s);
   if (st == VD_OK) st = check_limits(s);
   if (st != VD_OK) return st;

@@ -95,10 +95,12 @@ int32_t check_disjoint(const Span &q_out, uint64_t q_bytes, const Span &qkv, uin
 VD_API int32_t vd_rope_write_kv(uint64_t ctx, uint64_t q_out, uint64_t qkv, uint64_t positions, uint64_t cos_sin,
                                 uint64_t slot_mapping, uint64_t k_cache, uint64_t v_cache, int64_t n_tokens,
                                 int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t block_size,
-                                int32_t act_dtype) {
+                                int32_t act_dtype, int32_t kv_dtype, float k_scale, float v_scale) {
   clear_error();
   const char *fn = "vd_rope_write_kv";
   int32_t st = check_float_dtype(fn, "act_dtype", act_dtype);
+  if (st == VD_OK) st = check_kv_format(fn, act_dtype, kv_dtype, k_scale, v_scale);
+  if (st == VD_OK && kv_dtype == VD_FP8_E4M3) st = fail(VD_ERR_UNSUPPORTED, "%s: an e4m3 KV cache is not implemented on cuda yet", fn);
   if (st == VD_OK) st = check_rope_shape(fn, n_tokens, n_heads, n_kv_heads, head_dim, block_size);
   if (st != VD_OK) return st;
   Context *c = context(ctx, fn);

@@ -28,7 +28,7 @@
 extern "C" {
 #endif
 
-#define VD_ABI_VERSION 10
+#define VD_ABI_VERSION 11
 
 /* Status codes. */
 #define VD_OK 0
@@ -170,14 +170,17 @@ int32_t vd_rmsnorm(uint64_t ctx, uint64_t out, uint64_t residual, uint64_t x, ui
  * Rotation: rotate-half / NeoX layout (as HF Llama), computed in f32 with the products rounded
  * separately (no fused multiply-add), each result rounded to act_dtype once.
  * cos_sin: f32 [max_position, D]: row p holds cos(p * f_i) for i < D/2, then sin(p * f_i).
- * positions: i32 [T]. k_cache, v_cache: [num_blocks, KVH, B, D] of act_dtype.
+ * positions: i32 [T]. k_cache, v_cache: [num_blocks, KVH, B, D] of kv_dtype: act_dtype (k and v
+ * as computed; k_scale and v_scale unused) or VD_FP8_E4M3 (e4m3 of k / k_scale and v / v_scale,
+ * rounded to nearest even, saturating at +-448; both scales finite and > 0).
  * A position outside cos_sin or a slot past the cache: the cpu backend rejects it before writing
  * anything; cuda writes NaN for that token's q and k (bad position) or skips the cache write (bad
  * slot) and reports a fault at the next sync point (see cuda/README.md).
  */
 int32_t vd_rope_write_kv(uint64_t ctx, uint64_t q_out, uint64_t qkv, uint64_t positions, uint64_t cos_sin,
                          uint64_t slot_mapping, uint64_t k_cache, uint64_t v_cache, int64_t n_tokens, int64_t n_heads,
-                         int64_t n_kv_heads, int64_t head_dim, int64_t block_size, int32_t act_dtype);
+                         int64_t n_kv_heads, int64_t head_dim, int64_t block_size, int32_t act_dtype, int32_t kv_dtype,
+                         float k_scale, float v_scale);
 
 /*
  * Paged attention for a mixed batch (prefill chunks and decodes together).
@@ -186,11 +189,13 @@ int32_t vd_rope_write_kv(uint64_t ctx, uint64_t q_out, uint64_t qkv, uint64_t po
  * row j of s sits at position seq_lens[s] - q_len + j and attends causally to cache positions
  * 0..that position. Its cache positions map to blocks block_tables[s, :] (i32 [S, max_blocks]).
  * q: [T, H*D]; out: [T, H*D]; H is a multiple of KVH (grouped-query attention).
+ * The caches are of kv_dtype as vd_rope_write_kv wrote them; an e4m3 key weighs k_scale times its
+ * value, an e4m3 value v_scale times.
  */
 int32_t vd_attention(uint64_t ctx, uint64_t out, uint64_t q, uint64_t k_cache, uint64_t v_cache,
                      uint64_t block_tables, uint64_t seq_lens, uint64_t query_start, int64_t n_seqs, int64_t n_tokens,
                      int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t block_size, int64_t max_blocks,
-                     float scale, int32_t act_dtype);
+                     float scale, int32_t act_dtype, int32_t kv_dtype, float k_scale, float v_scale);
 
 /* out[M, N] = x[M, K] · w[N, K]ᵀ (+ bias[N] if bias != 0). w and bias of w_dtype. */
 int32_t vd_gemm(uint64_t ctx, uint64_t out, uint64_t x, uint64_t w, uint64_t bias, int64_t m, int64_t n, int64_t k,

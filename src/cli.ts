@@ -15,7 +15,7 @@ ${EVAL_PPL_USAGE}
     --max-num-batched-tokens N  --block-size N  --num-blocks N
     --gpu-memory-utilization F  --tensor-parallel-size N
     --enforce-eager  --async-scheduling | --no-async-scheduling
-    --quantization fp8|gptq|awq|compressed-tensors`;
+    --quantization fp8|gptq|awq|compressed-tensors  --kv-cache-dtype auto|fp8|fp8_e4m3`;
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;

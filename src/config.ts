@@ -8,6 +8,13 @@ import { z } from "zod";
 export const QUANTIZATION_METHODS = ["fp8", "gptq", "awq", "compressed-tensors"] as const;
 export type QuantizationMethod = (typeof QUANTIZATION_METHODS)[number];
 
+/**
+ * vLLM's --kv-cache-dtype names this engine takes: "auto" keeps keys and values in the activations'
+ * dtype; "fp8" and "fp8_e4m3" store them as e4m3 (one byte a value: twice the blocks of bf16).
+ */
+export const KV_CACHE_DTYPES = ["auto", "fp8", "fp8_e4m3"] as const;
+export type KvCacheDtype = (typeof KV_CACHE_DTYPES)[number];
+
 export const EngineConfigSchema = z.object({
   model: z.string().min(1),
   device: z.enum(["auto", "cpu", "cuda", "hip"]).default("auto"),
@@ -32,6 +39,8 @@ export const EngineConfigSchema = z.object({
   asyncScheduling: z.enum(["auto", "on", "off"]).default("auto"),
   /** --quantization: fp8 quantizes linear layers at load (e4m3, one scale per output row); null: as the checkpoint is. */
   quantization: z.enum(QUANTIZATION_METHODS).nullable().default(null),
+  /** --kv-cache-dtype: "fp8"/"fp8_e4m3" keep the KV cache as e4m3 (scales 1.0, as vLLM without calibrated ones). */
+  kvCacheDtype: z.enum(KV_CACHE_DTYPES).default("auto"),
 });
 
 export type EngineConfigInput = z.input<typeof EngineConfigSchema>;

@@ -1,5 +1,5 @@
 // Shared command-line plumbing: usage errors and number parsing.
-import { QUANTIZATION_METHODS, type QuantizationMethod } from "../config.ts";
+import { KV_CACHE_DTYPES, type KvCacheDtype, QUANTIZATION_METHODS, type QuantizationMethod } from "../config.ts";
 export class UsageError extends Error {}
 
 export function numArg(v: string | undefined, name: string, dflt: number): number {
@@ -28,6 +28,7 @@ export const engineOptions = {
   "async-scheduling": { type: "boolean" },
   "no-async-scheduling": { type: "boolean" },
   quantization: { type: "string" },
+  "kv-cache-dtype": { type: "string" },
 } as const;
 
 export function engineConfigFrom(a: Record<string, unknown>, model: string) {
@@ -37,6 +38,10 @@ export function engineConfigFrom(a: Record<string, unknown>, model: string) {
   const quantization = s("quantization") ?? null;
   if (quantization !== null && !(QUANTIZATION_METHODS as readonly string[]).includes(quantization)) {
     throw new UsageError(`--quantization must be one of ${QUANTIZATION_METHODS.join(", ")}, got '${quantization}'`);
+  }
+  const kvCacheDtype = s("kv-cache-dtype") ?? "auto";
+  if (!(KV_CACHE_DTYPES as readonly string[]).includes(kvCacheDtype)) {
+    throw new UsageError(`--kv-cache-dtype must be one of ${KV_CACHE_DTYPES.join(", ")}, got '${kvCacheDtype}'`);
   }
   if (a["async-scheduling"] === true && a["no-async-scheduling"] === true) {
     throw new UsageError("--async-scheduling and --no-async-scheduling contradict each other");
@@ -54,5 +59,6 @@ export function engineConfigFrom(a: Record<string, unknown>, model: string) {
     decodeGraphs: a["enforce-eager"] === true ? ("off" as const) : undefined,
     asyncScheduling: a["async-scheduling"] === true ? ("on" as const) : a["no-async-scheduling"] === true ? ("off" as const) : undefined,
     quantization: quantization as QuantizationMethod | null,
+    kvCacheDtype: kvCacheDtype as KvCacheDtype,
   };
 }

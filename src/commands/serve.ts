@@ -70,7 +70,7 @@ function summary(srv: RunningServer, info: EngineInfo, seconds: number, endpoint
   return [
     `model       ${info.model} (${info.architecture}, ${info.dtype}${info.quantization ? `, linear layers in ${info.quantization}` : ""}) served as '${srv.ctx.modelName}'`,
     `device      ${info.device}`,
-    `KV cache    ${info.numBlocks} blocks of ${info.blockSize} tokens = ${tokens} tokens; ` +
+    `KV cache    ${info.numBlocks} blocks of ${info.blockSize} tokens = ${tokens} tokens in ${info.kvCacheDtype}; ` +
       `${(tokens / info.maxModelLen).toFixed(1)} full-length (${info.maxModelLen}-token) requests fit`,
     `batching    max ${info.maxNumSeqs} sequences, ${info.maxNumBatchedTokens} tokens per step; ` +
       (info.numGraphs > 0 ? `${info.numGraphs} decode batch sizes as graphs` : "no graphs (eager)") +

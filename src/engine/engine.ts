@@ -3,9 +3,9 @@
 import type { EngineConfig } from "../config.ts";
 import { allocKvCache, freeKvCache, kvBlockBytes, LlamaModel, type KvCache } from "../model/llama.ts";
 import { loadModelDir, type ModelDir } from "../model/model-dir.ts";
-import { freeWeights, loadWeights, quantizeAtLoad, type LoadProgress, type ModelWeights, type Quantization } from "../model/weights.ts";
+import { freeWeights, loadWeights, quantizeAtLoad, weightDtype, type LoadProgress, type ModelWeights, type Quantization } from "../model/weights.ts";
 import { openBackend } from "../native/backend.ts";
-import type { Backend, DType } from "../native/types.ts";
+import { type Backend, DType, dtypeName } from "../native/types.ts";
 import { Request, type FinishReason, type SamplingParams } from "./request.ts";
 import { type LaunchedStep, ModelRunner, type TokenLogprobs } from "./runner.ts";
 import { samplingParamsFault } from "./sampling-check.ts";
@@ -40,6 +40,8 @@ export interface EngineInfo {
   asyncScheduling: boolean;
   /** How the linear layers' weights are kept ("fp8": e4m3, "gptq": 4/8-bit integers), or null: as floats. */
   quantization: Quantization;
+  /** The KV cache's element type: "fp8_e4m3", or the activations' dtype ("bf16", "f16", "f32"). */
+  kvCacheDtype: string;
 }
 
 export interface EngineStats {
@@ -71,6 +73,8 @@ export class Engine {
     const maxModelLen = resolveMaxModelLen(cfg, dir);
     quantizeAtLoad(cfg.quantization, dir.config.quantization); // a flag that does not fit fails before any device is opened
     const be = openDevice(cfg.device, cfg.tensorParallelSize);
+    const kvDtype = cfg.kvCacheDtype === "auto" ? be.activationDtype(weightDtype(dir.config)) : DType.fp8E4m3;
+    checkKvCacheDtype(be, kvDtype, be.activationDtype(weightDtype(dir.config)), cfg.kvCacheDtype); // before the weights load
     const weights = loadWeights(be, dir.config, dir.tensors, onProgress, { quantization: cfg.quantization });
     const blocksPerSeq = Math.ceil(maxModelLen / cfg.blockSize);
     const maxTokens = Math.max(cfg.maxNumBatchedTokens, 1);
@@ -78,13 +82,13 @@ export class Engine {
     const act = be.activationDtype(weights.dtype);
     // Activations and step buffers first, then (on GPUs) a profiling run, so that the KV cache
     // gets what is left of total * --gpu-memory-utilization after everything else.
-    const probeCache = allocKvCache(be, dir.config, 1, cfg.blockSize, act);
+    const probeCache = allocKvCache(be, dir.config, 1, cfg.blockSize, kvDtype);
     const model = new LlamaModel(be, dir.config, weights, probeCache, maxTokens, maxSeqs, maxModelLen);
     const runner = new ModelRunner(be, model, { maxTokens, maxSeqs, maxBlocksPerSeq: blocksPerSeq, blockSize: cfg.blockSize });
     if (be.name !== "cpu") runner.profileRun(); // the cpu's budget is --cpu-kv-cache bytes, not what is left
     freeKvCache(be, probeCache);
-    const numBlocks = sizeKvCache(be, cfg, dir, blocksPerSeq, act);
-    const cache = allocKvCache(be, dir.config, numBlocks, cfg.blockSize, act);
+    const numBlocks = sizeKvCache(be, cfg, dir, blocksPerSeq, kvDtype);
+    const cache = allocKvCache(be, dir.config, numBlocks, cfg.blockSize, kvDtype);
     model.bindCache(cache);
     const numGraphs = runner.captureGraphs(cfg.decodeGraphs);
     const scheduler = new Scheduler({
@@ -97,7 +101,7 @@ export class Engine {
       maxNumBatchedTokens: cfg.maxNumBatchedTokens, vocabSize: dir.config.vocabSize,
       eosTokenIds: dir.generation.eosTokenIds, numGraphs,
       asyncScheduling: cfg.asyncScheduling === "on" || (cfg.asyncScheduling === "auto" && be.name !== "cpu"),
-      quantization: weights.quantization,
+      quantization: weights.quantization, kvCacheDtype: dtypeName(kvDtype),
     };
     return new Engine(info, be, weights, cache, model, runner, scheduler);
   }
@@ -236,9 +240,26 @@ function resolveMaxModelLen(cfg: EngineConfig, dir: ModelDir): number {
   return want;
 }
 
+/**
+ * Asks the backend whether it keeps a KV cache of `kv` (a cache write of no tokens, which checks
+ * the format and nothing else), so that an unsupported --kv-cache-dtype fails before the weights load.
+ */
+export function checkKvCacheDtype(be: Backend, kv: DType, act: DType, flag: string): void {
+  if (kv === act) return;
+  const bufs = Array.from({ length: 7 }, () => be.alloc(64));
+  const [qOut, qkv, positions, cosSin, slots, k, v] = bufs as [number, number, number, number, number, number, number];
+  try {
+    be.ropeWriteKv(qOut, qkv, positions, cosSin, slots, k, v, 0, 1, 1, 2, 1, act, { dtype: kv, kScale: 1, vScale: 1 });
+  } catch (e) {
+    throw new Error(`--kv-cache-dtype ${flag}: the ${be.name} backend cannot keep such a cache: ${(e as Error).message}`);
+  } finally {
+    for (const b of bufs) be.free(b);
+  }
+}
+
 /** KV blocks: the override, or what the memory budget holds, capped at what the scheduler can use. */
-function sizeKvCache(be: Backend, cfg: EngineConfig, dir: ModelDir, blocksPerSeq: number, act: DType): number {
-  const blockBytes = kvBlockBytes(dir.config, cfg.blockSize, be.tp, act);
+function sizeKvCache(be: Backend, cfg: EngineConfig, dir: ModelDir, blocksPerSeq: number, kvDtype: DType): number {
+  const blockBytes = kvBlockBytes(dir.config, cfg.blockSize, be.tp, kvDtype);
   let n = cfg.numBlocksOverride;
   if (n === undefined) {
     const mem = be.memInfo();

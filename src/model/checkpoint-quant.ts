@@ -182,7 +182,7 @@ export function parseCheckpointQuantization(raw: unknown, file: string): Checkpo
   if (!r.success) refuse(file, "config_groups", (raw as { config_groups?: unknown }).config_groups ?? null, "expected a map of quantization groups");
   const q = r.data;
   if (q.format !== "float-quantized" && q.format !== "pack-quantized") refuse(file, "format", q.format ?? null, "supported: float-quantized, pack-quantized");
-  if (q.kv_cache_scheme != null) refuse(file, "kv_cache_scheme", q.kv_cache_scheme, "a quantized KV cache is not supported yet");
+  if (q.kv_cache_scheme != null) refuse(file, "kv_cache_scheme", q.kv_cache_scheme, "KV cache scales from a checkpoint are not read yet; --kv-cache-dtype fp8 keeps an e4m3 cache with scales 1.0");
   const groups = Object.entries(q.config_groups);
   if (groups.length === 0) refuse(file, "config_groups", {}, "no quantization group");
   for (const [name, g] of groups)

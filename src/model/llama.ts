@@ -2,14 +2,14 @@
 // tied embeddings, RoPE scaling). One function per block; every tensor's shape in a comment.
 // T = tokens in the step, S = sequences to sample, h = hidden, H/KVH = heads, D = head dim,
 // I = intermediate size, V = vocab; shapes are per rank under tensor parallelism.
-import type { Backend, Buf } from "../native/types.ts";
+import type { Backend, Buf, KvFormat } from "../native/types.ts";
 import { DType, dtypeBytes } from "../native/types.ts";
 import type { ModelConfig } from "./config.ts";
 import { ropeCosSinTable } from "./rope.ts";
 import { runLinear } from "./linear.ts";
 import type { LayerWeights, ModelWeights } from "./weights.ts";
 
-/** The paged KV cache: per layer, K and V of [numBlocks, KVH, blockSize, D] in the activation dtype. */
+/** The paged KV cache: per layer, K and V of [numBlocks, KVH, blockSize, D] in the activation dtype or e4m3. */
 export interface KvCache {
   numBlocks: number;
   blockSize: number;
@@ -55,8 +55,10 @@ export class LlamaModel {
   private readonly nh: number;
   private readonly nkv: number;
   private readonly inter: number;
-  /** Activations and KV cache: f32 on cpu, the weights' dtype on GPUs. */
+  /** Activations: f32 on cpu, the weights' dtype on GPUs. */
   private readonly act: DType;
+  /** The KV cache's element type: the activations' dtype, or e4m3 (scales 1: no calibrated ones yet). */
+  private readonly kvFormat: KvFormat;
 
   constructor(
     private readonly be: Backend,
@@ -70,7 +72,9 @@ export class LlamaModel {
     this.nh = cfg.numHeads / be.tp;
     this.nkv = cfg.numKvHeads / be.tp;
     this.inter = cfg.intermediateSize / be.tp;
-    this.act = kv.dtype;
+    this.act = be.activationDtype(w.dtype);
+    if (kv.dtype !== this.act && kv.dtype !== DType.fp8E4m3) throw new Error(`LlamaModel: a KV cache of dtype ${kv.dtype} for activations of ${this.act}`);
+    this.kvFormat = { dtype: kv.dtype, kScale: 1, vScale: 1 };
     this.s = this.allocScratch(maxPositions);
   }
 
@@ -120,10 +124,10 @@ export class LlamaModel {
     const T = b.nTokens, h = cfg.hiddenSize, D = cfg.headDim;
     runLinear(be, lw.qkv, s.qkv, s.normed, T, this.act); // qkv [T, (H+2KVH)*D]
     const kc = this.cache.k[layer]!, vc = this.cache.v[layer]!, B = this.cache.blockSize;
-    be.ropeWriteKv(s.q, s.qkv, b.positions, s.cosSin, b.slotMapping, kc, vc, T, nh, nkv, D, B, this.act); // q [T, H*D]
+    be.ropeWriteKv(s.q, s.qkv, b.positions, s.cosSin, b.slotMapping, kc, vc, T, nh, nkv, D, B, this.act, this.kvFormat); // q [T, H*D]
     be.attention(
       s.attn, s.q, kc, vc, b.blockTables, b.seqLens, b.queryStart,
-      b.nSeqs, T, nh, nkv, D, B, b.maxBlocks, 1 / Math.sqrt(D), this.act,
+      b.nSeqs, T, nh, nkv, D, B, b.maxBlocks, 1 / Math.sqrt(D), this.act, this.kvFormat,
     ); // attn [T, H*D]
     runLinear(be, lw.o, s.delta, s.attn, T, this.act); // delta [T, h] (partial sum per rank)
     if (be.tp > 1) be.allReduce(s.delta, T * h, this.act);

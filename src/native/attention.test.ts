@@ -3,7 +3,8 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { openBackend } from "./backend.ts";
 import { downloadF32, poisoned, randomF32, relativeError, sameBits, seededRandom, upload } from "./testing.ts";
-import { DType } from "./types.ts";
+import { fp8Decode, fp8Encode } from "./fp8-reference.ts";
+import { DType, type KvFormat } from "./types.ts";
 
 const be = openBackend("cpu");
 afterAll(() => be.destroy());
@@ -52,7 +53,7 @@ function attentionRef(g: Geometry, seqs: Seq[], q: Float32Array, kc: Float32Arra
 }
 
 /** Runs vd_attention on the given cache for `seqs` and the query rows q (their rows, in order). */
-function runAttention(g: Geometry, seqs: Seq[], q: Float32Array, kcBuf: number, vcBuf: number): Float32Array {
+function runAttention(g: Geometry, seqs: Seq[], q: Float32Array, kcBuf: number, vcBuf: number, kv?: KvFormat): Float32Array {
   const tables = new Int32Array(seqs.length * g.maxBlocks).fill(1 << 30); // unused entries are never read
   seqs.forEach((s, i) => tables.set(s.blocks, i * g.maxBlocks));
   const qStart = Int32Array.from([0, ...seqs.map((s) => s.qLen)]);
@@ -61,7 +62,7 @@ function runAttention(g: Geometry, seqs: Seq[], q: Float32Array, kcBuf: number, 
   const meta = [tables, Int32Array.from(seqs, (s) => s.seqLen), qStart, q].map((a) => upload(be, a));
   const [tb, lb, sb, qb] = meta as [number, number, number, number];
   const out = poisoned(be, nTokens * g.H * g.D);
-  be.attention(out, qb, kcBuf, vcBuf, tb, lb, sb, seqs.length, nTokens, g.H, g.KVH, g.D, g.B, g.maxBlocks, g.scale, DType.f32);
+  be.attention(out, qb, kcBuf, vcBuf, tb, lb, sb, seqs.length, nTokens, g.H, g.KVH, g.D, g.B, g.maxBlocks, g.scale, DType.f32, kv);
   const got = downloadF32(be, out, nTokens * g.H * g.D);
   for (const b of [...meta, out]) be.free(b);
   return got;
@@ -139,4 +140,22 @@ describe("attention", () => {
     be.free(kcBuf);
     be.free(vcBuf);
   });
+});
+
+describe("attention over an e4m3 KV cache", () => {
+  geometries.forEach((g, gi) =>
+    test(`equals attention over the values the codes stand for, bit for bit (H=${g.H} KVH=${g.KVH} D=${g.D} B=${g.B})`, () => {
+      const { kc, vc, seqs, q, kcBuf, vcBuf } = setup(g, 300 + gi);
+      const kScale = Math.fround(0.05), vScale = Math.fround(1.7);
+      const kCodes = Uint8Array.from(kc, (x) => fp8Encode(x / kScale)), vCodes = Uint8Array.from(vc, (x) => fp8Encode(x / vScale));
+      const decoded = (codes: Uint8Array, scale: number) => Float32Array.from(codes, (c) => Math.fround(fp8Decode(c) * scale));
+      const [kDec, vDec] = [decoded(kCodes, kScale), decoded(vCodes, vScale)];
+      const [kq, vq, kd, vd] = [upload(be, kCodes), upload(be, vCodes), upload(be, kDec), upload(be, vDec)];
+      const got = runAttention(g, seqs, q, kq, vq, { dtype: DType.fp8E4m3, kScale, vScale });
+      expect(sameBits(got, runAttention(g, seqs, q, kd, vd))).toBe(true);
+      expect(relativeError(got, attentionRef(g, seqs, q, kDec, vDec))).toBeLessThan(1e-5);
+      expect(new Set(kCodes).size).toBeGreaterThan(40); // the codes span much of the format, not a few values
+      for (const b of [kcBuf, vcBuf, kq, vq, kd, vd]) be.free(b);
+    }),
+  );
 });

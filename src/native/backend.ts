@@ -3,11 +3,11 @@ import { type Pointer, toArrayBuffer } from "bun:ffi";
 import { openVllmdLibrary, type VllmdLibrary } from "./ffi.ts";
 import { type BackendName, findLibrary } from "./library.ts";
 import {
-  type Backend, BackendError, type Buf, type DeviceEvent, DType, type Graph, type HostBuf, type SampleArgs, Status, type IntCheckpointTensors, type IntWeights, type PackLayout,
+  type Backend, BackendError, type Buf, type DeviceEvent, DType, type Graph, type HostBuf, type SampleArgs, Status, type IntCheckpointTensors, type IntWeights, type KvFormat, type PackLayout,
 } from "./types.ts";
 
 /** The VD_ABI_VERSION of the include/vllmd.h this code was written against. */
-export const EXPECTED_ABI_VERSION = 10;
+export const EXPECTED_ABI_VERSION = 11;
 
 export interface OpenBackendOptions {
   firstDevice?: number;
@@ -200,9 +200,11 @@ class NativeBackend implements Backend {
   ropeWriteKv(
     qOut: Buf, qkv: Buf, positions: Buf, cosSin: Buf, slotMapping: Buf, kCache: Buf, vCache: Buf,
     nTokens: number, nHeads: number, nKvHeads: number, headDim: number, blockSize: number, act: DType,
+    kv: KvFormat = { dtype: act, kScale: 1, vScale: 1 },
   ): void {
     const status = this.lib.symbols.vd_rope_write_kv(
       this.ctx, qOut, qkv, positions, cosSin, slotMapping, kCache, vCache, nTokens, nHeads, nKvHeads, headDim, blockSize, act,
+      kv.dtype, kv.kScale, kv.vScale,
     );
     this.check("vd_rope_write_kv", status);
   }
@@ -210,11 +212,11 @@ class NativeBackend implements Backend {
   attention(
     out: Buf, q: Buf, kCache: Buf, vCache: Buf, blockTables: Buf, seqLens: Buf, queryStart: Buf,
     nSeqs: number, nTokens: number, nHeads: number, nKvHeads: number, headDim: number, blockSize: number,
-    maxBlocks: number, scale: number, act: DType,
+    maxBlocks: number, scale: number, act: DType, kv: KvFormat = { dtype: act, kScale: 1, vScale: 1 },
   ): void {
     const status = this.lib.symbols.vd_attention(
       this.ctx, out, q, kCache, vCache, blockTables, seqLens, queryStart,
-      nSeqs, nTokens, nHeads, nKvHeads, headDim, blockSize, maxBlocks, scale, act,
+      nSeqs, nTokens, nHeads, nKvHeads, headDim, blockSize, maxBlocks, scale, act, kv.dtype, kv.kScale, kv.vScale,
     );
     this.check("vd_attention", status);
   }

@@ -53,15 +53,16 @@ export const vllmdSymbols = {
   // ctx, out, residual, x, weight, n_tokens, hidden, eps, act_dtype, w_dtype
   vd_rmsnorm: { args: [u64, u64, u64, u64, u64, i64, i64, f32, i32, i32], returns: i32 },
   // ctx, q_out, qkv, positions, cos_sin, slot_mapping, k_cache, v_cache,
-  // n_tokens, n_heads, n_kv_heads, head_dim, block_size, act_dtype (ABI 4: one fused q/k/v row)
+  // n_tokens, n_heads, n_kv_heads, head_dim, block_size, act_dtype, kv_dtype, k_scale, v_scale
   vd_rope_write_kv: {
-    args: [u64, u64, u64, u64, u64, u64, u64, u64, i64, i64, i64, i64, i64, i32],
+    args: [u64, u64, u64, u64, u64, u64, u64, u64, i64, i64, i64, i64, i64, i32, i32, f32, f32],
     returns: i32,
   },
   // ctx, out, q, k_cache, v_cache, block_tables, seq_lens, query_start,
-  // n_seqs, n_tokens, n_heads, n_kv_heads, head_dim, block_size, max_blocks, scale, act_dtype
+  // n_seqs, n_tokens, n_heads, n_kv_heads, head_dim, block_size, max_blocks, scale, act_dtype,
+  // kv_dtype, k_scale, v_scale
   vd_attention: {
-    args: [u64, u64, u64, u64, u64, u64, u64, u64, i64, i64, i64, i64, i64, i64, i64, f32, i32],
+    args: [u64, u64, u64, u64, u64, u64, u64, u64, i64, i64, i64, i64, i64, i64, i64, f32, i32, i32, f32, f32],
     returns: i32,
   },
   // ctx, out, x, w, bias, m, n, k, act_dtype, w_dtype

@@ -3,6 +3,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { openBackend } from "./backend.ts";
 import { backendError, cosSinTable, downloadF32, encodeWeights, poisoned, randomF32, relativeError, sameBits, seededRandom, upload } from "./testing.ts";
+import { fp8Encode } from "./fp8-reference.ts";
 import { BackendError, DType, Status } from "./types.ts";
 
 const be = openBackend("cpu");
@@ -171,6 +172,31 @@ describe("rope_write_kv (fused q/k/v rows)", () => {
       expect(sameBits(downloadF32(be, xb, qkv.length), qkv)).toBe(true);
       for (const b of [xb, pb, tb, sb, qOut, kc, vc]) be.free(b);
     });
+
+  test("an e4m3 cache holds the codes of k / k_scale and v / v_scale; bad scales and kv dtypes are refused", () => {
+    const g = geometries[1]!, rand = seededRandom(77), kScale = Math.fround(0.37), vScale = Math.fround(1.9);
+    const qkv = randomF32(g.T * (g.H + 2 * g.KVH) * g.D, rand, 2);
+    const pos = Int32Array.from({ length: g.T }, (_, t) => (t * 7) % g.maxPos), slots = Int32Array.from({ length: g.T }, (_, t) => t);
+    const table = cosSinTable(g.maxPos, g.D, 10000), cacheLen = g.blocks * g.KVH * g.B * g.D;
+    const [xb, pb, tb, sb] = [upload(be, qkv), upload(be, pos), upload(be, table), upload(be, slots)];
+    const [qOut, kc, vc] = [poisoned(be, g.T * g.H * g.D), be.alloc(cacheLen), be.alloc(cacheLen)];
+    const fp8 = { dtype: DType.fp8E4m3, kScale, vScale };
+    be.ropeWriteKv(qOut, xb, pb, tb, sb, kc, vc, g.T, g.H, g.KVH, g.D, g.B, f32, fp8);
+    const want = ropeExpected(g, qkv, pos, slots, table), [kGot, vGot] = [new Uint8Array(cacheLen), new Uint8Array(cacheLen)];
+    be.copyToHost(kc, 0, kGot);
+    be.copyToHost(vc, 0, vGot);
+    for (let t = 0; t < g.T; t++)
+      for (let i = 0; i < g.KVH * g.D; i++) {
+        const at = ((Math.floor(t / g.B) * g.KVH + Math.floor(i / g.D)) * g.B + (t % g.B)) * g.D + (i % g.D);
+        expect(kGot[at]).toBe(fp8Encode(Math.fround(want.kCache[at]! / kScale)));
+        expect(vGot[at]).toBe(fp8Encode(Math.fround(want.vCache[at]! / vScale)));
+      }
+    const call = (kv: { dtype: DType; kScale: number; vScale: number }) => () => be.ropeWriteKv(qOut, xb, pb, tb, sb, kc, vc, g.T, g.H, g.KVH, g.D, g.B, f32, kv);
+    expect(call({ ...fp8, kScale: 0 })).toThrow(/finite scales > 0, got k_scale 0/);
+    expect(call({ ...fp8, vScale: NaN })).toThrow(/finite scales > 0/);
+    expect(call({ dtype: DType.bf16, kScale: 1, vScale: 1 })).toThrow(/kv_dtype 2, expected act_dtype \(0\) or VD_FP8_E4M3 \(4\)/);
+    for (const b of [xb, pb, tb, sb, qOut, kc, vc]) be.free(b);
+  });
 
   /** One token, one head of each kind, D = 8, B = 2: buffers and a call with chosen pos and slot. */
   function oneToken() {

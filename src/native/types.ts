@@ -1,13 +1,16 @@
 // The typed face of include/vllmd.h. Models and the runner call ops only through `Backend`;
 // src/native/backend.ts implements it over bun:ffi for any library that exports the ABI.
 
-/** Element types, as VD_F32... in vllmd.h (fp8E4m3: quantized weights only). */
+/** Element types, as VD_F32... in vllmd.h (fp8E4m3: quantized weights and KV caches). */
 export const DType = { f32: 0, f16: 1, bf16: 2, i32: 3, fp8E4m3: 4 } as const;
 export type DType = (typeof DType)[keyof typeof DType];
 
 /** Checkpoint layouts of integer weights (VD_PACK_*), as vd_repack_int reads them. */
 export const PackLayout = { gptq: 0, gptqV2: 1, awq: 2, rows: 3 } as const;
 export type PackLayout = (typeof PackLayout)[keyof typeof PackLayout];
+
+/** The names vLLM's users know a dtype by. */
+export const dtypeName = (d: DType): string => ["f32", "f16", "bf16", "i32", "fp8_e4m3"][d]!;
 
 export const dtypeBytes = (d: DType): number => (d === DType.fp8E4m3 ? 1 : d === DType.f16 || d === DType.bf16 ? 2 : 4);
 
@@ -71,6 +74,16 @@ export const SP = {
 } as const;
 
 /** Integer weights as vd_gemm_int takes them: w i32 [n, k*bits/32], scales and zeros f32 [n, ceil(k / groupSize)]. */
+/**
+ * A KV cache's element type: the activation dtype, or fp8E4m3, whose codes stand for code * kScale
+ * (keys) and code * vScale (values).
+ */
+export interface KvFormat {
+  dtype: DType;
+  kScale: number;
+  vScale: number;
+}
+
 export interface IntWeights {
   w: Buf;
   scales: Buf;
@@ -166,12 +179,12 @@ export interface Backend {
    */
   ropeWriteKv(
     qOut: Buf, qkv: Buf, positions: Buf, cosSin: Buf, slotMapping: Buf, kCache: Buf, vCache: Buf,
-    nTokens: number, nHeads: number, nKvHeads: number, headDim: number, blockSize: number, act: DType,
+    nTokens: number, nHeads: number, nKvHeads: number, headDim: number, blockSize: number, act: DType, kv?: KvFormat,
   ): void;
   attention(
     out: Buf, q: Buf, kCache: Buf, vCache: Buf, blockTables: Buf, seqLens: Buf, queryStart: Buf,
     nSeqs: number, nTokens: number, nHeads: number, nKvHeads: number, headDim: number, blockSize: number,
-    maxBlocks: number, scale: number, act: DType,
+    maxBlocks: number, scale: number, act: DType, kv?: KvFormat,
   ): void;
   gemm(out: Buf, x: Buf, w: Buf, bias: Buf, m: number, n: number, k: number, act: DType, wDtype: DType): void;
   /** Per-row e4m3 quantization: q [rows, cols] fp8, scales f32 [rows] (vd_quantize_fp8). */

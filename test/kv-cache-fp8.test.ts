@@ -3,7 +3,7 @@
 // the built-in model's perplexity within 1% of the f32 cache's, a cached e4m3 prefix read back
 // with chunked prefill; the flag's values checked by name.
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseEngineConfig } from "../src/config.ts";
@@ -11,6 +11,7 @@ import { engineConfigFrom } from "../src/commands/args.ts";
 import { checkKvCacheDtype } from "../src/engine/engine.ts";
 import { type Backend, DType } from "../src/native/types.ts";
 import { makeEngine, runToCompletion } from "./helpers/engine-run.ts";
+import { writeSafetensors } from "./helpers/model-dir-writer.ts";
 
 const model = "models/default";
 const budget = { cpuKvCacheBytes: 6 * 2 ** 20, maxModelLen: 256, maxNumSeqs: 64 };
@@ -44,6 +45,41 @@ describe("--kv-cache-dtype fp8", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   }, 60_000);
+
+  test("a checkpoint's e4m3 KV scales (kv_cache_scheme) are read, and used with --kv-cache-dtype fp8", () => {
+    const dir = mkdtempSync(join(tmpdir(), "vllmd-kv-scales-")), file = join(dir, "excerpt.txt");
+    writeFileSync(file, readFileSync("corpus/heldout.txt", "utf8").slice(0, 6000));
+    const layers = JSON.parse(readFileSync(join(model, "config.json"), "utf8")).num_hidden_layers as number;
+    /** A copy of the built-in model whose config declares an e4m3 KV cache, every layer's scales `scale`. */
+    const withScales = (name: string, scale: number | null) => {
+      const out = join(dir, name);
+      cpSync(model, out, { recursive: true });
+      const cfg = JSON.parse(readFileSync(join(out, "config.json"), "utf8"));
+      cfg.quantization_config = { quant_method: "compressed-tensors", format: "float-quantized",
+        kv_cache_scheme: { num_bits: 8, type: "float", strategy: "tensor", dynamic: false, symmetric: true } };
+      writeFileSync(join(out, "config.json"), JSON.stringify(cfg));
+      if (scale !== null)
+        writeSafetensors(join(out, "kv-scales.safetensors"), Array.from({ length: layers }, (_, i) => ["k", "v"].map((kv) => (
+          { name: `model.layers.${i}.self_attn.${kv}_scale`, dtype: "F32" as const, shape: [1], data: Float32Array.of(scale) }))).flat());
+      return out;
+    };
+    const ppl = (m: string, kv: string) => {
+      const p = Bun.spawnSync([process.execPath, "src/cli.ts", "eval-ppl", "--model", m, "--file", file, "--window", "256", "--kv-cache-dtype", kv, "--json"]);
+      if (p.exitCode !== 0) throw new Error(p.stderr.toString());
+      return JSON.parse(p.stdout.toString().trim().split("\n").at(-1)!).perplexity as number;
+    };
+    try {
+      const f32 = ppl(model, "auto"), unit = ppl(model, "fp8");
+      const half = ppl(withScales("half", 0.5), "fp8"), coarse = ppl(withScales("coarse", 4096), "fp8");
+      expect(ppl(withScales("half-auto", 0.5), "auto")).toBe(f32); // scales only matter to an e4m3 cache
+      expect(Math.abs(half / f32 - 1)).toBeLessThan(0.01);
+      expect(half).not.toBe(unit); // the checkpoint's scales, not 1.0
+      expect(coarse / f32).toBeGreaterThan(1.05); // scale 4096: keys and values fall below e4m3's smallest code
+      expect(() => ppl(withScales("missing", null), "fp8")).toThrow(/self_attn.k_scale/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 
   test("the same request twice gives the same tokens: the second reads the first's cached e4m3 prefix", () => {
     const e = makeEngine({ model, ...budget, kvCacheDtype: "fp8_e4m3", maxNumBatchedTokens: 4 }); // chunked prefill too

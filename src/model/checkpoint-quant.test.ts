@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { parseCheckpointQuantization } from "./checkpoint-quant.ts";
+import { parseCheckpointQuantization, parseKvCacheScheme } from "./checkpoint-quant.ts";
 import { ModelDirError } from "./errors.ts";
 import { errorOf } from "./testing.ts";
 
@@ -86,8 +86,22 @@ describe("parseCheckpointQuantization", () => {
     ["W8A8 integers", { ...W4A16, config_groups: { group_0: { ...W4A16.config_groups.group_0, input_activations: { num_bits: 8, type: "int", dynamic: true } } } }, /group_0.input_activations' is .*W8A8/],
     ["two integer schemes", { ...W4A16, config_groups: { a: W4A16.config_groups.group_0, b: intWeights({ group_size: 64 }).config_groups.group_0 } }, /config_groups.b.weights' is .*differs from config_groups.a/],
     ["group-wise FP8", group({ weights: { ...FP8_DYNAMIC.config_groups.group_0.weights, strategy: "group", group_size: 128 } }), /weights.strategy' is "group"/],
-    ["an FP8 KV cache", { ...FP8_DYNAMIC, kv_cache_scheme: { num_bits: 8, type: "float" } }, /'quantization_config.kv_cache_scheme'/],
   ];
+  test("an e4m3 KV-cache scheme: its scales are read, alone or beside quantized weights", () => {
+    const kv = { num_bits: 8, type: "float", strategy: "tensor", dynamic: false, symmetric: true };
+    expect(parseKvCacheScheme({ ...FP8_DYNAMIC, kv_cache_scheme: kv }, "config.json")).toBe(true);
+    expect(parseCheckpointQuantization({ ...FP8_DYNAMIC, kv_cache_scheme: kv }, "config.json")).toMatchObject({ format: "float-quantized" });
+    const kvOnly = { quant_method: "compressed-tensors", format: "float-quantized", kv_cache_scheme: kv };
+    expect(parseCheckpointQuantization(kvOnly, "config.json")).toBeNull();
+    expect(parseKvCacheScheme(kvOnly, "config.json")).toBe(true);
+    expect(parseKvCacheScheme(FP8_DYNAMIC, "config.json")).toBe(false);
+    expect(parseKvCacheScheme(null, "config.json")).toBe(false);
+    const kvErr = (scheme: unknown) => errorOf(() => parseKvCacheScheme({ ...FP8_DYNAMIC, kv_cache_scheme: scheme }, "m/config.json")).message;
+    expect(kvErr({ ...kv, type: "int" })).toMatch(/'quantization_config.kv_cache_scheme' is \{"type":"int","num_bits":8\}: only an 8-bit float/);
+    expect(kvErr({ ...kv, strategy: "channel" })).toMatch(/kv_cache_scheme.strategy' is "channel"/);
+    expect(kvErr({ ...kv, dynamic: true })).toMatch(/kv_cache_scheme.dynamic' is true: only static/);
+  });
+
   test.each(refused)("%s is refused naming the field and its value", (_name, raw, pattern) => {
     const e = errorOf(() => parseCheckpointQuantization(raw, "models/x/config.json"));
     expect(e).toBeInstanceOf(ModelDirError);

@@ -169,10 +169,28 @@ function parseFloatQuantized(groups: [string, Group][], file: string): Compresse
   return { method: "compressed-tensors", format: "float-quantized", strategies: [...strategies], activations: [...acts][0]! };
 }
 
+/**
+ * Whether the checkpoint carries FP8 KV-cache scales (compressed-tensors' kv_cache_scheme: e4m3,
+ * one static scale per tensor, as self_attn.k_scale and self_attn.v_scale of each layer). They are
+ * used with --kv-cache-dtype fp8; any other scheme is refused naming its field.
+ */
+export function parseKvCacheScheme(raw: unknown, file: string): boolean {
+  const scheme = (raw as { kv_cache_scheme?: unknown } | null | undefined)?.kv_cache_scheme;
+  if (scheme == null) return false;
+  const r = quantArgs.safeParse(scheme);
+  if (!r.success) refuse(file, "kv_cache_scheme", scheme, "expected quantization arguments");
+  const a = r.data;
+  if (a.type !== "float" || a.num_bits !== 8) refuse(file, "kv_cache_scheme", { type: a.type, num_bits: a.num_bits }, "only an 8-bit float (e4m3) KV cache is supported");
+  if (a.strategy != null && a.strategy !== "tensor") refuse(file, "kv_cache_scheme.strategy", a.strategy, "supported: tensor (one scale per layer for keys, one for values)");
+  if (a.dynamic != null && a.dynamic !== false) refuse(file, "kv_cache_scheme.dynamic", a.dynamic, "only static KV-cache scales are supported");
+  return true;
+}
+
 /** The checkpoint's quantization, or null for a plain float checkpoint. */
 export function parseCheckpointQuantization(raw: unknown, file: string): CheckpointQuantization | null {
   if (raw == null) return null;
   const method = (raw as { quant_method?: unknown }).quant_method;
+  if (method === "compressed-tensors" && (raw as { config_groups?: unknown }).config_groups == null && parseKvCacheScheme(raw, file)) return null; // KV scales only
   if (method === "gptq") return parseGptq(raw, file);
   if (method === "awq") return parseAwq(raw, file);
   if (method !== "compressed-tensors") {
@@ -182,7 +200,6 @@ export function parseCheckpointQuantization(raw: unknown, file: string): Checkpo
   if (!r.success) refuse(file, "config_groups", (raw as { config_groups?: unknown }).config_groups ?? null, "expected a map of quantization groups");
   const q = r.data;
   if (q.format !== "float-quantized" && q.format !== "pack-quantized") refuse(file, "format", q.format ?? null, "supported: float-quantized, pack-quantized");
-  if (q.kv_cache_scheme != null) refuse(file, "kv_cache_scheme", q.kv_cache_scheme, "KV cache scales from a checkpoint are not read yet; --kv-cache-dtype fp8 keeps an e4m3 cache with scales 1.0");
   const groups = Object.entries(q.config_groups);
   if (groups.length === 0) refuse(file, "config_groups", {}, "no quantization group");
   for (const [name, g] of groups)

@@ -179,6 +179,7 @@ const LLAMA31_EXPECTED: ModelConfig = {
   qkvBias: false,
   dtype: "bfloat16",
   quantization: null,
+  kvCacheScales: false,
   bosTokenId: 128000,
   eosTokenIds: [128001],
 };

@@ -2,7 +2,7 @@
 // "type" or "rope_type", torch_dtype) and what 5.x writes (rope_parameters, dtype). Anything the
 // forward pass cannot honour yet is refused here, naming the field, rather than silently ignored.
 import { z } from "zod";
-import { parseCheckpointQuantization, type CheckpointQuantization } from "./checkpoint-quant.ts";
+import { parseCheckpointQuantization, parseKvCacheScheme, type CheckpointQuantization } from "./checkpoint-quant.ts";
 import { ModelDirError, zodToModelDirError } from "./errors.ts";
 
 export const SUPPORTED_ARCHITECTURES = ["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"] as const;
@@ -33,6 +33,8 @@ export interface ModelConfig {
   dtype: ConfigDtype;
   /** A pre-quantized checkpoint's scheme (its quantization_config), or null. */
   quantization: CheckpointQuantization | null;
+  /** Whether each layer has FP8 KV-cache scales (self_attn.k_scale, self_attn.v_scale), for --kv-cache-dtype fp8. */
+  kvCacheScales: boolean;
   bosTokenId: number | null;
   eosTokenIds: number[];
 }
@@ -247,6 +249,7 @@ export function parseConfig(json: unknown, file: string): ModelConfig {
     qkvBias: architecture === "Qwen2ForCausalLM" || (architecture === "LlamaForCausalLM" && raw.attention_bias === true),
     dtype: parseDtype(raw, file),
     quantization: parseCheckpointQuantization(raw.quantization_config, file),
+    kvCacheScales: parseKvCacheScheme(raw.quantization_config, file),
     bosTokenId: raw.bos_token_id ?? null,
     eosTokenIds: tokenIdList(raw.eos_token_id),
   };

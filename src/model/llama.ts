@@ -57,8 +57,8 @@ export class LlamaModel {
   private readonly inter: number;
   /** Activations: f32 on cpu, the weights' dtype on GPUs. */
   private readonly act: DType;
-  /** The KV cache's element type: the activations' dtype, or e4m3 (scales 1: no calibrated ones yet). */
-  private readonly kvFormat: KvFormat;
+  /** Per layer, the KV cache's element type: the activations' dtype, or e4m3 with the layer's scales. */
+  private readonly kvFormats: KvFormat[];
 
   constructor(
     private readonly be: Backend,
@@ -74,7 +74,8 @@ export class LlamaModel {
     this.inter = cfg.intermediateSize / be.tp;
     this.act = be.activationDtype(w.dtype);
     if (kv.dtype !== this.act && kv.dtype !== DType.fp8E4m3) throw new Error(`LlamaModel: a KV cache of dtype ${kv.dtype} for activations of ${this.act}`);
-    this.kvFormat = { dtype: kv.dtype, kScale: 1, vScale: 1 };
+    const fp8 = kv.dtype === DType.fp8E4m3;
+    this.kvFormats = w.layers.map((l) => ({ dtype: kv.dtype, kScale: fp8 ? l.kvScales.k : 1, vScale: fp8 ? l.kvScales.v : 1 }));
     this.s = this.allocScratch(maxPositions);
   }
 
@@ -124,10 +125,10 @@ export class LlamaModel {
     const T = b.nTokens, h = cfg.hiddenSize, D = cfg.headDim;
     runLinear(be, lw.qkv, s.qkv, s.normed, T, this.act); // qkv [T, (H+2KVH)*D]
     const kc = this.cache.k[layer]!, vc = this.cache.v[layer]!, B = this.cache.blockSize;
-    be.ropeWriteKv(s.q, s.qkv, b.positions, s.cosSin, b.slotMapping, kc, vc, T, nh, nkv, D, B, this.act, this.kvFormat); // q [T, H*D]
+    be.ropeWriteKv(s.q, s.qkv, b.positions, s.cosSin, b.slotMapping, kc, vc, T, nh, nkv, D, B, this.act, this.kvFormats[layer]); // q [T, H*D]
     be.attention(
       s.attn, s.q, kc, vc, b.blockTables, b.seqLens, b.queryStart,
-      b.nSeqs, T, nh, nkv, D, B, b.maxBlocks, 1 / Math.sqrt(D), this.act, this.kvFormat,
+      b.nSeqs, T, nh, nkv, D, B, b.maxBlocks, 1 / Math.sqrt(D), this.act, this.kvFormats[layer],
     ); // attn [T, H*D]
     runLinear(be, lw.o, s.delta, s.attn, T, this.act); // delta [T, h] (partial sum per rank)
     if (be.tp > 1) be.allReduce(s.delta, T * h, this.act);

@@ -20,6 +20,7 @@ function config(headDim: number, ropeTheta: number, rope: RopeScaling): ModelCon
     qkvBias: false,
     dtype: "float32",
     quantization: null,
+    kvCacheScales: false,
     bosTokenId: null,
     eosTokenIds: [],
   };

@@ -23,6 +23,8 @@ export interface LayerWeights {
   postNorm: Buf; // [hidden]
   gateUp: Linear; // [2 * I / tp, hidden]: gate rows, then up rows
   down: Linear; // [hidden, I / tp]
+  /** What an e4m3 KV cache's codes are multiplied by: the checkpoint's scales, else 1. */
+  kvScales: { k: number; v: number };
 }
 
 export interface ModelWeights {
@@ -113,6 +115,7 @@ export function loadWeights(
       postNorm: vec(`${p}.post_attention_layernorm.weight`, h),
       gateUp: linear([[`${p}.mlp.gate_proj.weight`, inter], [`${p}.mlp.up_proj.weight`, inter]], h, 0),
       down: linear([[`${p}.mlp.down_proj.weight`, h]], inter, 1),
+      kvScales: cfg.kvCacheScales ? { k: kvScale(ld, `${p}.self_attn.k_scale`), v: kvScale(ld, `${p}.self_attn.v_scale`) } : { k: 1, v: 1 },
     });
   }
   const norm = vec("model.norm.weight", h);
@@ -122,6 +125,13 @@ export function loadWeights(
     dtype: dt, quantization: atLoad ? "fp8" : quantizationOf(cfg.quantization), embed, layers, norm, buffers: ld.buffers,
     lmHead: { format: "dense", w: lmHeadW, dtype: dt, n: cfg.vocabSize, k: h, bias: 0 },
   };
+}
+
+/** A layer's KV-cache scale: one positive, finite value. */
+function kvScale(ld: Loader, name: string): number {
+  const t = ld.tensor(name), numel = t.shape.reduce((a, b) => a * b, 1), v = numel === 1 ? ld.scalar(name) : NaN;
+  if (!(Number.isFinite(v) && v > 0)) throw new ModelDirError(t.file, `tensor '${name}' must be one positive finite value (a per-tensor KV-cache scale), got shape [${t.shape.join(", ")}]${numel === 1 ? ` and ${v}` : ""}`);
+  return v;
 }
 
 /** Tensor parallelism cuts heads and the MLP's width evenly across ranks, or not at all. */

@@ -12,6 +12,8 @@ import { checkKvCacheDtype } from "../src/engine/engine.ts";
 import { type Backend, DType } from "../src/native/types.ts";
 import { makeEngine, runToCompletion } from "./helpers/engine-run.ts";
 import { writeSafetensors } from "./helpers/model-dir-writer.ts";
+import { calibrationWindows, writeFp8Checkpoint } from "../scripts/quantize-fp8.ts";
+import { loadModelDir } from "../src/model/model-dir.ts";
 
 const model = "models/default";
 const budget = { cpuKvCacheBytes: 6 * 2 ** 20, maxModelLen: 256, maxNumSeqs: 64 };
@@ -76,6 +78,28 @@ describe("--kv-cache-dtype fp8", () => {
       expect(half).not.toBe(unit); // the checkpoint's scales, not 1.0
       expect(coarse / f32).toBeGreaterThan(1.05); // scale 4096: keys and values fall below e4m3's smallest code
       expect(() => ppl(withScales("missing", null), "fp8")).toThrow(/self_attn.k_scale/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  test("quantize-fp8 --kv-cache writes calibrated scales that load and keep perplexity within 1%", () => {
+    const dir = mkdtempSync(join(tmpdir(), "vllmd-kv-calib-")), file = join(dir, "excerpt.txt"), out = join(dir, "fp8-kv");
+    writeFileSync(file, readFileSync("corpus/heldout.txt", "utf8").slice(0, 6000));
+    try {
+      writeFp8Checkpoint(model, out, { strategy: "channel", activations: "dynamic", kvCalibration: calibrationWindows(model, readFileSync("scripts/fixture_corpus.txt", "utf8")) });
+      const md = loadModelDir(out);
+      expect(md.config.kvCacheScales).toBe(true);
+      for (let i = 0; i < md.config.numLayers; i++)
+        for (const kv of ["k", "v"]) expect(md.tensors.get(`model.layers.${i}.self_attn.${kv}_scale`)?.shape).toEqual([1]);
+      const ppl = (kv: string) => {
+        const p = Bun.spawnSync([process.execPath, "src/cli.ts", "eval-ppl", "--model", out, "--file", file, "--window", "256", "--kv-cache-dtype", kv, "--json"]);
+        if (p.exitCode !== 0) throw new Error(p.stderr.toString());
+        return JSON.parse(p.stdout.toString().trim().split("\n").at(-1)!).perplexity as number;
+      };
+      const [auto, fp8] = [ppl("auto"), ppl("fp8")];
+      expect(Math.abs(fp8 / auto - 1)).toBeLessThan(0.01);
+      expect(fp8).not.toBe(auto);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -35,7 +35,7 @@
 #                                      test/fixtures/llama, small sizes, no builds, nothing written to bench/results
 set -u
 cd "$(dirname "$0")/.." || exit 1
-LOGS=${OUT:-.gpu/logs}
+LOGS=${GPU_BENCH_LOGS:-.gpu/logs/bench} # with $OUT set, packed into $OUT/bench-logs.tar.xz at the end
 mkdir -p "$LOGS"
 BUDGET_S=${GPU_BENCH_BUDGET_S:-520}
 START=$SECONDS
@@ -273,4 +273,5 @@ print_table "gpu-bench: $GPU_NAME, commit $COMMIT" 40
 echo "logs: $LOGS; figures: $LOGS/results/$RESULT$([ "$SMOKE" = 1 ] || echo " and bench/results/$RESULT")"
 echo
 cat "$LOGS/figures.log"
+export_logs bench "$LOGS/results/$RESULT" # the results JSON comes back on its own too
 exit "$FAILED"

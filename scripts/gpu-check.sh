@@ -3,11 +3,12 @@
 # unpack bun, build the cuda and cpu backends, run the GPU parity tests (test/gpu) file by file,
 # run compute-sanitizer on a few small kernel tests, and print a short table last. Every step runs
 # even if an earlier one failed (except tests that need the library a failed build did not make).
-# Logs go to $OUT when set (the device tool brings them back), else .gpu/logs.
+# Logs go to .gpu/logs/check (GPU_CHECK_LOGS to change it); with $OUT set (the device tool's folder)
+# they are packed into $OUT/check-logs.tar.xz at the end.
 # Usage: bash scripts/gpu-check.sh        (about 3-6 minutes; stops starting work after ~7)
 set -u
 cd "$(dirname "$0")/.." || exit 1
-LOGS=${OUT:-.gpu/logs}
+LOGS=${GPU_CHECK_LOGS:-.gpu/logs/check}
 mkdir -p "$LOGS"
 rm -f "$LOGS"/test-*.log "$LOGS/sanitizer.log" # a stale log must not read as this run's
 BUDGET_S=${GPU_CHECK_BUDGET_S:-430} # start nothing new after this; each step is also time-limited
@@ -121,5 +122,6 @@ fi
 
 echo
 print_table "gpu-check: $GPU_NAME" 52
-echo "logs: $LOGS"
+export_logs check
+echo "logs: $LOGS${OUT:+ (packed into $OUT/check-logs.tar.xz)}"
 exit "$FAILED"

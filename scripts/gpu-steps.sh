@@ -30,3 +30,15 @@ print_table() {
   done
   printf "$fmt" "total" "$([ "$FAILED" -eq 0 ] && echo 'all ok' || echo 'SOMETHING FAILED')" $((SECONDS - START))
 }
+
+# export_logs NAME [FILE...]: with $OUT set (the device tool's folder, of which only a few files
+# come back), the logs folder as one archive $OUT/NAME-logs.tar.xz and each FILE beside it.
+export_logs() {
+  [ -n "${OUT:-}" ] || return 0
+  local name=$1 f
+  shift
+  mkdir -p "$OUT"
+  tar -C "$LOGS" -cJf "$OUT/$name-logs.tar.xz" . 2> /dev/null || echo "export_logs: could not pack $LOGS"
+  for f in "$@"; do [ -f "$f" ] && cp "$f" "$OUT/"; done
+  return 0
+}

@@ -18,6 +18,24 @@ import { loadModelDir } from "../src/model/model-dir.ts";
 const model = "models/default";
 const budget = { cpuKvCacheBytes: 6 * 2 ** 20, maxModelLen: 256, maxNumSeqs: 64 };
 
+/** A temporary folder holding a 6000-character excerpt of the held-out text; fn gets both. */
+function withExcerpt(fn: (dir: string, file: string) => void): void {
+  const dir = mkdtempSync(join(tmpdir(), "vllmd-kv-fp8-")), file = join(dir, "excerpt.txt");
+  writeFileSync(file, readFileSync("corpus/heldout.txt", "utf8").slice(0, 6000));
+  try {
+    fn(dir, file);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** `vllmd eval-ppl` of `m` on `file` (windows of 256) with --kv-cache-dtype `kv`; throws its stderr on failure. */
+function perplexityOf(m: string, file: string, kv: string): number {
+  const p = Bun.spawnSync([process.execPath, "src/cli.ts", "eval-ppl", "--model", m, "--file", file, "--window", "256", "--kv-cache-dtype", kv, "--json"]);
+  if (p.exitCode !== 0 || p.stderr.toString() !== "") throw new Error(p.stderr.toString());
+  return JSON.parse(p.stdout.toString().trim().split("\n").at(-1)!).perplexity as number;
+}
+
 describe("--kv-cache-dtype fp8", () => {
   test("e4m3 keys and values: 4x the f32 blocks in the same budget", () => {
     const f32 = makeEngine({ model, ...budget }), fp8 = makeEngine({ model, ...budget, kvCacheDtype: "fp8" });
@@ -31,26 +49,13 @@ describe("--kv-cache-dtype fp8", () => {
     }
   });
 
-  test("the built-in model's perplexity moves by less than 1% (and does move: the cache is e4m3)", () => {
-    const dir = mkdtempSync(join(tmpdir(), "vllmd-kv-fp8-")), file = join(dir, "excerpt.txt");
-    writeFileSync(file, readFileSync("corpus/heldout.txt", "utf8").slice(0, 6000));
-    const ppl = (kv: string) => {
-      const p = Bun.spawnSync([process.execPath, "src/cli.ts", "eval-ppl", "--file", file, "--window", "256", "--kv-cache-dtype", kv, "--json"]);
-      expect(p.stderr.toString()).toBe("");
-      return JSON.parse(p.stdout.toString().trim().split("\n").at(-1)!).perplexity as number;
-    };
-    try {
-      const [f32, fp8] = [ppl("auto"), ppl("fp8")];
-      expect(Math.abs(fp8 / f32 - 1)).toBeLessThan(0.01);
-      expect(fp8).not.toBe(f32);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  }, 60_000);
+  test("the built-in model's perplexity moves by less than 1% (and does move: the cache is e4m3)", () => withExcerpt((_dir, file) => {
+    const [f32, fp8] = [perplexityOf(model, file, "auto"), perplexityOf(model, file, "fp8")];
+    expect(Math.abs(fp8 / f32 - 1)).toBeLessThan(0.01);
+    expect(fp8).not.toBe(f32);
+  }), 60_000);
 
-  test("a checkpoint's e4m3 KV scales (kv_cache_scheme) are read, and used with --kv-cache-dtype fp8", () => {
-    const dir = mkdtempSync(join(tmpdir(), "vllmd-kv-scales-")), file = join(dir, "excerpt.txt");
-    writeFileSync(file, readFileSync("corpus/heldout.txt", "utf8").slice(0, 6000));
+  test("a checkpoint's e4m3 KV scales (kv_cache_scheme) are read, and used with --kv-cache-dtype fp8", () => withExcerpt((dir, file) => {
     const layers = JSON.parse(readFileSync(join(model, "config.json"), "utf8")).num_hidden_layers as number;
     /** A copy of the built-in model whose config declares an e4m3 KV cache, every layer's scales `scale`. */
     const withScales = (name: string, scale: number | null) => {
@@ -65,45 +70,27 @@ describe("--kv-cache-dtype fp8", () => {
           { name: `model.layers.${i}.self_attn.${kv}_scale`, dtype: "F32" as const, shape: [1], data: Float32Array.of(scale) }))).flat());
       return out;
     };
-    const ppl = (m: string, kv: string) => {
-      const p = Bun.spawnSync([process.execPath, "src/cli.ts", "eval-ppl", "--model", m, "--file", file, "--window", "256", "--kv-cache-dtype", kv, "--json"]);
-      if (p.exitCode !== 0) throw new Error(p.stderr.toString());
-      return JSON.parse(p.stdout.toString().trim().split("\n").at(-1)!).perplexity as number;
-    };
-    try {
-      const f32 = ppl(model, "auto"), unit = ppl(model, "fp8");
-      const half = ppl(withScales("half", 0.5), "fp8"), coarse = ppl(withScales("coarse", 4096), "fp8");
-      expect(ppl(withScales("half-auto", 0.5), "auto")).toBe(f32); // scales only matter to an e4m3 cache
-      expect(Math.abs(half / f32 - 1)).toBeLessThan(0.01);
-      expect(half).not.toBe(unit); // the checkpoint's scales, not 1.0
-      expect(coarse / f32).toBeGreaterThan(1.05); // scale 4096: keys and values fall below e4m3's smallest code
-      expect(() => ppl(withScales("missing", null), "fp8")).toThrow(/self_attn.k_scale/);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  }, 120_000);
+    const ppl = (m: string, kv: string) => perplexityOf(m, file, kv);
+    const f32 = ppl(model, "auto"), unit = ppl(model, "fp8");
+    const half = ppl(withScales("half", 0.5), "fp8"), coarse = ppl(withScales("coarse", 4096), "fp8");
+    expect(ppl(withScales("half-auto", 0.5), "auto")).toBe(f32); // scales only matter to an e4m3 cache
+    expect(Math.abs(half / f32 - 1)).toBeLessThan(0.01);
+    expect(half).not.toBe(unit); // the checkpoint's scales, not 1.0
+    expect(coarse / f32).toBeGreaterThan(1.05); // scale 4096: keys and values fall below e4m3's smallest code
+    expect(() => ppl(withScales("missing", null), "fp8")).toThrow(/self_attn.k_scale/);
+  }), 120_000);
 
-  test("quantize-fp8 --kv-cache writes calibrated scales that load and keep perplexity within 1%", () => {
-    const dir = mkdtempSync(join(tmpdir(), "vllmd-kv-calib-")), file = join(dir, "excerpt.txt"), out = join(dir, "fp8-kv");
-    writeFileSync(file, readFileSync("corpus/heldout.txt", "utf8").slice(0, 6000));
-    try {
-      writeFp8Checkpoint(model, out, { strategy: "channel", activations: "dynamic", kvCalibration: calibrationWindows(model, readFileSync("scripts/fixture_corpus.txt", "utf8")) });
-      const md = loadModelDir(out);
-      expect(md.config.kvCacheScales).toBe(true);
-      for (let i = 0; i < md.config.numLayers; i++)
-        for (const kv of ["k", "v"]) expect(md.tensors.get(`model.layers.${i}.self_attn.${kv}_scale`)?.shape).toEqual([1]);
-      const ppl = (kv: string) => {
-        const p = Bun.spawnSync([process.execPath, "src/cli.ts", "eval-ppl", "--model", out, "--file", file, "--window", "256", "--kv-cache-dtype", kv, "--json"]);
-        if (p.exitCode !== 0) throw new Error(p.stderr.toString());
-        return JSON.parse(p.stdout.toString().trim().split("\n").at(-1)!).perplexity as number;
-      };
-      const [auto, fp8] = [ppl("auto"), ppl("fp8")];
-      expect(Math.abs(fp8 / auto - 1)).toBeLessThan(0.01);
-      expect(fp8).not.toBe(auto);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  }, 120_000);
+  test("quantize-fp8 --kv-cache writes calibrated scales that load and keep perplexity within 1%", () => withExcerpt((dir, file) => {
+    const out = join(dir, "fp8-kv");
+    writeFp8Checkpoint(model, out, { strategy: "channel", activations: "dynamic", kvCalibration: calibrationWindows(model, readFileSync("scripts/fixture_corpus.txt", "utf8")) });
+    const md = loadModelDir(out);
+    expect(md.config.kvCacheScales).toBe(true);
+    for (let i = 0; i < md.config.numLayers; i++)
+      for (const kv of ["k", "v"]) expect(md.tensors.get(`model.layers.${i}.self_attn.${kv}_scale`)?.shape).toEqual([1]);
+    const [auto, fp8] = [perplexityOf(out, file, "auto"), perplexityOf(out, file, "fp8")];
+    expect(Math.abs(fp8 / auto - 1)).toBeLessThan(0.01);
+    expect(fp8).not.toBe(auto);
+  }), 120_000);
 
   test("the same request twice gives the same tokens: the second reads the first's cached e4m3 prefix", () => {
     const e = makeEngine({ model, ...budget, kvCacheDtype: "fp8_e4m3", maxNumBatchedTokens: 4 }); // chunked prefill too

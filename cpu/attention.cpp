@@ -4,12 +4,10 @@
 // one cache block at a time with the same online softmax, so its bits depend only on its query,
 // its keys and values, never on the other rows, sequences or the thread split.
 #include <algorithm>
-#include <array>
 #include <cmath>
 #include <limits>
 #include <vector>
 
-#include "../common/fp8.h"
 #include "internal.h"
 
 using namespace vd;
@@ -39,18 +37,11 @@ struct KvCaches {
   float k_scale, v_scale;
 };
 
-// The 256 e4m3 values, so that decoding a row is a lookup per value.
-const std::array<float, 256> kFp8Values = [] {
-  std::array<float, 256> t{};
-  for (int i = 0; i < 256; i++) t[size_t(i)] = fp8_e4m3_to_f32(uint8_t(i));
-  return t;
-}();
-
 // Row `at` (an element offset) of a cache as f32: in place, or an e4m3 row decoded into `row`.
 const float *cache_row(const void *cache, bool fp8, float scale, int64_t at, int64_t d, float *row) {
   if (!fp8) return static_cast<const float *>(cache) + at;
   const uint8_t *codes = static_cast<const uint8_t *>(cache) + at;
-  for (int64_t i = 0; i < d; i++) row[i] = kFp8Values[codes[i]] * scale;
+  for (int64_t i = 0; i < d; i++) row[i] = kFp8E4m3Table[codes[i]] * scale;
   return row;
 }
 

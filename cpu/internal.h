@@ -67,7 +67,10 @@ inline int32_t check_weight_dtype(const char *fn, const char *arg, int32_t w_dty
 void run_gemm(const float *x, const void *w, int32_t w_dtype, const void *bias, float *out, int64_t m, int64_t n,
               int64_t k);
 
-// e4m3 code -> f32, all 256 of them, for the GEMM's weight loads (filled at load by cpu/quant.cpp).
+// Below this many elements a second OpenMP thread costs more than it saves.
+constexpr int64_t kParallelElems = int64_t(1) << 16;
+
+// e4m3 code -> f32, all 256 of them, for weight and KV-cache loads (filled at load by cpu/quant.cpp).
 extern float kFp8E4m3Table[256];
 
 // Reads element i of a weight array of `dtype` (f32, f16, bf16 or fp8 e4m3) as f32.

@@ -9,9 +9,6 @@ using namespace vd;
 
 namespace {
 
-// Below this many elements a second OpenMP thread costs more than it saves.
-constexpr int64_t kParallelElems = int64_t(1) << 16;
-
 // Sum of squares with fixed 8-lane partial sums, so the order never depends on the caller.
 float sum_of_squares(const float *v, int64_t n) {
   float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};

@@ -17,9 +17,6 @@ struct Fp8TableInit {
   }
 };
 
-// Below this many elements a second thread costs more than it saves.
-constexpr int64_t kParallelElems = int64_t(1) << 16;
-
 } // namespace
 
 float vd::kFp8E4m3Table[256];

@@ -15,7 +15,7 @@ namespace {
 void dequantize(const uint32_t *w, const float *scales, const float *zeros, int64_t n, int64_t k, int32_t bits,
                 int64_t group_size, int64_t groups, const int32_t *k_perm, float *out) {
   const int64_t per_word = 32 / bits, words = k / per_word;
-#pragma omp parallel for schedule(static) if (n * k >= (int64_t(1) << 16))
+#pragma omp parallel for schedule(static) if (n * k >= kParallelElems)
   for (int64_t r = 0; r < n; r++)
     for (int64_t c = 0; c < k; c++) {
       const int64_t g = r * groups + c / group_size;

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <vector>
 
-#include "../common/fp8.h"
 #include "internal.h"
 
 using namespace vd;

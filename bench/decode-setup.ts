@@ -2,7 +2,8 @@
 // no CUDA graphs): the forward pass and a greedy sample, every sequence at position C - 1 in its
 // own blocks. Shared by bench/op-profile.ts and bench/decode-table.ts.
 import type { ModelConfig } from "../src/model/config.ts";
-import { allocKvCache, freeKvCache, LlamaModel, type StepBatch } from "../src/model/llama.ts";
+import { allocKvCache, freeKvCache, LlamaModel } from "../src/model/llama.ts";
+import { uploadStepBatch } from "../src/model/step-batch.ts";
 import type { ModelWeights } from "../src/model/weights.ts";
 import { type Backend, type Buf, SP } from "../src/native/types.ts";
 
@@ -24,14 +25,12 @@ export function decodeStep(be: Backend, cfg: ModelConfig, w: ModelWeights, B: nu
     return buf;
   };
   const seqs = Array.from({ length: B }, (_, s) => s);
-  const batch: StepBatch = {
-    nTokens: B, nSeqs: B, nSample: B, maxBlocks: blocksPerSeq,
-    tokenIds: upload(seqs.map((s) => 100 + s)), positions: upload(seqs.map(() => C - 1)),
-    slotMapping: upload(seqs.map((s) => s * blocksPerSeq * BLOCK + C - 1)), queryStart: upload([...seqs, B]),
-    seqLens: upload(seqs.map(() => C)),
-    blockTables: upload(seqs.flatMap((s) => Array.from({ length: blocksPerSeq }, (_, j) => s * blocksPerSeq + j))),
-    sampleRows: upload(seqs),
-  };
+  const { batch, free: freeBatch } = uploadStepBatch(be, {
+    tokenIds: seqs.map((s) => 100 + s), positions: seqs.map(() => C - 1), slotMapping: seqs.map((s) => s * blocksPerSeq * BLOCK + C - 1),
+    queryStart: [...seqs, B], seqLens: seqs.map(() => C),
+    blockTables: seqs.flatMap((s) => Array.from({ length: blocksPerSeq }, (_, j) => s * blocksPerSeq + j)), sampleRows: seqs,
+    maxBlocks: blocksPerSeq,
+  });
   const fparams = upload(seqs.flatMap(() => [0, 1, 0, 1, 0, 0]), true);
   if (SP.nf !== 6) throw new Error(`decodeStep: SP.nf is ${SP.nf}, this file writes 6 float parameters`);
   const iparams = upload(seqs.flatMap(() => [0, 0, 0, 0]));
@@ -47,6 +46,7 @@ export function decodeStep(be: Backend, cfg: ModelConfig, w: ModelWeights, B: nu
       model.dispose();
       freeKvCache(be, cache);
       for (const b of owned) be.free(b);
+      freeBatch();
     },
   };
 }

@@ -3,7 +3,8 @@
 // divided by 448, so that the largest lands on e4m3's largest code. The float model runs on the
 // cpu backend, one sequence at a time, and its f32 cache is read back.
 import { loadModelDir } from "../src/model/model-dir.ts";
-import { allocKvCache, freeKvCache, LlamaModel, type StepBatch } from "../src/model/llama.ts";
+import { allocKvCache, freeKvCache, LlamaModel } from "../src/model/llama.ts";
+import { uploadStepBatch } from "../src/model/step-batch.ts";
 import { freeWeights, loadWeights } from "../src/model/weights.ts";
 import { openBackend } from "../src/native/backend.ts";
 import { DType, type Backend, type Buf } from "../src/native/types.ts";
@@ -20,24 +21,17 @@ export function calibrateKvScales(modelDir: string, sequences: number[][]): { k:
   const kMax = new Float64Array(cfg.numLayers), vMax = new Float64Array(cfg.numLayers);
   try {
     for (const tokens of sequences) {
-      const owned: Buf[] = [];
-      const upload = (xs: number[]) => {
-        const b = be.alloc(Math.max(1, xs.length) * 4);
-        be.copyFromHost(b, 0, Int32Array.from(xs));
-        owned.push(b);
-        return b;
-      };
       const T = tokens.length, at = Array.from({ length: T }, (_, i) => i);
-      const batch: StepBatch = {
-        nTokens: T, nSeqs: 1, nSample: 1, maxBlocks: blocks, tokenIds: upload(tokens), positions: upload(at), slotMapping: upload(at),
-        queryStart: upload([0, T]), seqLens: upload([T]), blockTables: upload(Array.from({ length: blocks }, (_, i) => i)), sampleRows: upload([T - 1]),
-      };
+      const { batch, free } = uploadStepBatch(be, {
+        tokenIds: tokens, positions: at, slotMapping: at, queryStart: [0, T], seqLens: [T],
+        blockTables: Array.from({ length: blocks }, (_, i) => i), sampleRows: [T - 1], maxBlocks: blocks,
+      });
       model.forward(batch);
       for (let l = 0; l < cfg.numLayers; l++) {
         kMax[l] = Math.max(kMax[l]!, filledAbsmax(be, cache.k[l]!, T, cfg.numKvHeads, cfg.headDim));
         vMax[l] = Math.max(vMax[l]!, filledAbsmax(be, cache.v[l]!, T, cfg.numKvHeads, cfg.headDim));
       }
-      for (const b of owned) be.free(b);
+      free();
     }
   } finally {
     model.dispose();

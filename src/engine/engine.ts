@@ -73,13 +73,12 @@ export class Engine {
     const maxModelLen = resolveMaxModelLen(cfg, dir);
     quantizeAtLoad(cfg.quantization, dir.config.quantization); // a flag that does not fit fails before any device is opened
     const be = openDevice(cfg.device, cfg.tensorParallelSize);
-    const kvDtype = cfg.kvCacheDtype === "auto" ? be.activationDtype(weightDtype(dir.config)) : DType.fp8E4m3;
-    checkKvCacheDtype(be, kvDtype, be.activationDtype(weightDtype(dir.config)), cfg.kvCacheDtype); // before the weights load
+    const act = be.activationDtype(weightDtype(dir.config)), kvDtype = cfg.kvCacheDtype === "auto" ? act : DType.fp8E4m3;
+    checkKvCacheDtype(be, kvDtype, act, cfg.kvCacheDtype); // before the weights load
     const weights = loadWeights(be, dir.config, dir.tensors, onProgress, { quantization: cfg.quantization });
     const blocksPerSeq = Math.ceil(maxModelLen / cfg.blockSize);
     const maxTokens = Math.max(cfg.maxNumBatchedTokens, 1);
     const maxSeqs = cfg.maxNumSeqs;
-    const act = be.activationDtype(weights.dtype);
     // Activations and step buffers first, then (on GPUs) a profiling run, so that the KV cache
     // gets what is left of total * --gpu-memory-utilization after everything else.
     const probeCache = allocKvCache(be, dir.config, 1, cfg.blockSize, kvDtype);

@@ -1,17 +1,10 @@
 // Runs the model once over a single prompt (one prefill, outside the scheduler) and returns the
 // logits at its last position: what parity tests compare with transformers' golden logits.
-import { allocKvCache, freeKvCache, LlamaModel, type StepBatch } from "../../src/model/llama.ts";
+import { allocKvCache, freeKvCache, LlamaModel } from "../../src/model/llama.ts";
 import { loadModelDir } from "../../src/model/model-dir.ts";
 import { freeWeights, loadWeights, type LoadOptions } from "../../src/model/weights.ts";
 import { openBackend } from "../../src/native/backend.ts";
-import type { Backend, Buf } from "../../src/native/types.ts";
-
-function i32(be: Backend, values: number[]): Buf {
-  const a = Int32Array.from(values);
-  const b = be.alloc(Math.max(1, a.length) * 4);
-  be.copyFromHost(b, 0, a);
-  return b;
-}
+import { uploadStepBatch } from "../../src/model/step-batch.ts";
 
 export function lastPositionLogits(dir: string, tokenIds: number[], blockSize = 16, backend: "cpu" | "cuda" = "cpu", opts: LoadOptions = {}): Float32Array {
   const md = loadModelDir(dir);
@@ -23,20 +16,15 @@ export function lastPositionLogits(dir: string, tokenIds: number[], blockSize = 
     const cache = allocKvCache(be, md.config, nBlocks + 1, blockSize, be.activationDtype(w.dtype));
     const model = new LlamaModel(be, md.config, w, cache, T, 1, Math.max(T, 2));
     const blocks = Array.from({ length: nBlocks }, (_, i) => nBlocks - i); // reversed: not contiguous
-    const bufs = {
-      tokenIds: i32(be, tokenIds),
-      positions: i32(be, tokenIds.map((_, p) => p)),
-      slotMapping: i32(be, tokenIds.map((_, p) => blocks[Math.floor(p / blockSize)]! * blockSize + (p % blockSize))),
-      queryStart: i32(be, [0, T]),
-      seqLens: i32(be, [T]),
-      blockTables: i32(be, blocks),
-      sampleRows: i32(be, [T - 1]),
-    };
-    const batch: StepBatch = { nTokens: T, nSeqs: 1, nSample: 1, maxBlocks: nBlocks, ...bufs };
+    const { batch, free } = uploadStepBatch(be, {
+      tokenIds, positions: tokenIds.map((_, p) => p),
+      slotMapping: tokenIds.map((_, p) => blocks[Math.floor(p / blockSize)]! * blockSize + (p % blockSize)),
+      queryStart: [0, T], seqLens: [T], blockTables: blocks, sampleRows: [T - 1], maxBlocks: nBlocks,
+    });
     const logits = model.forward(batch);
     const out = new Float32Array(md.config.vocabSize);
     be.copyToHost(logits, 0, out);
-    for (const b of Object.values(bufs)) be.free(b);
+    free();
     model.dispose();
     freeKvCache(be, cache);
     freeWeights(be, w);

@@ -26,16 +26,20 @@ $(BUILD)/libvllmd_cpu.so: $(CPU_SRCS) $(CPU_HDRS)
 	cp $@ libvllmd_cpu.so
 
 # The CUDA backend (on a machine with nvcc; cuBLAS is loaded at run time): Hopper (sm_90a) and
-# Ampere (sm_80). The check after the link keeps it free of link-time cuBLAS.
+# Ampere (sm_80). One object per source, so `make -jN cuda` compiles them side by side (no device
+# code crosses files: no -rdc). The check after the link keeps it free of link-time cuBLAS.
 NVCC       ?= nvcc
 CUDA_ARCH  ?= -gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_80,code=sm_80
 NVCCFLAGS  ?= -O3 -std=c++17 -Xcompiler -fPIC,-fvisibility=hidden -Iinclude $(CUDA_ARCH) -lineinfo --threads 0
 CUDA_SRCS  := $(wildcard cuda/*.cu) $(wildcard common/*.cpp)
 CUDA_HDRS  := $(wildcard cuda/*.cuh cuda/*.h common/*.h) include/vllmd.h
+CUDA_OBJS  := $(patsubst %,$(BUILD)/cuda-obj/%.o,$(CUDA_SRCS))
 cuda: $(BUILD)/libvllmd_cuda.so
-$(BUILD)/libvllmd_cuda.so: $(CUDA_SRCS) $(CUDA_HDRS)
-	@mkdir -p $(BUILD)
-	$(NVCC) $(NVCCFLAGS) -shared -o $@ $(CUDA_SRCS) -ldl
+$(BUILD)/cuda-obj/%.o: % $(CUDA_HDRS)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c -o $@ $<
+$(BUILD)/libvllmd_cuda.so: $(CUDA_OBJS)
+	$(NVCC) $(NVCCFLAGS) -shared -o $@ $(CUDA_OBJS) -ldl
 	@if nm -D --undefined-only $@ | grep -q cublas; then echo "$@ links cuBLAS; it must dlopen it (cuda/cublas_api.h)"; exit 1; fi
 	cp $@ libvllmd_cuda.so
 

@@ -94,7 +94,8 @@ describe("computeFigures", () => {
       "decode-fp8": { decode_tok_s: 280, ttft_ms: 20 },
       "decode-int4": { decode_tok_s: 440, ttft_ms: 15 },
       "torch-compiled": { decode_tok_s: 128 },
-      mixed: { output_tok_s: 4500, complete: true },
+      mixed: { output_tok_s: 4500, complete: true, num_blocks: 1000 },
+      "mixed-fp8": { output_tok_s: 6300, complete: true, num_blocks: 2000 },
       "decode-step": { step_ms_median: 1200, kv_tokens_mean: 256 * 512 },
       prefill: { flops_per_s: 500e12 },
       startup: { ready_s_median: 9.5 },
@@ -111,6 +112,8 @@ describe("computeFigures", () => {
     expect(f.values.decode_b1_int4_vs_bf16).toBe(2.75);
     expect(meetsTarget("decode_b1_int4_vs_bf16", 2.75)).toBe(false);
     expect(f.values.decode_b1_vs_compiled_torch).toBe(1.25);
+    expect(f.values.mixed_fp8_vs_bf16).toBe(1.4);
+    expect(meetsTarget("mixed_fp8_vs_bf16", 1.4)).toBe(true);
     expect(f.behind.decode_b1_floor_tok_s).toBeCloseTo(floors.copy.bytes_per_s / floors.matmul_weight_bytes, 9);
     expect(f.values.decode_b1_fraction_of_floor).toBeCloseTo(160 / (floors.copy.bytes_per_s / floors.matmul_weight_bytes), 9);
     const table = formatTable(f);

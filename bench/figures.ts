@@ -56,7 +56,7 @@ export function ratio(a: number | null | undefined, b: number | null | undefined
   return typeof a === "number" && typeof b === "number" && Number.isFinite(a) && b > 0 ? a / b : null;
 }
 
-export const PARTS = ["floors", "hf", "decode", "decode-fp8", "decode-int4", "torch-compiled", "mixed", "decode-step", "prefill", "startup"] as const;
+export const PARTS = ["floors", "hf", "decode", "decode-fp8", "decode-int4", "torch-compiled", "mixed", "mixed-fp8", "decode-step", "prefill", "startup"] as const;
 export type PartName = (typeof PARTS)[number];
 // The parts are other programs' JSON: read defensively, field by field.
 type Json = Record<string, any>; // eslint-disable-line -- untyped JSON from other programs
@@ -76,6 +76,8 @@ export const TARGETS = {
   decode_b1_vs_compiled_torch: { op: ">=", value: 1.1 },
   // decode at batch 1 over the rate at which copy bandwidth reads the matmul weights once a token
   decode_b1_fraction_of_floor: { op: ">=", value: 0.88 },
+  // the mixed workload with FP8 weights (quantized at load) and an e4m3 KV cache over bf16's, the same run
+  mixed_fp8_vs_bf16: { op: ">=", value: 1.3 },
 } as const;
 export type FigureName = keyof typeof TARGETS;
 
@@ -98,6 +100,7 @@ export function computeFigures(p: Parts) {
     decode_b1_int4_vs_bf16: ratio(num(p["decode-int4"]?.decode_tok_s), num(dec?.decode_tok_s)),
     decode_b1_vs_compiled_torch: ratio(num(dec?.decode_tok_s), num(p["torch-compiled"]?.decode_tok_s)),
     decode_b1_fraction_of_floor: ratio(num(dec?.decode_tok_s), ratio(copyBw, num(fl?.matmul_weight_bytes))),
+    mixed_fp8_vs_bf16: ratio(num(p["mixed-fp8"]?.output_tok_s), num(mix?.output_tok_s)),
   };
   const behind = {
     hf_b1_decode_tok_s: num(hf?.b1?.tok_s_decode),
@@ -122,6 +125,10 @@ export function computeFigures(p: Parts) {
     decode_b1_int4_ttft_ms: num(p["decode-int4"]?.ttft_ms),
     compiled_torch_decode_tok_s: num(p["torch-compiled"]?.decode_tok_s),
     decode_b1_floor_tok_s: ratio(copyBw, num(fl?.matmul_weight_bytes)),
+    mixed_fp8_output_tok_s: num(p["mixed-fp8"]?.output_tok_s),
+    mixed_fp8_complete: typeof p["mixed-fp8"]?.complete === "boolean" ? p["mixed-fp8"].complete : null,
+    mixed_fp8_num_blocks: num(p["mixed-fp8"]?.num_blocks),
+    mixed_num_blocks: num(mix?.num_blocks),
   };
   return { values, behind };
 }
@@ -147,6 +154,8 @@ export function formatTable(f: ReturnType<typeof computeFigures>): string {
     ["decode_b1_vs_compiled_torch", `compiled PyTorch ${fmt(b.compiled_torch_decode_tok_s, 1)} tok/s`],
     ["decode_b1_fraction_of_floor", `floor ${fmt(b.decode_b1_floor_tok_s, 1)} tok/s (matmul weights read once at copy bandwidth)`],
     ["decode_b1_int4_vs_bf16", `GPTQ 4-bit g128 ${fmt(b.decode_b1_int4_tok_s, 1)} vs bf16 ${fmt(v.decode_b1_tok_s, 1)} tok/s; ttft ${fmt(b.decode_b1_int4_ttft_ms, 1)} ms`],
+    ["mixed_fp8_vs_bf16", `fp8 weights + e4m3 KV ${fmt(b.mixed_fp8_output_tok_s, 0)} vs bf16 ${fmt(b.engine_mixed_output_tok_s, 0)} out tok/s; ` +
+      `KV blocks ${fmt(b.mixed_fp8_num_blocks, 0)} vs ${fmt(b.mixed_num_blocks, 0)}${b.mixed_fp8_complete === false || b.engine_mixed_complete === false ? " (a run PARTIAL)" : ""}`],
   ];
   const lines = [`${"figure".padEnd(30)} ${"value".padStart(9)} ${"target".padStart(8)}  met   against`];
   for (const [name, note] of rows) {

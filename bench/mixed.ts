@@ -5,7 +5,7 @@
 // the figure: the tail of a run, with few requests left, is slower).
 // Usage: bun bench/mixed.ts --model DIR [--device cuda] [--workload FILE | workload flags, see bench/workload.ts]
 //   [--max-num-seqs 256] [--max-model-len 2048] [--max-num-batched-tokens N] [--max-seconds 240]
-//   [--async-scheduling on|off] (default: the engine's, on for GPUs)
+//   [--async-scheduling on|off] (default: the engine's, on for GPUs) [--quantization fp8] [--kv-cache-dtype fp8]
 // Prints a summary line, then one JSON line (the raw figures).
 import { parseArgs } from "node:util";
 import { parseEngineConfig } from "../src/config.ts";
@@ -19,7 +19,8 @@ const { values: a } = parseArgs({
   options: {
     ...workloadOptions, model: { type: "string" }, device: { type: "string" }, workload: { type: "string" },
     "max-num-seqs": { type: "string" }, "max-model-len": { type: "string" }, "max-num-batched-tokens": { type: "string" },
-    "max-seconds": { type: "string" }, "async-scheduling": { type: "string" },
+    "max-seconds": { type: "string" }, "async-scheduling": { type: "string" }, quantization: { type: "string" },
+    "kv-cache-dtype": { type: "string" },
   },
 });
 if (!a.model) throw new Error("usage: bun bench/mixed.ts --model DIR [--device cuda] [--workload FILE] ...");
@@ -37,7 +38,8 @@ const t0 = performance.now();
 const engine = Engine.create(parseEngineConfig({
   model: a.model, device: (a.device ?? "cuda") as "cuda", maxModelLen,
   maxNumSeqs: Number(a["max-num-seqs"] ?? 256), maxNumBatchedTokens: optNum(a["max-num-batched-tokens"]),
-  asyncScheduling: a["async-scheduling"] as "on" | "off" | undefined,
+  asyncScheduling: a["async-scheduling"] as "on" | "off" | undefined, quantization: (a.quantization ?? null) as "fp8" | null,
+  kvCacheDtype: (a["kv-cache-dtype"] ?? "auto") as "auto" | "fp8",
 }));
 const loadS = (performance.now() - t0) / 1000;
 
@@ -78,7 +80,8 @@ const promptTokens = requests.reduce((s, r) => s + r.promptTokenIds.length, 0);
 const wrongCounts = run.complete ? requests.filter((r, i) => run.got.get(`r${i}`) !== r.maxTokens).length : null;
 const ttfts = [...run.ttft.values()];
 const result = {
-  bench: "mixed", device: engine.info.device, async_scheduling: engine.info.asyncScheduling, requests: requests.length, complete: run.complete,
+  bench: "mixed", device: engine.info.device, async_scheduling: engine.info.asyncScheduling, quantization: engine.info.quantization,
+  kv_cache_dtype: engine.info.kvCacheDtype, requests: requests.length, complete: run.complete,
   requests_with_wrong_token_count: wrongCounts, seconds, output_tokens: outputTokens, prompt_tokens: promptTokens,
   requested_output_tokens: requests.reduce((s, r) => s + r.maxTokens, 0),
   output_tok_s: outputTokens / seconds, total_tok_s: (outputTokens + promptTokens) / seconds,

@@ -18,6 +18,7 @@
 #   startup      bench/startup.ts: `vllmd serve` to GET /health 200, weights in the page cache
 #   hf-b1        bench/baselines/hf_generate.py --b1: transformers' generate at batch 1
 #   hf-mixed     bench/baselines/hf_generate.py --mixed: the first 128 of the 500 requests, batches of 64
+#   mixed-fp8    the same with FP8 weights and an e4m3 KV cache (issue 10: mixed_fp8_vs_bf16)
 #   mixed        bench/mixed.ts: the 500 requests at once through the engine
 # Each part prints one JSON line last, kept as $LOGS/<part>.json (hf-b1 and hf-mixed share hf.json);
 # bench/figures.ts combines them into $LOGS/results/<card>-<date>.json and
@@ -39,7 +40,7 @@ LOGS=${GPU_BENCH_LOGS:-.gpu/logs/bench} # with $OUT set, packed into $OUT/bench-
 mkdir -p "$LOGS"
 BUDGET_S=${GPU_BENCH_BUDGET_S:-520}
 START=$SECONDS
-ONLY=${GPU_BENCH_ONLY:-tests,parity,floors,decode,decode-fp8,decode-int4,torch-compiled,decode-step,prefill,startup,hf-b1,hf-mixed,mixed}
+ONLY=${GPU_BENCH_ONLY:-tests,parity,floors,decode,decode-fp8,decode-int4,torch-compiled,decode-step,prefill,startup,hf-b1,hf-mixed,mixed-fp8,mixed}
 MODEL=${BENCH_MODEL_DIR:-/tmp/vllmd-bench-8b}
 WORK=${TMPDIR:-/tmp}/vllmd-bench
 mkdir -p "$WORK"
@@ -60,7 +61,7 @@ if [ "$SMOKE" = 1 ]; then
   HF_SIZE_ARGS=(--mixed-requests 16 --batch-size 8 --prompt-len 8 --new-tokens 16)
   PARITY_ARGS=(--tokens 8 --prompt-lens 7,20,60 --max-model-len 128)
 fi
-for p in floors hf decode decode-fp8 decode-int4 torch-compiled mixed decode-step prefill startup parity parity-engine; do rm -f "$LOGS/$p.json"; done # stale parts must not count
+for p in floors hf decode decode-fp8 decode-int4 torch-compiled mixed mixed-fp8 decode-step prefill startup parity parity-engine; do rm -f "$LOGS/$p.json"; done # stale parts must not count
 
 ROWS=()  # "name|status|seconds"
 NOTES=() # lines for the result JSON
@@ -248,19 +249,19 @@ want prefill && engine_part prefill 120 "$BUN" bench/prefill.ts --model "$MODEL"
 want startup && engine_part startup 150 "$BUN" bench/startup.ts --model "$MODEL" --cmd "$VLLMD_CMD" --device "$DEVICE" --runs 2 --timeout 60
 run_hf
 
-if want mixed; then
-  # The timed run stops at --max-seconds (reported as partial) so that the figures still get written.
-  limit=$(($(left) - 15))
+# The timed mixed runs stop at --max-seconds (reported as partial) so that the figures still get
+# written; mixed-fp8 (FP8 weights, e4m3 KV cache) goes first, since mixed may take what is left.
+run_mixed() {
+  local name=$1 limit=$2 max_s
+  shift 2
   max_s=$((limit - 45))
-  MIXED_ARGS=()
-  [ -n "${GPU_BENCH_MIXED_TOKENS:-}" ] && MIXED_ARGS+=(--max-num-batched-tokens "$GPU_BENCH_MIXED_TOKENS")
-  if [ "$max_s" -lt 30 ]; then
-    skip mixed "time budget"
-  else
-    engine_part mixed "$limit" "$BUN" bench/mixed.ts --model "$MODEL" --device "$DEVICE" --workload "$WORK/workload.json" \
-      --max-num-seqs 256 --max-model-len "$MIXED_LEN" --max-seconds "$max_s" ${MIXED_ARGS[@]+"${MIXED_ARGS[@]}"}
-  fi
-fi
+  if [ "$max_s" -lt 30 ]; then skip "$name" "time budget"; return 0; fi
+  local args=(--max-num-seqs 256 --max-model-len "$MIXED_LEN" --max-seconds "$max_s")
+  [ -n "${GPU_BENCH_MIXED_TOKENS:-}" ] && args+=(--max-num-batched-tokens "$GPU_BENCH_MIXED_TOKENS")
+  engine_part "$name" "$limit" "$BUN" bench/mixed.ts --model "$MODEL" --device "$DEVICE" --workload "$WORK/workload.json" "${args[@]}" "$@"
+}
+want mixed-fp8 && run_mixed mixed-fp8 "$(cap 150)" --quantization fp8 --kv-cache-dtype fp8
+want mixed && run_mixed mixed "$(($(left) - 15))"
 
 RESULT="$CARD-$DATE.json"
 FIG_ARGS=(--dir "$LOGS" --out "$LOGS/results/$RESULT" --gpu "$GPU_NAME" --commit "$COMMIT" --date "$DATE")

@@ -1,5 +1,6 @@
 // vd_attention on the GPU: argument checks (as cpu/attention.cpp, minus the ones that would read
-// device memory) and the launch of the kernel in cuda/attention.cuh.
+// device memory) and the launch of the kernels in cuda/attention*.cuh, for a cache of the act
+// dtype or of e4m3 codes (cuda/kv_fp8.cuh).
 #include <algorithm>
 #include <climits>
 #include <cstdint>
@@ -51,19 +52,27 @@ int64_t count_of(int64_t a, int64_t b, int64_t c) {
   return n > uint64_t(INT64_MAX) ? INT64_MAX : int64_t(n);
 }
 
-bool lookup_all(uint64_t ctx, const uint64_t h[7], const AttnShape &s, int32_t dtype, Buffers *b) {
+bool lookup_all(uint64_t ctx, const uint64_t h[7], const AttnShape &s, int32_t dtype, int32_t kv_dtype, Buffers *b) {
   const int64_t act = count_of(s.n_tokens, s.n_heads, s.head_dim);
   return lookup_array(ctx, h[0], "vd_attention(out)", act, dtype, &b->out) &&
          lookup_array(ctx, h[1], "vd_attention(q)", act, dtype, &b->q) &&
-         lookup_array(ctx, h[2], "vd_attention(k_cache)", 0, dtype, &b->k_cache) &&
-         lookup_array(ctx, h[3], "vd_attention(v_cache)", 0, dtype, &b->v_cache) &&
+         lookup_array(ctx, h[2], "vd_attention(k_cache)", 0, kv_dtype, &b->k_cache) &&
+         lookup_array(ctx, h[3], "vd_attention(v_cache)", 0, kv_dtype, &b->v_cache) &&
          lookup_array(ctx, h[4], "vd_attention(block_tables)", count_of(s.n_seqs, s.max_blocks, 1), VD_I32,
                       &b->tables) &&
          lookup_array(ctx, h[5], "vd_attention(seq_lens)", s.n_seqs, VD_I32, &b->lens) &&
          lookup_array(ctx, h[6], "vd_attention(query_start)", s.n_seqs + 1, VD_I32, &b->qstart);
 }
 
-attn::Params make_params(const Context &c, const Buffers &b, const AttnShape &s, float scale, int64_t elem) {
+// The cache's format: its element size and, for e4m3, the scales its codes stand for.
+struct KvFormat {
+  int64_t elem;
+  bool fp8;
+  float k_scale, v_scale;
+};
+
+attn::Params make_params(const Context &c, const Buffers &b, const AttnShape &s, float scale, int64_t elem,
+                         const KvFormat &kv) {
   attn::Params p;
   p.out = b.out.data;
   p.fault = c.fault;
@@ -81,13 +90,15 @@ attn::Params make_params(const Context &c, const Buffers &b, const AttnShape &s,
   p.group = int32_t(s.n_heads / s.n_kv_heads);
   p.block_size = int32_t(s.block_size);
   p.max_blocks = int32_t(s.max_blocks);
-  const uint64_t block_bytes = bytes_of(s.n_kv_heads, s.block_size * s.head_dim, elem);
+  const uint64_t block_bytes = bytes_of(s.n_kv_heads, s.block_size * s.head_dim, kv.elem);
   const uint64_t cache_bytes = b.k_cache.bytes < b.v_cache.bytes ? b.k_cache.bytes : b.v_cache.bytes;
   p.n_blocks = int64_t(cache_bytes / block_bytes);
-  p.scale = scale;
+  p.scale = kv.fp8 ? scale * kv.k_scale : scale;
+  p.v_scale = kv.fp8 ? kv.v_scale : 1.0f;
+  p.kv_fp8 = kv.fp8;
   // Rows start at multiples of head_dim elements, so aligned bases and whole vectors per row suffice.
   const uintptr_t bases = uintptr_t(p.q) | uintptr_t(p.k_cache) | uintptr_t(p.v_cache);
-  p.vec16 = (bases % 16 == 0) && (s.head_dim * elem) % 16 == 0;
+  p.vec16 = (bases % 16 == 0) && (s.head_dim * elem) % 16 == 0 && (s.head_dim * kv.elem) % 16 == 0;
   return p;
 }
 
@@ -122,15 +133,15 @@ int32_t launch_rows(const Context &c, const attn::Params &p, int64_t n_tokens, u
 
 // The tensor-core kernel over the sequences with long query ranges; the grid is an upper bound
 // on their tiles (see attention_prefill.cuh).
-template <typename T, int D>
+template <typename T, int D, bool FP8>
 int32_t launch_prefill(const Context &c, const attn::Params &p) {
-  const void *kernel = reinterpret_cast<const void *>(&attn_tc::prefill_kernel<T, D>);
+  const void *kernel = reinterpret_cast<const void *>(&attn_tc::prefill_kernel<T, D, FP8>);
   constexpr int smem = attn_tc::smem_bytes(D);
   const int32_t st = allow_smem(c, kernel, smem, "the prefill kernel");
   if (st != VD_OK) return st;
   const int64_t tiles = (int64_t(p.n_tokens) + attn_tc::kRows - 1) / attn_tc::kRows + p.n_tokens / attn_tc::kMinQueryRows;
   const dim3 grid(unsigned(tiles), unsigned(p.n_heads));
-  attn_tc::prefill_kernel<T, D><<<grid, attn_tc::kThreads, smem, c.stream>>>(attn_tc::Params{p, p.scale * attn_tc::kLog2e});
+  attn_tc::prefill_kernel<T, D, FP8><<<grid, attn_tc::kThreads, smem, c.stream>>>(attn_tc::Params{p, p.scale * attn_tc::kLog2e});
   return check_launch(kFn);
 }
 
@@ -149,7 +160,7 @@ int32_t decode_splits(const Context &c, const attn::Params &p) {
 }
 
 // The tensor-core decode kernel (and the merge of its splits) over the rows of short query ranges.
-template <typename T, int D>
+template <typename T, int D, bool FP8>
 int32_t launch_decode(Context &c, const attn::Params &p) {
   attn_dec::Params dp{p, p.scale * attn_tc::kLog2e, decode_splits(c, p), nullptr, nullptr};
   if (dp.n_splits > 1) {
@@ -161,10 +172,10 @@ int32_t launch_decode(Context &c, const attn::Params &p) {
     dp.ws_ml = dp.ws_o + slots * D;
   }
   constexpr int smem = attn_dec::smem_bytes<D>();
-  int32_t st = allow_smem(c, reinterpret_cast<const void *>(&attn_dec::decode_kernel<T, D>), smem, "the decode kernel");
+  int32_t st = allow_smem(c, reinterpret_cast<const void *>(&attn_dec::decode_kernel<T, D, FP8>), smem, "the decode kernel");
   if (st != VD_OK) return st;
   const dim3 grid(unsigned(p.n_tokens), unsigned(p.n_kv_heads), unsigned(dp.n_splits));
-  st = check_cuda(launch_kernel(c.pdl, attn_dec::decode_kernel<T, D>, grid, dim3(attn_dec::kThreads), smem, c.stream, dp),
+  st = check_cuda(launch_kernel(c.pdl, attn_dec::decode_kernel<T, D, FP8>, grid, dim3(attn_dec::kThreads), smem, c.stream, dp),
                   kFn, "launching the decode kernel");
   if (st == VD_OK) st = check_launch(kFn);
   if (st != VD_OK || dp.n_splits == 1) return st;
@@ -174,17 +185,23 @@ int32_t launch_decode(Context &c, const attn::Params &p) {
   return st == VD_OK ? check_launch(kFn) : st;
 }
 
+// The prefill kernel over long query ranges (if the batch may have any), then the decode kernel.
+template <typename T, bool FP8>
+int32_t launch_tc(Context &c, const attn::Params &p) {
+  int32_t st = VD_OK;
+  if (p.n_tokens >= attn_tc::kMinQueryRows)
+    st = p.head_dim == 64 ? launch_prefill<T, 64, FP8>(c, p) : launch_prefill<T, 128, FP8>(c, p);
+  if (st != VD_OK) return st;
+  return p.head_dim == 64 ? launch_decode<T, 64, FP8>(c, p) : launch_decode<T, 128, FP8>(c, p);
+}
+
 // f16/bf16 with head_dim 64 or 128 and at most 16 query heads per kv head run on tensor cores:
 // the prefill kernel takes long query ranges, the decode kernel the rest. Otherwise the row kernel.
 template <typename T>
 int32_t launch(Context &c, attn::Params p, int64_t n_tokens, uint64_t smem) {
   if constexpr (sizeof(T) == 2) {
     if (p.vec16 && (p.head_dim == 64 || p.head_dim == 128) && p.group <= attn_dec::kMaxGroup) {
-      int32_t st = VD_OK;
-      if (p.n_tokens >= attn_tc::kMinQueryRows)
-        st = p.head_dim == 64 ? launch_prefill<T, 64>(c, p) : launch_prefill<T, 128>(c, p);
-      if (st != VD_OK) return st;
-      return p.head_dim == 64 ? launch_decode<T, 64>(c, p) : launch_decode<T, 128>(c, p);
+      return p.kv_fp8 ? launch_tc<T, true>(c, p) : launch_tc<T, false>(c, p);
     }
   }
   return launch_rows<T>(c, p, n_tokens, smem);
@@ -201,7 +218,6 @@ VD_API int32_t vd_attention(uint64_t ctx, uint64_t out, uint64_t q, uint64_t k_c
   const AttnShape s{n_seqs, n_tokens, n_heads, n_kv_heads, head_dim, block_size, max_blocks};
   int32_t st = check_float_dtype(kFn, "act_dtype", act_dtype);
   if (st == VD_OK) st = check_kv_format(kFn, act_dtype, kv_dtype, k_scale, v_scale);
-  if (st == VD_OK && kv_dtype == VD_FP8_E4M3) st = fail(VD_ERR_UNSUPPORTED, "%s: an e4m3 KV cache is not implemented on cuda yet", kFn);
   if (st == VD_OK) st = check_attention_shape(s);
   if (st == VD_OK) st = check_limits(s);
   if (st != VD_OK) return st;
@@ -210,9 +226,10 @@ VD_API int32_t vd_attention(uint64_t ctx, uint64_t out, uint64_t q, uint64_t k_c
   const int64_t elem = dtype_bytes(act_dtype);
   const uint64_t handles[7] = {out, q, k_cache, v_cache, block_tables, seq_lens, query_start};
   Buffers b;
-  if (!lookup_all(ctx, handles, s, act_dtype, &b)) return VD_ERR_INVALID_ARGUMENT;
+  if (!lookup_all(ctx, handles, s, act_dtype, kv_dtype, &b)) return VD_ERR_INVALID_ARGUMENT;
   if (n_tokens == 0 || n_seqs == 0) return VD_OK; // no row is owned by a sequence: nothing to write
-  const attn::Params p = make_params(*c, b, s, scale, elem);
+  const KvFormat kv{dtype_bytes(kv_dtype), kv_dtype == VD_FP8_E4M3, k_scale, v_scale};
+  const attn::Params p = make_params(*c, b, s, scale, elem, kv);
   const uint64_t smem = smem_bytes(p.group, head_dim);
   if (act_dtype == VD_F32) return launch<float>(*c, p, n_tokens, smem);
   if (act_dtype == VD_BF16) return launch<__nv_bfloat16>(*c, p, n_tokens, smem);

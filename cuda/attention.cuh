@@ -27,6 +27,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "../common/fp8.h"
 #include "common.cuh"
 
 namespace vd {
@@ -44,7 +45,9 @@ struct Params {
   const int32_t *block_tables, *seq_lens, *query_start;
   int32_t n_seqs, n_tokens, n_heads, n_kv_heads, head_dim, group, block_size, max_blocks;
   int64_t n_blocks; // blocks the caches hold: block ids must lie in [0, n_blocks)
-  float scale;
+  float scale;   // the softmax scale times k_scale: an e4m3 cache's keys are read as their codes' values
+  float v_scale; // the output's factor: v_scale for an e4m3 cache, else 1
+  bool kv_fp8;   // the caches hold e4m3 codes (one byte an element) instead of act-dtype values
   bool vec16; // every row of q, k_cache and v_cache is 16-byte aligned and head_dim fills whole vectors
 };
 
@@ -145,9 +148,23 @@ __device__ int64_t key_row(const Params &a, int seq, int g, int64_t pos) {
   return ((int64_t(id) * a.n_kv_heads + g) * a.block_size + pos % a.block_size) * a.head_dim;
 }
 
+// e4m3 k/v rows [0, kTile) of the tile into shared memory as their codes' values (the scales are
+// applied by the caller); masked rows become zeros.
+__device__ void load_fp8_tile(const Params &a, const Smem &s) {
+  const int D = a.head_dim;
+  const uint8_t *kc = static_cast<const uint8_t *>(a.k_cache), *vc = static_cast<const uint8_t *>(a.v_cache);
+  for (int e = threadIdx.x; e < kTile * D; e += kThreads) {
+    const int j = e / D, i = e - j * D;
+    const int64_t off = s.row_off[j];
+    s.k[j * (D + 1) + i] = off >= 0 ? fp8_e4m3_to_f32(kc[off + i]) : 0.0f;
+    s.v[j * D + i] = off >= 0 ? fp8_e4m3_to_f32(vc[off + i]) : 0.0f;
+  }
+}
+
 // k/v rows [0, kTile) of the tile into shared memory; masked rows become zeros.
 template <typename T>
 __device__ void load_tile(const Params &a, const Smem &s) {
+  if (a.kv_fp8) return load_fp8_tile(a, s);
   const int D = a.head_dim, per_row = a.vec16 ? D / (16 / int(sizeof(T))) : D;
   const T *kc = static_cast<const T *>(a.k_cache), *vc = static_cast<const T *>(a.v_cache);
   for (int e = threadIdx.x; e < kTile * per_row; e += kThreads) {
@@ -248,7 +265,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const Params a) {
   T *out = static_cast<T *>(a.out) + row;
   for (int e = threadIdx.x; e < G * D; e += kThreads) {
     const float l = s.l[e / D];
-    from_f32(out + e, l > 0.0f ? s.acc[e] / l : 0.0f);
+    from_f32(out + e, l > 0.0f ? s.acc[e] / l * a.v_scale : 0.0f);
   }
 }
 

@@ -37,7 +37,8 @@ struct Params {
   float *ws_ml;          // [n_tokens, n_heads, n_splits, 2] their running max (base 2) and sum
 };
 
-// Two stages of a K and a V tile per warp (the f32 merge of merge_warps fits in half of it).
+// Two stages of a K and a V tile per warp (the f32 merge of merge_warps fits in half of it); with
+// an e4m3 cache, one K and V tile and two stages of their codes, the same bytes.
 template <int D> constexpr int smem_bytes() { return kWarps * 2 * 2 * kKeys * D * 2; }
 
 // Query row t's owner and key count; false if another kernel (or no one) serves the row.
@@ -65,21 +66,21 @@ __device__ void load_group_q(const attn::Params &a, int t, int g, uint32_t (*qa)
 
 // Keys [k0, k0 + kKeys) ∩ [.., k1) of the row's sequence into this warp's K and V tiles (one
 // cp.async group, committed).
-template <int D>
+template <int D, bool FP8>
 __device__ void load_warp_tile(const attn::Params &a, int seq, int g, int64_t k0, int64_t k1, uint32_t k_smem,
                                uint32_t v_smem) {
-  constexpr int kChunks = D / 8;
+  constexpr int kChunks = FP8 ? D / 16 : D / 8; // 16-byte pieces per row
   const char *kc = static_cast<const char *>(a.k_cache), *vc = static_cast<const char *>(a.v_cache);
   for (int e = threadIdx.x & 31; e < kKeys * kChunks; e += 32) {
     const int j = e / kChunks, c = e % kChunks;
     const int64_t pos = k0 + j;
-    int64_t off = pos < k1 ? attn_tc::kv_offset<D>(a.block_tables, a.max_blocks, a.block_size, a.n_kv_heads,
-                                                   a.n_blocks, a.fault, seq, g, pos, c)
+    int64_t off = pos < k1 ? attn_tc::kv_offset<D, FP8 ? 1 : 2>(a.block_tables, a.max_blocks, a.block_size, a.n_kv_heads,
+                                                               a.n_blocks, a.fault, seq, g, pos, c)
                            : -1;
     const int bytes = off >= 0 ? 16 : 0;
     off = off >= 0 ? off : 0;
-    attn_tc::cp_async16(k_smem + attn_tc::chunk_at<D>(j, c), kc + off, bytes);
-    attn_tc::cp_async16(v_smem + attn_tc::chunk_at<D>(j, c), vc + off, bytes);
+    attn_tc::cp_async16(k_smem + attn_tc::piece_at<D, FP8>(j, c), kc + off, bytes);
+    attn_tc::cp_async16(v_smem + attn_tc::piece_at<D, FP8>(j, c), vc + off, bytes);
   }
   attn_tc::cp_async_commit();
 }
@@ -114,7 +115,7 @@ __device__ void merge_warps(const Params &p, int t, int g, float (*o)[4], float 
     }
     if (p.n_splits == 1) {
       T *out = static_cast<T *>(a.out) + (int64_t(t) * a.n_heads + h) * D + d;
-      attn::from_f32(out, sum > 0.0f ? acc / sum : 0.0f);
+      attn::from_f32(out, sum > 0.0f ? acc / sum * a.v_scale : 0.0f);
     } else {
       const int64_t slot = (int64_t(t) * a.n_heads + h) * p.n_splits + blockIdx.z;
       p.ws_o[slot * D + d] = acc;
@@ -123,7 +124,7 @@ __device__ void merge_warps(const Params &p, int t, int g, float (*o)[4], float 
   }
 }
 
-template <typename T, int D>
+template <typename T, int D, bool FP8>
 __global__ void __launch_bounds__(kThreads) decode_kernel(const Params p) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   __shared__ int seq_shared;
@@ -132,15 +133,18 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const Params p) {
   pdl_launch_dependents();
   const attn::Params &a = p.base;
   if (blockIdx.z == 0) attn::check_sequences(a); // blockIdx.y == 0 blocks check; faults as the row kernel
-  const int t = blockIdx.x, g = blockIdx.y, warp = threadIdx.x >> 5;
+  const int t = blockIdx.x, g = blockIdx.y, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   int64_t n_keys = 0;
   if (!decode_row(a, t, &seq_shared, &n_keys)) return;
   // This split's keys: equal ranges, rounded to whole tiles.
   const int64_t per = ((n_keys + p.n_splits - 1) / p.n_splits + kKeys - 1) / kKeys * kKeys;
   const int64_t k0 = int64_t(blockIdx.z) * per, k1 = min(n_keys, k0 + per);
-  constexpr uint32_t kTile = kKeys * D * 2; // bytes of one K (or V) tile
+  // As in the prefill kernel: stage st loads at load_at(st) (V `loaded` bytes after K) and is
+  // computed from k_at(st) (V kTile after K); e4m3 codes are widened into one tile pair.
+  constexpr uint32_t kTile = kKeys * D * 2, loaded = FP8 ? kTile / 2 : kTile; // bytes of one K (or V) tile
   const uint32_t warp_smem = uint32_t(__cvta_generic_to_shared(smem_raw)) + warp * 4 * kTile;
-  auto k_at = [&](int stage) { return warp_smem + stage * 2 * kTile; };
+  auto load_at = [&](int st) { return FP8 ? warp_smem + 2 * kTile + st * kTile : warp_smem + st * 2 * kTile; };
+  auto k_at = [&](int st) { return FP8 ? warp_smem : warp_smem + st * 2 * kTile; };
   uint32_t qa[D / 16][4];
   load_group_q<T, D>(a, t, g, qa);
   float o[D / 8][4] = {};
@@ -150,17 +154,22 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const Params p) {
   // this one is computed.
   constexpr int64_t kStep = kWarps * kKeys;
   int64_t kt = k0 + warp * kKeys;
-  if (kt < k1) load_warp_tile<D>(a, seq_shared, g, kt, k1, k_at(0), k_at(0) + kTile);
+  if (kt < k1) load_warp_tile<D, FP8>(a, seq_shared, g, kt, k1, load_at(0), load_at(0) + loaded);
   for (int i = 0; kt < k1; kt += kStep, i++) {
-    const int stage = i & 1;
-    if (kt + kStep < k1) load_warp_tile<D>(a, seq_shared, g, kt + kStep, k1, k_at(stage ^ 1), k_at(stage ^ 1) + kTile);
+    const int st = i & 1;
+    if (kt + kStep < k1) load_warp_tile<D, FP8>(a, seq_shared, g, kt + kStep, k1, load_at(st ^ 1), load_at(st ^ 1) + loaded);
     else attn_tc::cp_async_commit(); // an empty group keeps the wait below uniform
     attn_tc::cp_async_wait<1>();
     __syncwarp();
+    if constexpr (FP8) {
+      kv_fp8::widen_tile<T, D, kKeys>(load_at(st), k_at(st), lane, 32);
+      kv_fp8::widen_tile<T, D, kKeys>(load_at(st) + loaded, k_at(st) + kTile, lane, 32);
+      __syncwarp();
+    }
     float s[kKeys / 8][4];
-    attn_tc::scores<T, D, kKeys>(qa, k_at(stage), s);
+    attn_tc::scores<T, D, kKeys>(qa, k_at(st), s);
     attn_tc::softmax_tile<D, kKeys>(p.scale_log2, s, o, m, l, kt, last, k1);
-    attn_tc::accumulate<T, D, kKeys>(s, k_at(stage) + kTile, o);
+    attn_tc::accumulate<T, D, kKeys>(s, k_at(st) + kTile, o);
     __syncwarp(); // the stage is consumed before the load after next overwrites it
   }
   attn_tc::cp_async_wait<0>();
@@ -190,7 +199,7 @@ __global__ void merge_kernel(const Params p) {
     sum += l * f;
     acc += p.ws_o[(slot0 + s) * D + d] * f;
   }
-  attn::from_f32(static_cast<T *>(a.out) + (int64_t(t) * a.n_heads + h) * D + d, sum > 0.0f ? acc / sum : 0.0f);
+  attn::from_f32(static_cast<T *>(a.out) + (int64_t(t) * a.n_heads + h) * D + d, sum > 0.0f ? acc / sum * a.v_scale : 0.0f);
 }
 
 } // namespace attn_dec

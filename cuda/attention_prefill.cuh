@@ -29,6 +29,7 @@
 
 #include "attention.cuh"
 #include "common.cuh"
+#include "kv_fp8.cuh"
 #include "mma.cuh"
 
 namespace vd {
@@ -45,10 +46,11 @@ constexpr float kLog2e = 1.4426950408889634f;
 
 struct Params {
   attn::Params base; // shapes, buffers and the metadata checks, as the row and decode kernels take them
-  float scale_log2;  // softmax scale times log2(e): scores are kept in base 2
+  float scale_log2;  // softmax scale (k_scale included) times log2(e): scores are kept in base 2
 };
 
-// Shared bytes per block: two stages of a K and a V tile.
+// Shared bytes per block: two stages of a K and a V tile; with an e4m3 cache, one K and V tile and
+// two stages of their codes, the same bytes.
 constexpr int smem_bytes(int head_dim) { return 2 * 2 * kKeys * head_dim * 2; }
 
 struct Tile {
@@ -98,9 +100,9 @@ __device__ Tile find_tile(const Params &a, int *shared) {
   return t;
 }
 
-// Byte offset of the K/V row of cache position pos (of sequence seq, kv head g) for chunk c, or
-// -1 for a block id outside the cache (which faults).
-template <int D>
+// Byte offset of 16-byte chunk c of the K/V row of cache position pos (of sequence seq, kv head
+// g) in a cache of ELEM-byte elements, or -1 for a block id outside the cache (which faults).
+template <int D, int ELEM>
 __device__ __forceinline__ int64_t kv_offset(const int32_t *block_tables, int32_t max_blocks, int32_t block_size,
                                              int32_t n_kv_heads, int64_t n_blocks, int32_t *fault, int seq, int g,
                                              int64_t pos, int c) {
@@ -109,25 +111,30 @@ __device__ __forceinline__ int64_t kv_offset(const int32_t *block_tables, int32_
     if (fault != nullptr) record_fault(fault, kFaultOther);
     return -1;
   }
-  return (((int64_t(id) * n_kv_heads + g) * block_size + pos % block_size) * D + c * 8) * 2;
+  return ((int64_t(id) * n_kv_heads + g) * block_size + pos % block_size) * D * ELEM + c * 16;
+}
+
+// Where 16-byte piece c of tile row j lands: the swizzled f16/bf16 tile, or an e4m3 staging area.
+template <int D, bool FP8> __device__ __forceinline__ uint32_t piece_at(int j, int c) {
+  return FP8 ? kv_fp8::code_at<D>(j, c) : chunk_at<D>(j, c);
 }
 
 // Queues the K and V rows of key tile `kt` into one stage (cp.async; the caller commits).
-template <int D>
+template <int D, bool FP8>
 __device__ void load_kv_tile(const Params &a, const Tile &t, int g, int64_t n_keys, int kt, uint32_t k_smem,
                              uint32_t v_smem) {
-  constexpr int kChunks = D / 8; // 16-byte chunks per row
+  constexpr int kChunks = FP8 ? D / 16 : D / 8; // 16-byte pieces per row
   const char *kc = static_cast<const char *>(a.base.k_cache), *vc = static_cast<const char *>(a.base.v_cache);
   for (int e = threadIdx.x; e < kKeys * kChunks; e += kThreads) {
     const int j = e / kChunks, c = e % kChunks;
     const int64_t pos = int64_t(kt) * kKeys + j;
-    int64_t off = pos < n_keys ? kv_offset<D>(a.base.block_tables, a.base.max_blocks, a.base.block_size, a.base.n_kv_heads, a.base.n_blocks,
-                                              a.base.fault, t.seq, g, pos, c)
+    int64_t off = pos < n_keys ? kv_offset<D, FP8 ? 1 : 2>(a.base.block_tables, a.base.max_blocks, a.base.block_size,
+                                                           a.base.n_kv_heads, a.base.n_blocks, a.base.fault, t.seq, g, pos, c)
                                : -1;
     const int bytes = off >= 0 ? 16 : 0;
     off = off >= 0 ? off : 0;
-    cp_async16(k_smem + chunk_at<D>(j, c), kc + off, bytes);
-    cp_async16(v_smem + chunk_at<D>(j, c), vc + off, bytes);
+    cp_async16(k_smem + piece_at<D, FP8>(j, c), kc + off, bytes);
+    cp_async16(v_smem + piece_at<D, FP8>(j, c), vc + off, bytes);
   }
 }
 
@@ -227,14 +234,14 @@ __device__ void store_rows(const Params &a, const Tile &t, int h, int warp, floa
     const float sum = quad_sum(l[half]);
     const int row = r + 8 * half;
     if (row >= t.rows) continue;
-    const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+    const float inv = sum > 0.0f ? a.base.v_scale / sum : 0.0f;
     uint32_t *dst = reinterpret_cast<uint32_t *>(out + (t.first + row) * stride);
 #pragma unroll
     for (int n = 0; n < D / 8; n++) dst[n * 4] = Mma<T>::pack(o[n][2 * half] * inv, o[n][2 * half + 1] * inv);
   }
 }
 
-template <typename T, int D>
+template <typename T, int D, bool FP8>
 __global__ void __launch_bounds__(kThreads) prefill_kernel(const Params a) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   __shared__ int tile_info[2];
@@ -244,27 +251,36 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const Params a) {
   const int64_t cap = int64_t(a.base.max_blocks) * a.base.block_size;
   const int64_t n_keys = max(int64_t(0), min(cap, t.pos0 + t.rows)); // the last row sees keys 0..pos0+rows-1
   const int n_tiles = int((n_keys + kKeys - 1) / kKeys);
-  constexpr uint32_t kStage = kKeys * D * 2;
+  // Stage st's K tile is loaded at load_at(st) and its V tile `loaded` bytes after it; the kernel
+  // computes from k_at(st) and k_at(st) + kTile. With e4m3 the loads are codes, widened into the
+  // one K/V tile pair at the start of shared memory.
+  constexpr uint32_t kTile = kKeys * D * 2, loaded = FP8 ? kTile / 2 : kTile;
   const uint32_t base = uint32_t(__cvta_generic_to_shared(smem_raw));
-  auto k_at = [&](int st) { return base + st * 2 * kStage; };
-  auto v_at = [&](int st) { return base + st * 2 * kStage + kStage; };
+  auto load_at = [&](int st) { return FP8 ? base + 2 * kTile + st * kTile : base + st * 2 * kTile; };
+  auto k_at = [&](int st) { return FP8 ? base : base + st * 2 * kTile; };
 
   uint32_t qa[D / 16][4];
   load_q<T, D>(a, t, h, warp, qa);
   const int64_t row_pos[2] = {t.pos0 + warp * 16 + (lane >> 2), t.pos0 + warp * 16 + (lane >> 2) + 8};
   float o[D / 8][4] = {};
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-  if (n_tiles > 0) load_kv_tile<D>(a, t, g, n_keys, 0, k_at(0), v_at(0));
+  if (n_tiles > 0) load_kv_tile<D, FP8>(a, t, g, n_keys, 0, load_at(0), load_at(0) + loaded);
   cp_async_commit();
   for (int kt = 0; kt < n_tiles; kt++) {
-    if (kt + 1 < n_tiles) load_kv_tile<D>(a, t, g, n_keys, kt + 1, k_at((kt + 1) & 1), v_at((kt + 1) & 1));
+    const int st = kt & 1;
+    if (kt + 1 < n_tiles) load_kv_tile<D, FP8>(a, t, g, n_keys, kt + 1, load_at(st ^ 1), load_at(st ^ 1) + loaded);
     cp_async_commit();
     cp_async_wait<1>(); // tile kt has landed (the group just committed may still be in flight)
     __syncthreads();
+    if constexpr (FP8) {
+      kv_fp8::widen_tile<T, D, kKeys>(load_at(st), k_at(st), threadIdx.x, kThreads);
+      kv_fp8::widen_tile<T, D, kKeys>(load_at(st) + loaded, k_at(st) + kTile, threadIdx.x, kThreads);
+      __syncthreads();
+    }
     float s[kKeys / 8][4];
-    scores<T, D>(qa, k_at(kt & 1), s);
+    scores<T, D>(qa, k_at(st), s);
     softmax_tile<D>(a.scale_log2, s, o, m, l, int64_t(kt) * kKeys, row_pos, n_keys);
-    accumulate<T, D>(s, v_at(kt & 1), o);
+    accumulate<T, D>(s, k_at(st) + kTile, o);
     __syncthreads(); // everyone is done with this stage before the next iteration refills it
   }
   store_rows<T, D>(a, t, h, warp, o, l);

@@ -1,6 +1,8 @@
 // vd_rope_write_kv on the device: rotary embedding on the q and k parts of each fused q/k/v row;
 // rotated q into q_out, rotated k and v into the paged KV cache [num_blocks, KVH, B, D]. One
-// launch, one block per token.
+// launch, one block per token. An e4m3 cache holds k / k_scale and v / v_scale, encoded as the cpu
+// backend encodes them (common/fp8.h) from the f32 rotation, so both write the same bytes.
+#include "../common/fp8.h"
 #include "common.cuh"
 #include "launch.cuh"
 
@@ -17,8 +19,17 @@ struct RopeArgs {
   int64_t n_tokens, n_heads, n_kv_heads, head_dim, block_size;
   int64_t max_pos, n_slots; // rows of cos_sin; slots in the smaller cache
   int32_t act;
+  bool kv_fp8;
+  float k_scale, v_scale; // e4m3 caches hold k / k_scale and v / v_scale
   int32_t *fault;
 };
+
+// Element i of a cache row: the act dtype, or the e4m3 code of v / scale (a rounded division, not a
+// multiply by the inverse, as the cpu computes it).
+__device__ __forceinline__ void store_kv(void *cache, int64_t i, const RopeArgs &a, float scale, float v) {
+  if (a.kv_fp8) static_cast<uint8_t *>(cache)[i] = f32_to_fp8_e4m3(__fdiv_rn(v, scale));
+  else store_f32(cache, i, a.act, v);
+}
 
 // Rotate-half pair (x1, x2) = (x[i], x[i + D/2]) by the angle of frequency i. The products are
 // rounded separately (no fused multiply-add), as the cpu backend computes them.
@@ -57,10 +68,10 @@ __global__ void rope_write_kv_kernel(RopeArgs a) {
         continue;
       }
       const int64_t c = ((block * a.n_kv_heads + (head - a.n_heads)) * a.block_size + offset) * a.head_dim;
-      store_f32(a.k_cache, c + i, a.act, r1);
-      store_f32(a.k_cache, c + i + half, a.act, r2);
-      store_f32(a.v_cache, c + i, a.act, load_f32(a.qkv, in + kv_row + i, a.act)); // v head = k head + KVH
-      store_f32(a.v_cache, c + i + half, a.act, load_f32(a.qkv, in + kv_row + i + half, a.act));
+      store_kv(a.k_cache, c + i, a, a.k_scale, r1);
+      store_kv(a.k_cache, c + i + half, a, a.k_scale, r2);
+      store_kv(a.v_cache, c + i, a, a.v_scale, load_f32(a.qkv, in + kv_row + i, a.act)); // v head = k head + KVH
+      store_kv(a.v_cache, c + i + half, a, a.v_scale, load_f32(a.qkv, in + kv_row + i + half, a.act));
     }
   }
 }
@@ -100,7 +111,6 @@ VD_API int32_t vd_rope_write_kv(uint64_t ctx, uint64_t q_out, uint64_t qkv, uint
   const char *fn = "vd_rope_write_kv";
   int32_t st = check_float_dtype(fn, "act_dtype", act_dtype);
   if (st == VD_OK) st = check_kv_format(fn, act_dtype, kv_dtype, k_scale, v_scale);
-  if (st == VD_OK && kv_dtype == VD_FP8_E4M3) st = fail(VD_ERR_UNSUPPORTED, "%s: an e4m3 KV cache is not implemented on cuda yet", fn);
   if (st == VD_OK) st = check_rope_shape(fn, n_tokens, n_heads, n_kv_heads, head_dim, block_size);
   if (st != VD_OK) return st;
   Context *c = context(ctx, fn);
@@ -112,20 +122,20 @@ VD_API int32_t vd_rope_write_kv(uint64_t ctx, uint64_t q_out, uint64_t qkv, uint
       !lookup_array(ctx, positions, "vd_rope_write_kv(positions)", n_tokens, VD_I32, &sp) ||
       !lookup_array(ctx, cos_sin, "vd_rope_write_kv(cos_sin)", 0, VD_F32, &scs) ||
       !lookup_array(ctx, slot_mapping, "vd_rope_write_kv(slot_mapping)", n_tokens, VD_I32, &ssm) ||
-      !lookup_array(ctx, k_cache, "vd_rope_write_kv(k_cache)", 0, act_dtype, &skc) ||
-      !lookup_array(ctx, v_cache, "vd_rope_write_kv(v_cache)", 0, act_dtype, &svc))
+      !lookup_array(ctx, k_cache, "vd_rope_write_kv(k_cache)", 0, kv_dtype, &skc) ||
+      !lookup_array(ctx, v_cache, "vd_rope_write_kv(v_cache)", 0, kv_dtype, &svc))
     return VD_ERR_INVALID_ARGUMENT;
   const int64_t esize = dtype_bytes(act_dtype);
   st = check_disjoint(sq, uint64_t(q_elems) * esize, sqkv, uint64_t(row_elems) * esize);
   if (st != VD_OK) return st;
   if (n_tokens == 0) return VD_OK;
-  const uint64_t block_bytes = bytes_of(n_kv_heads, mul_sat(block_size, head_dim), esize);
+  const uint64_t block_bytes = bytes_of(n_kv_heads, mul_sat(block_size, head_dim), dtype_bytes(kv_dtype));
   const uint64_t cache_bytes = skc.bytes < svc.bytes ? skc.bytes : svc.bytes;
   const int64_t n_blocks = block_bytes ? int64_t(cache_bytes / block_bytes) : 0;
   RopeArgs a{sq.data, sqkv.data, reinterpret_cast<const int32_t *>(sp.data),
              reinterpret_cast<const int32_t *>(ssm.data), reinterpret_cast<const float *>(scs.data), skc.data, svc.data,
              n_tokens, n_heads, n_kv_heads, head_dim, block_size, int64_t(scs.bytes / uint64_t(mul_sat(head_dim, 4))),
-             mul_sat(n_blocks, block_size), act_dtype, c->fault};
+             mul_sat(n_blocks, block_size), act_dtype, kv_dtype == VD_FP8_E4M3, k_scale, v_scale, c->fault};
   st = check_cuda(launch_kernel(c->pdl, rope_write_kv_kernel, dim3(row_blocks(n_tokens)), dim3(row_threads(n_tokens)), 0,
                                 c->stream, a),
                   fn, "launching the kernel");

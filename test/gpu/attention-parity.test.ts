@@ -4,8 +4,9 @@
 // thread blocks (split-KV) per sequence. Skipped unless VLLMD_GPU_TESTS=1 (see harness.ts).
 import { test } from "bun:test";
 import { randomF32, seededRandom } from "../../src/native/testing.ts";
-import { type Backend, DType } from "../../src/native/types.ts";
-import { ACT_DTYPES, backends, dtypeName, expectClose, gpuSuite, roundTo, run, tolerance } from "./harness.ts";
+import { fp8Encode } from "../../src/native/fp8-reference.ts";
+import { type Backend, type Buf, DType, type KvFormat } from "../../src/native/types.ts";
+import { ACT_DTYPES, type Bufs, backends, dtypeName, expectClose, gpuSuite, roundTo, run, tolerance } from "./harness.ts";
 
 const B = 16;
 
@@ -69,6 +70,11 @@ function makeBatch(g: Geometry, shape: [number, number][], seed: number): Batch 
 
 /** Runs vd_attention on `be` in dtype `act` (inputs already rounded to it); returns out as f32. */
 function attend(be: Backend, g: Geometry, bt: Batch, act: DType, q: Float32Array, kc: Float32Array, vc: Float32Array): Float32Array {
+  return attendOn(be, g, bt, act, q, (b) => [b.put(kc, act), b.put(vc, act)]);
+}
+
+/** vd_attention on caches that `caches` uploads, of the format `kv` (the act dtype when absent). */
+function attendOn(be: Backend, g: Geometry, bt: Batch, act: DType, q: Float32Array, caches: (b: Bufs) => [Buf, Buf], kv?: KvFormat): Float32Array {
   const tables = new Int32Array(bt.seqs.length * bt.maxBlocks).fill(1 << 30); // unused entries must never be read
   bt.seqs.forEach((s, i) => tables.set(s.blocks, i * bt.maxBlocks));
   const qStart = [0];
@@ -76,9 +82,10 @@ function attend(be: Backend, g: Geometry, bt: Batch, act: DType, q: Float32Array
   const n = bt.nTokens * g.H * g.D;
   return run(be, (b) => {
     const out = b.poisoned(n, act);
+    const [kb, vb] = caches(b);
     be.attention(
-      out, b.put(q, act), b.put(kc, act), b.put(vc, act), b.i32(tables), b.i32(bt.seqs.map((s) => s.seqLen)), b.i32(qStart),
-      bt.seqs.length, bt.nTokens, g.H, g.KVH, g.D, B, bt.maxBlocks, 1 / Math.sqrt(g.D), act,
+      out, b.put(q, act), kb, vb, b.i32(tables), b.i32(bt.seqs.map((s) => s.seqLen)), b.i32(qStart),
+      bt.seqs.length, bt.nTokens, g.H, g.KVH, g.D, B, bt.maxBlocks, 1 / Math.sqrt(g.D), act, kv,
     );
     return b.get(out, n, act);
   });
@@ -104,6 +111,32 @@ gpuSuite("attention parity", () => {
           const got = attend(dev, g, batch, act, q, kc, vc);
           expectClose(got, want, tolerance(act), `attention ${batchName} D=${g.D} ${dtypeName(act)}`);
           if (shape === MIXED) checkRowsAlone(dev, g, batch, act, got, want);
+        }, 60_000);
+    });
+});
+
+// e4m3 caches: the codes of the random caches at scales that put them mid-range (and some small
+// values among the subnormal codes). Every kernel path (the row kernel for f32, the tensor-core
+// prefill and decode kernels, split-KV) reads the same codes the cpu reads; the scales are not 1,
+// so a kernel that ignored one would be far off.
+gpuSuite("attention parity, e4m3 KV cache", () => {
+  const kv: KvFormat = { dtype: DType.fp8E4m3, kScale: Math.fround(0.0125), vScale: Math.fround(0.04) };
+  const codes = (x: Float32Array, scale: number) => Uint8Array.from(x, (v) => fp8Encode(v / scale));
+  for (const [batchName, shape] of [["mixed batch", MIXED], ["64 decodes", manyDecodes()]] as const)
+    GEOMETRIES.forEach((g, gi) => {
+      if (shape !== MIXED && gi % 2 === 0) return; // the decodes on the two D=128 geometries
+      for (const act of ACT_DTYPES)
+        test(`e4m3 KV cache, ${batchName}: H=${g.H} KVH=${g.KVH} D=${g.D}, act ${dtypeName(act)}`, () => {
+          const bt = makeBatch(g, shape, 300 + gi + shape.length);
+          const [kc, vc] = [codes(bt.kc, kv.kScale), codes(bt.vc, kv.vScale)];
+          const q = roundTo(bt.q, act);
+          const { cpu, dev } = backends();
+          const caches = (b: Bufs): [Buf, Buf] => [b.raw(kc), b.raw(vc)];
+          const want = attendOn(cpu, g, bt, DType.f32, q, caches, kv);
+          const got = attendOn(dev, g, bt, act, q, caches, kv);
+          expectClose(got, want, tolerance(act), `e4m3 attention ${batchName} D=${g.D} ${dtypeName(act)}`);
+          const plain = attend(cpu, g, bt, DType.f32, q, roundTo(bt.kc, DType.f32), roundTo(bt.vc, DType.f32));
+          expectClose(want, plain, 0.1, "the e4m3 cpu result is near the f32 cache's"); // the codes do stand for the cache
         }, 60_000);
     });
 });

@@ -2,7 +2,7 @@
 // with poisoned outputs: embedding, rmsnorm, rope_write_kv, silu_mul, gather_rows, all_reduce,
 // cast. Skipped unless VLLMD_GPU_TESTS=1 (see harness.ts). Copies, weights and bad input:
 // buffers-parity.test.ts; attention, gemm and sampling have their own files.
-import { test } from "bun:test";
+import { expect, test } from "bun:test";
 import { cosSinTable, randomF32, seededRandom } from "../../src/native/testing.ts";
 import { type Backend, DType, dtypeBytes } from "../../src/native/types.ts";
 import { ACT_DTYPES, type Bufs, backends, dtypeName, expectClose, expectSameBytes, gpuSuite, roundTo, run, tolerance } from "./harness.ts";
@@ -100,6 +100,34 @@ gpuSuite("ops parity", () => {
         );
         const bits = (x: Float32Array) => new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
         expectSameBytes(bits(r.dev[3]!), bits(qkv), 4, `rope_write_kv qkv untouched ${dtypeName(act)}`);
+      });
+
+  // An e4m3 cache: both backends rotate in f32 from the same (rounded) inputs and encode k / k_scale
+  // and v / v_scale with the same rounding, so the cache bytes must agree exactly; bytes of slots
+  // no token writes keep their poison (0x7f, e4m3's NaN) on both.
+  for (const act of ACT_DTYPES)
+    for (const g of [ropeGeometries[1]!, ropeGeometries[3]!])
+      test(`rope_write_kv into an e4m3 cache: act ${dtypeName(act)}, T=${g.T} H=${g.H} KVH=${g.KVH} D=${g.D}, codes bit-exact`, () => {
+        const [B, maxPos] = [16, 2048];
+        const rand = seededRandom(7 * g.T + g.D + act);
+        const numBlocks = Math.ceil(g.T / B) + 5, cacheLen = numBlocks * g.KVH * B * g.D;
+        const qkv = roundTo(randomF32(g.T * (g.H + 2 * g.KVH) * g.D, rand, 3), act);
+        const pos = [0, maxPos - 1, ...ints(g.T - 2, maxPos, rand)];
+        const slots = distinct(numBlocks * B, g.T, rand);
+        slots[3] = -1;
+        const table = cosSinTable(maxPos, g.D, 10000);
+        const kv = { dtype: DType.fp8E4m3, kScale: Math.fround(0.0173), vScale: Math.fround(2.5) };
+        const caches = (be: Backend, a: DType): Uint8Array[] => run(be, (b) => {
+          const [kc, vc] = [b.raw(new Uint8Array(cacheLen).fill(0x7f)), b.raw(new Uint8Array(cacheLen).fill(0x7f))];
+          b.be.ropeWriteKv(b.poisoned(g.T * g.H * g.D, a), b.put(qkv, a), b.i32(pos), b.put(table, f32), b.i32(slots), kc, vc,
+            g.T, g.H, g.KVH, g.D, B, a, kv);
+          return [b.bytes(kc, cacheLen), b.bytes(vc, cacheLen)];
+        });
+        const { cpu, dev } = backends();
+        const [want, got] = [caches(cpu, f32), caches(dev, act)];
+        expect(want[0]!.some((c) => c !== 0x7f && c !== 0 && c !== 0x7e && c !== 0xfe)).toBe(true); // codes in range, not saturated
+        expectSameBytes(got[0]!, want[0]!, 1, `e4m3 k_cache ${dtypeName(act)}`);
+        expectSameBytes(got[1]!, want[1]!, 1, `e4m3 v_cache ${dtypeName(act)}`);
       });
 
   for (const act of ACT_DTYPES)

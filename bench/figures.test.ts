@@ -97,7 +97,8 @@ describe("computeFigures", () => {
       mixed: { output_tok_s: 4500, complete: true, num_blocks: 1000 },
       "mixed-fp8": { output_tok_s: 6300, complete: true, num_blocks: 2000 },
       "decode-step": { step_ms_median: 1200, kv_tokens_mean: 256 * 512 },
-      prefill: { flops_per_s: 500e12 },
+      prefill: { flops_per_s: 500e12, tokens_per_s: 40000 },
+      "prefill-fp8": { tokens_per_s: 64000, w8a8: true },
       startup: { ready_s_median: 9.5 },
     });
     expect(f.values.decode_b1_tok_s).toBe(160);
@@ -113,6 +114,7 @@ describe("computeFigures", () => {
     expect(meetsTarget("decode_b1_int4_vs_bf16", 2.75)).toBe(false);
     expect(f.values.decode_b1_vs_compiled_torch).toBe(1.25);
     expect(f.values.mixed_fp8_vs_bf16).toBe(1.4);
+    expect(f.values.prefill_fp8_vs_bf16).toBe(1.6);
     expect(meetsTarget("mixed_fp8_vs_bf16", 1.4)).toBe(true);
     expect(f.behind.decode_b1_floor_tok_s).toBeCloseTo(floors.copy.bytes_per_s / floors.matmul_weight_bytes, 9);
     expect(f.values.decode_b1_fraction_of_floor).toBeCloseTo(160 / (floors.copy.bytes_per_s / floors.matmul_weight_bytes), 9);

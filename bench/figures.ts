@@ -56,7 +56,7 @@ export function ratio(a: number | null | undefined, b: number | null | undefined
   return typeof a === "number" && typeof b === "number" && Number.isFinite(a) && b > 0 ? a / b : null;
 }
 
-export const PARTS = ["floors", "hf", "decode", "decode-fp8", "decode-int4", "torch-compiled", "mixed", "mixed-fp8", "decode-step", "prefill", "startup"] as const;
+export const PARTS = ["floors", "hf", "decode", "decode-fp8", "decode-int4", "torch-compiled", "mixed", "mixed-fp8", "decode-step", "prefill", "prefill-fp8", "startup"] as const;
 export type PartName = (typeof PARTS)[number];
 // The parts are other programs' JSON: read defensively, field by field.
 type Json = Record<string, any>; // eslint-disable-line -- untyped JSON from other programs
@@ -78,6 +78,8 @@ export const TARGETS = {
   decode_b1_fraction_of_floor: { op: ">=", value: 0.88 },
   // the mixed workload with FP8 weights (quantized at load) and an e4m3 KV cache over bf16's, the same run
   mixed_fp8_vs_bf16: { op: ">=", value: 1.3 },
+  // prefill (8 x 2048 tokens) with FP8 weights, W8A8 where the backend has it, over bf16's, the same run
+  prefill_fp8_vs_bf16: { op: ">=", value: 1.5 },
 } as const;
 export type FigureName = keyof typeof TARGETS;
 
@@ -101,6 +103,7 @@ export function computeFigures(p: Parts) {
     decode_b1_vs_compiled_torch: ratio(num(dec?.decode_tok_s), num(p["torch-compiled"]?.decode_tok_s)),
     decode_b1_fraction_of_floor: ratio(num(dec?.decode_tok_s), ratio(copyBw, num(fl?.matmul_weight_bytes))),
     mixed_fp8_vs_bf16: ratio(num(p["mixed-fp8"]?.output_tok_s), num(mix?.output_tok_s)),
+    prefill_fp8_vs_bf16: ratio(num(p["prefill-fp8"]?.tokens_per_s), num(pre?.tokens_per_s)),
   };
   const behind = {
     hf_b1_decode_tok_s: num(hf?.b1?.tok_s_decode),
@@ -129,6 +132,9 @@ export function computeFigures(p: Parts) {
     mixed_fp8_complete: typeof p["mixed-fp8"]?.complete === "boolean" ? p["mixed-fp8"].complete : null,
     mixed_fp8_num_blocks: num(p["mixed-fp8"]?.num_blocks),
     mixed_num_blocks: num(mix?.num_blocks),
+    prefill_fp8_tok_s: num(p["prefill-fp8"]?.tokens_per_s),
+    prefill_tok_s: num(pre?.tokens_per_s),
+    prefill_fp8_w8a8: typeof p["prefill-fp8"]?.w8a8 === "boolean" ? p["prefill-fp8"].w8a8 : null,
   };
   return { values, behind };
 }
@@ -156,6 +162,7 @@ export function formatTable(f: ReturnType<typeof computeFigures>): string {
     ["decode_b1_int4_vs_bf16", `GPTQ 4-bit g128 ${fmt(b.decode_b1_int4_tok_s, 1)} vs bf16 ${fmt(v.decode_b1_tok_s, 1)} tok/s; ttft ${fmt(b.decode_b1_int4_ttft_ms, 1)} ms`],
     ["mixed_fp8_vs_bf16", `fp8 weights + e4m3 KV ${fmt(b.mixed_fp8_output_tok_s, 0)} vs bf16 ${fmt(b.engine_mixed_output_tok_s, 0)} out tok/s; ` +
       `KV blocks ${fmt(b.mixed_fp8_num_blocks, 0)} vs ${fmt(b.mixed_num_blocks, 0)}${b.mixed_fp8_complete === false || b.engine_mixed_complete === false ? " (a run PARTIAL)" : ""}`],
+    ["prefill_fp8_vs_bf16", `fp8 ${fmt(b.prefill_fp8_tok_s, 0)} vs bf16 ${fmt(b.prefill_tok_s, 0)} tok/s (${b.prefill_fp8_w8a8 === null ? "W8A8 ?" : b.prefill_fp8_w8a8 ? "W8A8" : "weight-only"})`],
   ];
   const lines = [`${"figure".padEnd(30)} ${"value".padStart(9)} ${"target".padStart(8)}  met   against`];
   for (const [name, note] of rows) {

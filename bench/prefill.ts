@@ -3,7 +3,7 @@
 // (engine.step() returns after the sampled tokens are back), best of --reps with fresh random
 // prompts each (no prefix cache hit: checked), after one untimed warm-up. FLOPs as
 // bench/figures.ts's prefillFlops counts them; the GEMM peak comes from bench/baselines/floors.py.
-// Usage: bun bench/prefill.ts --model DIR [--device cuda] [--prompts 8] [--prompt-len 2048] [--reps 3]
+// Usage: bun bench/prefill.ts --model DIR [--device cuda] [--prompts 8] [--prompt-len 2048] [--reps 3] [--quantization fp8]
 // Prints a summary line, then one JSON line (the raw figures).
 import { parseArgs } from "node:util";
 import { parseEngineConfig } from "../src/config.ts";
@@ -15,7 +15,10 @@ import { mulberry32 } from "./workload.ts";
 
 const { values: a } = parseArgs({
   args: Bun.argv.slice(2), strict: true,
-  options: { model: { type: "string" }, device: { type: "string" }, prompts: { type: "string" }, "prompt-len": { type: "string" }, reps: { type: "string" } },
+  options: {
+    model: { type: "string" }, device: { type: "string" }, prompts: { type: "string" }, "prompt-len": { type: "string" }, reps: { type: "string" },
+    quantization: { type: "string" },
+  },
 });
 if (!a.model) throw new Error("usage: bun bench/prefill.ts --model DIR [--device cuda] [--prompts 8] [--prompt-len 2048] [--reps 3]");
 const prompts = Number(a.prompts ?? 8), promptLen = Number(a["prompt-len"] ?? 2048), reps = Number(a.reps ?? 3);
@@ -25,7 +28,7 @@ for (const [k, v] of Object.entries({ prompts, "prompt-len": promptLen, reps }))
 const tokens = prompts * promptLen;
 const engine = Engine.create(parseEngineConfig({
   model: a.model, device: (a.device ?? "cuda") as "cuda", maxNumSeqs: prompts, maxNumBatchedTokens: tokens,
-  maxModelLen: Math.ceil((promptLen + 1) / 16) * 16,
+  maxModelLen: Math.ceil((promptLen + 1) / 16) * 16, quantization: (a.quantization ?? null) as "fp8" | null,
 }));
 const cfg = loadModelDir(a.model).config;
 const rand = mulberry32(2048), vocab = engine.info.vocabSize;
@@ -56,7 +59,7 @@ engine.dispose();
 const best = Math.min(...runs.map((r) => r.s));
 const flops = prefillFlops(cfg, Array(prompts).fill(promptLen), prompts);
 const result = {
-  bench: "prefill", device: engine.info.device, prompts, prompt_len: promptLen, tokens,
+  bench: "prefill", device: engine.info.device, quantization: engine.info.quantization, w8a8: engine.info.w8a8, prompts, prompt_len: promptLen, tokens,
   one_step: runs.every((r) => r.steps === 1), steps: runs.map((r) => r.steps),
   step_s: runs.map((r) => r.s), best_s: best, median_s: median(runs.map((r) => r.s)),
   flops, flops_per_s: flops.total / best, tokens_per_s: tokens / best,

@@ -114,6 +114,14 @@ VD_API int32_t vd_mem_info(uint64_t ctx, uint64_t *out) {
   return VD_OK;
 }
 
+VD_API int32_t vd_capabilities(uint64_t ctx, uint64_t *out_caps) {
+  clear_error();
+  if (!valid_context(ctx)) return VD_ERR_INVALID_ARGUMENT;
+  if (!out_caps) return fail(VD_ERR_INVALID_ARGUMENT, "vd_capabilities: out_caps is null");
+  *out_caps = 0; // the reference: correct everywhere, fast nowhere
+  return VD_OK;
+}
+
 VD_API int32_t vd_sync(uint64_t ctx) {
   clear_error();
   return valid_context(ctx) ? VD_OK : VD_ERR_INVALID_ARGUMENT;

@@ -1,8 +1,10 @@
-// FP8 weights on the cpu: per-row quantization (vLLM's --quantization fp8 at load) and the
-// weight-only GEMM, which is vd_gemm's tiled kernel reading e4m3 codes through a table, then one
-// scale per output column. The reference the cuda kernels are checked against.
+// FP8 weights on the cpu: per-row quantization (vLLM's --quantization fp8 at load) and the GEMM,
+// which is vd_gemm's tiled kernel reading e4m3 codes through a table, then one scale per output
+// column (and, for W8A8, per row: x quantized per row first). The reference the cuda kernels are
+// checked against.
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "internal.h"
 
@@ -48,14 +50,34 @@ VD_API int32_t vd_quantize_fp8(uint64_t ctx, uint64_t q, uint64_t scales, uint64
   return VD_OK;
 }
 
+namespace {
+
+// Row r of x replaced by the values of its e4m3 codes (vd_quantize_fp8's scale s[r]): W8A8's
+// input, with the scale left for the output.
+void quantize_rows(const float *x, int64_t m, int64_t k, std::vector<float> &xq, std::vector<float> &s) {
+  xq.resize(size_t(m * k));
+  s.resize(size_t(m));
+#pragma omp parallel for schedule(static) if (m * k >= kParallelElems)
+  for (int64_t r = 0; r < m; r++) {
+    float absmax = 0.0f;
+    for (int64_t c = 0; c < k; c++) absmax = std::max(absmax, std::fabs(x[r * k + c]));
+    s[size_t(r)] = absmax > 0.0f ? absmax / kFp8E4m3Max : 1.0f;
+    for (int64_t c = 0; c < k; c++) xq[size_t(r * k + c)] = kFp8E4m3Table[f32_to_fp8_e4m3(x[r * k + c] / s[size_t(r)])];
+  }
+}
+
+} // namespace
+
 VD_API int32_t vd_gemm_fp8(uint64_t ctx, uint64_t out, uint64_t x, uint64_t w, uint64_t w_scale, uint64_t bias,
-                           int64_t m, int64_t n, int64_t k, int32_t act_dtype) {
+                           int64_t m, int64_t n, int64_t k, int32_t act_dtype, int32_t act_quant) {
   clear_error();
   const char *fn = "vd_gemm_fp8";
   int32_t st = check_act_dtype(fn, act_dtype);
   if (st == VD_OK) st = check_nonneg(fn, "m", m);
   if (st == VD_OK) st = check_nonneg(fn, "n", n);
   if (st == VD_OK) st = check_nonneg(fn, "k", k);
+  if (st == VD_OK && act_quant != VD_ACT_QUANT_NONE && act_quant != VD_ACT_QUANT_FP8_ROW)
+    st = fail(VD_ERR_INVALID_ARGUMENT, "%s: act_quant %d, expected VD_ACT_QUANT_NONE (0) or VD_ACT_QUANT_FP8_ROW (1)", fn, act_quant);
   if (st != VD_OK) return st;
   Span so, sx, sw, ss, sb{nullptr, 0};
   if (!lookup_sized(ctx, out, "vd_gemm_fp8(out)", bytes_of(m, n, 4), &so) ||
@@ -65,10 +87,18 @@ VD_API int32_t vd_gemm_fp8(uint64_t ctx, uint64_t out, uint64_t x, uint64_t w, u
       (bias != 0 && !lookup_sized(ctx, bias, "vd_gemm_fp8(bias)", bytes_of(1, n, 4), &sb)))
     return VD_ERR_INVALID_ARGUMENT;
   float *o = reinterpret_cast<float *>(so.data);
-  run_gemm(reinterpret_cast<const float *>(sx.data), sw.data, VD_FP8_E4M3, nullptr, o, m, n, k);
+  const float *xf = reinterpret_cast<const float *>(sx.data);
+  std::vector<float> xq, xs; // W8A8: the codes' values and the row scales
+  if (act_quant == VD_ACT_QUANT_FP8_ROW) {
+    quantize_rows(xf, m, k, xq, xs);
+    xf = xq.data();
+  }
+  run_gemm(xf, sw.data, VD_FP8_E4M3, nullptr, o, m, n, k);
   const float *s = reinterpret_cast<const float *>(ss.data), *b = reinterpret_cast<const float *>(sb.data);
 #pragma omp parallel for schedule(static) if (m * n >= kParallelElems)
-  for (int64_t i = 0; i < m; i++)
-    for (int64_t j = 0; j < n; j++) o[i * n + j] = o[i * n + j] * s[j] + (b ? b[j] : 0.0f);
+  for (int64_t i = 0; i < m; i++) {
+    const float row = xs.empty() ? 1.0f : xs[size_t(i)];
+    for (int64_t j = 0; j < n; j++) o[i * n + j] = o[i * n + j] * (row * s[j]) + (b ? b[j] : 0.0f);
+  }
   return VD_OK;
 }

@@ -13,6 +13,7 @@
 
 namespace vd {
 
+struct LtState; // cuBLASLt's handle and plans for W8A8 (cuda/w8a8.cu)
 
 // One context: one device (tp = 1 for now), one stream all ops are queued on, a cuBLAS handle,
 // and a pinned host staging buffer for uploads.
@@ -24,6 +25,7 @@ struct Context {
   void *staging = nullptr;      // pinned host memory
   uint64_t staging_bytes = 0;
   int sm_count = 0;
+  int cc = 0;                   // compute capability, major * 10 + minor
   bool pdl = false;             // programmatic dependent launch for the decode kernels (see launch.cuh)
   // Added with cuda/context.cu:
   std::mutex staging_mu;              // held by whoever fills `staging` (uploads, weight loads)
@@ -36,6 +38,9 @@ struct Context {
   uint64_t attn_workspace_bytes = 0;
   void *dequant_workspace = nullptr;  // vd_gemm_fp8's dequantized weights for large batches (likewise)
   uint64_t dequant_workspace_bytes = 0;
+  LtState *lt = nullptr;              // made on the first W8A8 product (cuda/w8a8.cu)
+  void *w8a8_workspace = nullptr;     // W8A8's quantized activations (grown on demand, never in capture)
+  uint64_t w8a8_workspace_bytes = 0;
 };
 
 // Grows one of the context's workspaces (*ptr of *bytes) to at least `need` bytes. Never while

@@ -11,6 +11,7 @@
 
 #include "common.cuh"
 #include "cublas_api.h"
+#include "fp8_gemm.cuh"
 #include "registry.cuh"
 
 namespace vd {
@@ -151,6 +152,8 @@ int32_t release_context(ContextEntry &e) {
   e.host_blocks.clear();
   if (c.attn_workspace) keep(check_cuda(cudaFree(c.attn_workspace), fn, "cudaFree(attention workspace)"));
   if (c.dequant_workspace) keep(check_cuda(cudaFree(c.dequant_workspace), fn, "cudaFree(dequantization workspace)"));
+  if (c.w8a8_workspace) keep(check_cuda(cudaFree(c.w8a8_workspace), fn, "cudaFree(W8A8 workspace)"));
+  destroy_w8a8(c);
   if (c.cublas_workspace) keep(check_cuda(cudaFree(c.cublas_workspace), fn, "cudaFree(cublas workspace)"));
   // A handle exists only if cuBLAS was loaded, so cublas() is not null here.
   if (c.cublas && cublas(nullptr)->destroy(static_cast<cublasHandle_t>(c.cublas)) != CUBLAS_STATUS_SUCCESS && st == VD_OK)
@@ -185,6 +188,10 @@ int32_t init_context(ContextEntry &e, int device) {
   c.fault = static_cast<int32_t *>(dev_word);
   if (st == VD_OK)
     st = check_cuda(cudaDeviceGetAttribute(&c.sm_count, cudaDevAttrMultiProcessorCount, device), fn, "SM count");
+  int major = 0, minor = 0;
+  if (st == VD_OK) st = check_cuda(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), fn, "compute capability");
+  if (st == VD_OK) st = check_cuda(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device), fn, "compute capability");
+  c.cc = major * 10 + minor;
   // The kernels' griddepcontrol instructions exist only in code compiled for sm_90+: a build that
   // runs here from older PTX must not launch them early.
   cudaFuncAttributes probe{};
@@ -249,6 +256,15 @@ VD_API int32_t vd_mem_info(uint64_t ctx, uint64_t *out) {
   if (st != VD_OK) return st;
   out[0] = free_bytes;
   out[1] = total_bytes;
+  return VD_OK;
+}
+
+VD_API int32_t vd_capabilities(uint64_t ctx, uint64_t *out_caps) {
+  clear_error();
+  Context *c = context(ctx, "vd_capabilities");
+  if (!c) return VD_ERR_INVALID_ARGUMENT;
+  if (!out_caps) return fail(VD_ERR_INVALID_ARGUMENT, "vd_capabilities: out_caps is null");
+  *out_caps = fast_w8a8(c) ? VD_CAP_FAST_W8A8 : 0;
   return VD_OK;
 }
 

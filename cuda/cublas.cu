@@ -1,10 +1,10 @@
-// cublas_api.h's loader: dlopen the cuBLAS of the CUDA major version vllmd was compiled with
-// (libcublas.so.13 for CUDA 13), else the unversioned name, and look up each entry point once.
-#include <dlfcn.h>
+// cublas_api.h's loader: libcublas.so of the CUDA major version vllmd was compiled with (dynlib.h),
+// each entry point looked up once.
 #include <mutex>
 #include <string>
 
 #include "cublas_api.h"
+#include "dynlib.h"
 
 namespace {
 
@@ -14,27 +14,14 @@ struct Loaded {
   std::string why;
 };
 
-template <typename F> bool bind(void *lib, const char *name, F *slot, std::string *why) {
-  *slot = reinterpret_cast<F>(dlsym(lib, name));
-  if (!*slot) *why = std::string("cuBLAS has no ") + name;
-  return *slot != nullptr;
-}
-
 Loaded load() {
   Loaded l;
-  const std::string versioned = "libcublas.so." + std::to_string(CUDART_VERSION / 1000);
-  void *lib = nullptr;
-  for (const std::string &name : {versioned, std::string("libcublas.so")}) {
-    lib = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (lib) break;
-    const char *e = dlerror();
-    l.why += (l.why.empty() ? "" : "; ") + name + ": " + (e ? e : "not found");
-  }
+  void *lib = vd::open_cuda_library("cublas", &l.why);
   if (!lib) return l;
-  l.why.clear();
-  l.ok = bind(lib, "cublasCreate_v2", &l.api.create, &l.why) && bind(lib, "cublasDestroy_v2", &l.api.destroy, &l.why) &&
-         bind(lib, "cublasSetStream_v2", &l.api.set_stream, &l.why) &&
-         bind(lib, "cublasSetWorkspace_v2", &l.api.set_workspace, &l.why) && bind(lib, "cublasGemmEx", &l.api.gemm_ex, &l.why);
+  auto bind = [&](const char *name, auto *slot) { return vd::bind_symbol(lib, "cuBLAS", name, slot, &l.why); };
+  l.ok = bind("cublasCreate_v2", &l.api.create) && bind("cublasDestroy_v2", &l.api.destroy) &&
+         bind("cublasSetStream_v2", &l.api.set_stream) && bind("cublasSetWorkspace_v2", &l.api.set_workspace) &&
+         bind("cublasGemmEx", &l.api.gemm_ex);
   return l; // the library stays loaded for the life of the process, as the handles made from it may
 }
 

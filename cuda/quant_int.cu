@@ -14,6 +14,7 @@
 
 #include "../common/int_layouts.h"
 #include "common.cuh"
+#include "fp8_gemm.cuh" // launch_add_bias
 #include "gemv_int.cuh"
 #include "launch.cuh"
 
@@ -70,11 +71,6 @@ __global__ void dequantize_words_kernel(T *dst, const uint32_t *w, const float *
     for (int j = 0; j < kPer; j++) o[j] = T((float(code_at(word, j, Bits)) - z) * s);
     reinterpret_cast<Out *>(dst)[i] = out;
   }
-}
-
-__global__ void add_bias_kernel(void *out, const void *bias, int64_t m, int64_t n, int32_t dt) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < m * n; i += int64_t(gridDim.x) * blockDim.x)
-    store_f32(out, i, dt, load_f32(out, i, dt) + load_f32(bias, i % n, dt));
 }
 
 // A k_perm in device memory, checked on the host: vd_repack_int runs once per layer at load, so
@@ -176,6 +172,5 @@ VD_API int32_t vd_gemm_int(uint64_t ctx, uint64_t out, uint64_t x, uint64_t w, u
   st = check_launch(kGemmFn);
   if (st == VD_OK) st = gemm_dense(c, so.data, sx.data, c->dequant_workspace, m, n, k, act_dtype);
   if (st != VD_OK || !sb.data) return st;
-  add_bias_kernel<<<flat_blocks(m * n), kThreads, 0, c->stream>>>(so.data, sb.data, m, n, act_dtype);
-  return check_launch(kGemmFn);
+  return launch_add_bias(c, so.data, sb.data, m, n, act_dtype, kGemmFn);
 }

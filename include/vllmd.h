@@ -28,7 +28,7 @@
 extern "C" {
 #endif
 
-#define VD_ABI_VERSION 11
+#define VD_ABI_VERSION 12
 
 /* Status codes. */
 #define VD_OK 0
@@ -61,6 +61,13 @@ int32_t vd_context_create(int32_t first_device, int32_t tp, uint64_t *out_ctx);
 int32_t vd_context_destroy(uint64_t ctx);
 /* Free and total bytes of device memory on rank 0: out[0] = free, out[1] = total. */
 int32_t vd_mem_info(uint64_t ctx, uint64_t *out);
+/*
+ * What the backend does fast, as a bit set in *out_caps, so callers pick their path by asking
+ * instead of by the backend's name. A backend may implement an op it does not report here (the
+ * cpu implements every op, as the reference, and reports none).
+ */
+#define VD_CAP_FAST_W8A8 1 /* vd_gemm_fp8 with VD_ACT_QUANT_FP8_ROW runs on FP8 tensor cores */
+int32_t vd_capabilities(uint64_t ctx, uint64_t *out_caps);
 /* Wait until all work queued on the context has finished. */
 int32_t vd_sync(uint64_t ctx);
 
@@ -212,13 +219,20 @@ int32_t vd_gemm(uint64_t ctx, uint64_t out, uint64_t x, uint64_t w, uint64_t bia
 int32_t vd_quantize_fp8(uint64_t ctx, uint64_t q, uint64_t scales, uint64_t src, int64_t rows, int64_t cols,
                         int32_t src_dtype);
 
+/* vd_gemm_fp8's act_quant: how x enters the product. */
+#define VD_ACT_QUANT_NONE 0    /* as it is (weight-only FP8) */
+#define VD_ACT_QUANT_FP8_ROW 1 /* quantized per row to e4m3 as vd_quantize_fp8 does (W8A8, dynamic per token) */
+
 /*
- * Weight-only FP8: out[M, N] = (x[M, K] · w[N, K]ᵀ) * w_scale[N] (+ bias[N] if bias != 0), the dot
+ * FP8 weights: out[M, N] = (x[M, K] · w[N, K]ᵀ) * w_scale[N] (+ bias[N] if bias != 0), the dot
  * of x with the e4m3 values accumulated in f32 and scaled once. w: VD_FP8_E4M3; w_scale: f32 [N];
- * x, out and bias of act_dtype.
+ * x, out and bias of act_dtype. With act_quant VD_ACT_QUANT_FP8_ROW, row m of x is first replaced
+ * by its e4m3 codes (scale s[m] = max|x[m, :]| / 448, 1 for a row of zeros) and the dot is of the
+ * codes' values, times s[m] * w_scale[N]. A backend without a fast FP8 product may refuse it
+ * with VD_ERR_UNSUPPORTED (cuda before compute capability 8.9).
  */
 int32_t vd_gemm_fp8(uint64_t ctx, uint64_t out, uint64_t x, uint64_t w, uint64_t w_scale, uint64_t bias, int64_t m,
-                    int64_t n, int64_t k, int32_t act_dtype);
+                    int64_t n, int64_t k, int32_t act_dtype, int32_t act_quant);
 
 /*
  * Integer weights (GPTQ, AWQ, compressed-tensors pack-quantized) as vllmd keeps them, `bits` 4 or

@@ -15,6 +15,7 @@
 #                at batch 1, the baseline of decode_b1_vs_compiled_torch
 #   decode-step  bench/decode-step.ts: one decode step of 256 sequences at ~512 tokens of context
 #   prefill      bench/prefill.ts: 8 x 2048 tokens in one step
+#   prefill-fp8  the same with --quantization fp8 (W8A8 on FP8 tensor cores; issue 10: prefill_fp8_vs_bf16)
 #   startup      bench/startup.ts: `vllmd serve` to GET /health 200, weights in the page cache
 #   hf-b1        bench/baselines/hf_generate.py --b1: transformers' generate at batch 1
 #   hf-mixed     bench/baselines/hf_generate.py --mixed: the first 128 of the 500 requests, batches of 64
@@ -40,7 +41,7 @@ LOGS=${GPU_BENCH_LOGS:-.gpu/logs/bench} # with $OUT set, packed into $OUT/bench-
 mkdir -p "$LOGS"
 BUDGET_S=${GPU_BENCH_BUDGET_S:-520}
 START=$SECONDS
-ONLY=${GPU_BENCH_ONLY:-tests,parity,floors,decode,decode-fp8,decode-int4,torch-compiled,decode-step,prefill,startup,hf-b1,hf-mixed,mixed-fp8,mixed}
+ONLY=${GPU_BENCH_ONLY:-tests,parity,floors,decode,decode-fp8,decode-int4,torch-compiled,decode-step,prefill,prefill-fp8,startup,hf-b1,hf-mixed,mixed-fp8,mixed}
 MODEL=${BENCH_MODEL_DIR:-/tmp/vllmd-bench-8b}
 WORK=${TMPDIR:-/tmp}/vllmd-bench
 mkdir -p "$WORK"
@@ -61,7 +62,7 @@ if [ "$SMOKE" = 1 ]; then
   HF_SIZE_ARGS=(--mixed-requests 16 --batch-size 8 --prompt-len 8 --new-tokens 16)
   PARITY_ARGS=(--tokens 8 --prompt-lens 7,20,60 --max-model-len 128)
 fi
-for p in floors hf decode decode-fp8 decode-int4 torch-compiled mixed mixed-fp8 decode-step prefill startup parity parity-engine; do rm -f "$LOGS/$p.json"; done # stale parts must not count
+for p in floors hf decode decode-fp8 decode-int4 torch-compiled mixed mixed-fp8 decode-step prefill prefill-fp8 startup parity parity-engine; do rm -f "$LOGS/$p.json"; done # stale parts must not count
 
 ROWS=()  # "name|status|seconds"
 NOTES=() # lines for the result JSON
@@ -246,6 +247,7 @@ if want torch-compiled; then
 fi
 want decode-step && engine_part decode-step 180 "$BUN" bench/decode-step.ts --model "$MODEL" --device "$DEVICE" ${DSTEP_ARGS[@]+"${DSTEP_ARGS[@]}"}
 want prefill && engine_part prefill 120 "$BUN" bench/prefill.ts --model "$MODEL" --device "$DEVICE" ${PREFILL_ARGS[@]+"${PREFILL_ARGS[@]}"}
+want prefill-fp8 && engine_part prefill-fp8 120 "$BUN" bench/prefill.ts --model "$MODEL" --device "$DEVICE" --quantization fp8 ${PREFILL_ARGS[@]+"${PREFILL_ARGS[@]}"}
 want startup && engine_part startup 150 "$BUN" bench/startup.ts --model "$MODEL" --cmd "$VLLMD_CMD" --device "$DEVICE" --runs 2 --timeout 60
 run_hf
 

@@ -85,7 +85,7 @@ done
 
 # compute-sanitizer on a few small cases of each kernel family (memcheck is 10-100x slower).
 SANITIZER=$(command -v compute-sanitizer || true)
-PATTERN='embedding: act bf16, table bf16|rmsnorm: act bf16, weight bf16, 7x64|rope_write_kv: act bf16, T=37 H=8 KVH=2 D=128|silu_mul: act bf16, 33x864|gather_rows: act bf16|cast f32 -> bf16|mixed batch: H=8 KVH=2 D=128 B=16, act bf16|act bf16, weights bf16: m=7 n=67|greedy \(temperature|the draw is|vd_quantize_fp8 from bf16|vd_gemm_fp8, act bf16: m=(3|9) |vd_gemm_int, [48]-bit group 32: m=(5 n=72|3 n=40) '
+PATTERN='embedding: act bf16, table bf16|rmsnorm: act bf16, weight bf16, 7x64|rope_write_kv: act bf16, T=37 H=8 KVH=2 D=128|silu_mul: act bf16, 33x864|gather_rows: act bf16|cast f32 -> bf16|mixed batch: H=8 KVH=2 D=128 B=16, act bf16|act bf16, weights bf16: m=7 n=67|greedy \(temperature|the draw is|vd_quantize_fp8 from bf16|vd_gemm_fp8, act bf16: m=(3|9) |vd_gemm_int, [48]-bit group 32: m=(5 n=72|3 n=40) |e4m3 KV cache, mixed batch: H=8 KVH=2 D=128, act bf16|e4m3 KV cache, mixed batch: H=4 KVH=4 D=64, act f32|rope_write_kv into an e4m3 cache: act bf16, T=37|W8A8 \(act_quant fp8Row\), act bf16: m=(37|5) '
 if [ -z "$SANITIZER" ]; then
   row "compute-sanitizer memcheck" "not found" 0
 elif [ "$CUDA_OK" -ne 1 ] || [ "$(left)" -lt 60 ]; then

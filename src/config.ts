@@ -41,6 +41,12 @@ export const EngineConfigSchema = z.object({
   quantization: z.enum(QUANTIZATION_METHODS).nullable().default(null),
   /** --kv-cache-dtype: "fp8"/"fp8_e4m3" keep the KV cache as e4m3 (scales 1.0, as vLLM without calibrated ones). */
   kvCacheDtype: z.enum(KV_CACHE_DTYPES).default("auto"),
+  /**
+   * FP8 linears quantize their activations per token (W8A8, as vLLM runs FP8 models): auto where
+   * the backend does that fast (Backend.fastW8a8), on/off everywhere (on: the cpu computes what a
+   * GPU computes, for parity checks). No flag: vLLM has none.
+   */
+  w8a8: z.enum(["auto", "on", "off"]).default("auto"),
 });
 
 export type EngineConfigInput = z.input<typeof EngineConfigSchema>;

@@ -49,6 +49,21 @@ for (const fixture of ["test/fixtures/llama", "test/fixtures/qwen2"]) {
       expect(drift).toBeLessThan(0.15); // and e4m3 per row keeps them close (random tiny models amplify it)
     });
 
+    test("W8A8 (w8a8 on): activations quantized per token move the logits a little; auto keeps the cpu weight-only", () => {
+      const weightOnly = lastPositionLogits(fixture, prompt, 16, "cpu", { quantization: "fp8" });
+      const w8a8 = lastPositionLogits(fixture, prompt, 16, "cpu", { quantization: "fp8" }, { w8a8: true });
+      const moved = relativeError(w8a8, weightOnly);
+      expect(moved).toBeGreaterThan(1e-5); // the activations were quantized
+      expect(moved).toBeLessThan(0.1);
+      const on = makeEngine({ model: fixture, quantization: "fp8", w8a8: "on" }), auto = makeEngine({ model: fixture, quantization: "fp8" });
+      const plain = makeEngine({ model: fixture, w8a8: "on" }); // no FP8 linears: nothing to quantize
+      try {
+        expect([on.info.w8a8, auto.info.w8a8, plain.info.w8a8]).toEqual([true, false, false]);
+      } finally {
+        for (const e of [on, auto, plain]) e.dispose();
+      }
+    });
+
     test("greedy generation gives the dequantized model's tokens", () => {
       const reqs = [{ id: "a", prompt, params: { maxTokens: 24, ignoreEos: true } }, { id: "b", prompt: prompt.slice(3), params: { maxTokens: 24, ignoreEos: true } }];
       expectSameGreedyTokens({ model: fixture, quantization: "fp8" }, reference, "fp8", reqs);

@@ -68,7 +68,7 @@ function progressBar(): (done: number, total: number) => void {
 function summary(srv: RunningServer, info: EngineInfo, seconds: number, endpoints: string[]): string {
   const tokens = info.numBlocks * info.blockSize;
   return [
-    `model       ${info.model} (${info.architecture}, ${info.dtype}${info.quantization ? `, linear layers in ${info.quantization}` : ""}) served as '${srv.ctx.modelName}'`,
+    `model       ${info.model} (${info.architecture}, ${info.dtype}${info.quantization ? `, linear layers in ${info.quantization}${info.w8a8 ? " (W8A8: activations quantized per token)" : ""}` : ""}) served as '${srv.ctx.modelName}'`,
     `device      ${info.device}`,
     `KV cache    ${info.numBlocks} blocks of ${info.blockSize} tokens = ${tokens} tokens in ${info.kvCacheDtype}; ` +
       `${(tokens / info.maxModelLen).toFixed(1)} full-length (${info.maxModelLen}-token) requests fit`,

@@ -42,6 +42,8 @@ export interface EngineInfo {
   quantization: Quantization;
   /** The KV cache's element type: "fp8_e4m3", or the activations' dtype ("bf16", "f16", "f32"). */
   kvCacheDtype: string;
+  /** FP8 linears quantize their activations per token (W8A8) where the backend does that fast. */
+  w8a8: boolean;
 }
 
 export interface EngineStats {
@@ -82,7 +84,8 @@ export class Engine {
     // Activations and step buffers first, then (on GPUs) a profiling run, so that the KV cache
     // gets what is left of total * --gpu-memory-utilization after everything else.
     const probeCache = allocKvCache(be, dir.config, 1, cfg.blockSize, kvDtype);
-    const model = new LlamaModel(be, dir.config, weights, probeCache, maxTokens, maxSeqs, maxModelLen);
+    const model = new LlamaModel(be, dir.config, weights, probeCache, maxTokens, maxSeqs, maxModelLen,
+      { w8a8: cfg.w8a8 === "auto" ? undefined : cfg.w8a8 === "on" });
     const runner = new ModelRunner(be, model, { maxTokens, maxSeqs, maxBlocksPerSeq: blocksPerSeq, blockSize: cfg.blockSize });
     if (be.name !== "cpu") runner.profileRun(); // the cpu's budget is --cpu-kv-cache bytes, not what is left
     freeKvCache(be, probeCache);
@@ -100,7 +103,7 @@ export class Engine {
       maxNumBatchedTokens: cfg.maxNumBatchedTokens, vocabSize: dir.config.vocabSize,
       eosTokenIds: dir.generation.eosTokenIds, numGraphs,
       asyncScheduling: cfg.asyncScheduling === "on" || (cfg.asyncScheduling === "auto" && be.name !== "cpu"),
-      quantization: weights.quantization, kvCacheDtype: dtypeName(kvDtype),
+      quantization: weights.quantization, kvCacheDtype: dtypeName(kvDtype), w8a8: model.w8a8,
     };
     return new Engine(info, be, weights, cache, model, runner, scheduler);
   }

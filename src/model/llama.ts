@@ -6,7 +6,7 @@ import type { Backend, Buf, KvFormat } from "../native/types.ts";
 import { DType, dtypeBytes } from "../native/types.ts";
 import type { ModelConfig } from "./config.ts";
 import { ropeCosSinTable } from "./rope.ts";
-import { runLinear } from "./linear.ts";
+import { type LinearMode, runLinear } from "./linear.ts";
 import type { LayerWeights, ModelWeights } from "./weights.ts";
 
 /** The paged KV cache: per layer, K and V of [numBlocks, KVH, blockSize, D] in the activation dtype or e4m3. */
@@ -49,6 +49,10 @@ interface Scratch {
   cosSin: Buf; // f32 [maxPositions, D]
 }
 
+/** Whether any linear of the model holds FP8 weights (only then is the backend asked about W8A8). */
+const hasFp8Linears = (w: ModelWeights): boolean =>
+  w.layers.some((l) => [l.qkv, l.o, l.gateUp, l.down].some((lin) => lin.format === "fp8"));
+
 export class LlamaModel {
   private readonly s: Scratch;
   private readonly buffers: Buf[] = [];
@@ -57,6 +61,12 @@ export class LlamaModel {
   private readonly inter: number;
   /** Activations: f32 on cpu, the weights' dtype on GPUs. */
   private readonly act: DType;
+  /** The activations' dtype for the linears, and whether FP8 ones run W8A8 (where the backend can). */
+  private readonly linear: LinearMode;
+  /** Whether FP8 linears quantize their activations per token (from W8A8_MIN_ROWS rows on). */
+  get w8a8(): boolean {
+    return this.linear.w8a8;
+  }
   /** Per layer, the KV cache's element type: the activations' dtype, or e4m3 with the layer's scales. */
   private readonly kvFormats: KvFormat[];
 
@@ -68,11 +78,13 @@ export class LlamaModel {
     readonly maxTokens: number,
     readonly maxSeqs: number,
     maxPositions: number,
+    opts: { w8a8?: boolean } = {},
   ) {
     this.nh = cfg.numHeads / be.tp;
     this.nkv = cfg.numKvHeads / be.tp;
     this.inter = cfg.intermediateSize / be.tp;
     this.act = be.activationDtype(w.dtype);
+    this.linear = { act: this.act, w8a8: hasFp8Linears(w) && (opts.w8a8 ?? be.fastW8a8) };
     if (kv.dtype !== this.act && kv.dtype !== DType.fp8E4m3) throw new Error(`LlamaModel: a KV cache of dtype ${kv.dtype} for activations of ${this.act}`);
     const fp8 = kv.dtype === DType.fp8E4m3;
     this.kvFormats = w.layers.map((l) => ({ dtype: kv.dtype, kScale: fp8 ? l.kvScales.k : 1, vScale: fp8 ? l.kvScales.v : 1 }));
@@ -123,14 +135,14 @@ export class LlamaModel {
   private attention(lw: LayerWeights, layer: number, b: StepBatch): void {
     const { be, s, cfg, nh, nkv } = this;
     const T = b.nTokens, h = cfg.hiddenSize, D = cfg.headDim;
-    runLinear(be, lw.qkv, s.qkv, s.normed, T, this.act); // qkv [T, (H+2KVH)*D]
+    runLinear(be, lw.qkv, s.qkv, s.normed, T, this.linear); // qkv [T, (H+2KVH)*D]
     const kc = this.cache.k[layer]!, vc = this.cache.v[layer]!, B = this.cache.blockSize;
     be.ropeWriteKv(s.q, s.qkv, b.positions, s.cosSin, b.slotMapping, kc, vc, T, nh, nkv, D, B, this.act, this.kvFormats[layer]); // q [T, H*D]
     be.attention(
       s.attn, s.q, kc, vc, b.blockTables, b.seqLens, b.queryStart,
       b.nSeqs, T, nh, nkv, D, B, b.maxBlocks, 1 / Math.sqrt(D), this.act, this.kvFormats[layer],
     ); // attn [T, H*D]
-    runLinear(be, lw.o, s.delta, s.attn, T, this.act); // delta [T, h] (partial sum per rank)
+    runLinear(be, lw.o, s.delta, s.attn, T, this.linear); // delta [T, h] (partial sum per rank)
     if (be.tp > 1) be.allReduce(s.delta, T * h, this.act);
   }
 
@@ -138,9 +150,9 @@ export class LlamaModel {
   private mlp(lw: LayerWeights, T: number): void {
     const { be, s, cfg, inter } = this;
     const h = cfg.hiddenSize;
-    runLinear(be, lw.gateUp, s.gateUp, s.normed, T, this.act); // gateUp [T, 2I]
+    runLinear(be, lw.gateUp, s.gateUp, s.normed, T, this.linear); // gateUp [T, 2I]
     be.siluMul(s.act, s.gateUp, T, inter, this.act); // act [T, I]
-    runLinear(be, lw.down, s.delta, s.act, T, this.act); // delta [T, h]
+    runLinear(be, lw.down, s.delta, s.act, T, this.linear); // delta [T, h]
     if (be.tp > 1) be.allReduce(s.delta, T * h, this.act);
   }
 
@@ -148,7 +160,7 @@ export class LlamaModel {
   private lmHead(b: StepBatch): Buf {
     const { be, s, cfg } = this;
     be.gatherRows(s.last, s.normed, b.sampleRows, b.nSample, cfg.hiddenSize, this.act); // last [S, h]
-    runLinear(be, this.w.lmHead, s.logitsAct, s.last, b.nSample, this.act); // logits [S, V]
+    runLinear(be, this.w.lmHead, s.logitsAct, s.last, b.nSample, this.linear); // logits [S, V]
     if (s.logitsAct !== s.logits) be.cast(s.logits, s.logitsAct, b.nSample * cfg.vocabSize, DType.f32, this.act);
     return s.logits;
   }

@@ -3,11 +3,11 @@ import { type Pointer, toArrayBuffer } from "bun:ffi";
 import { openVllmdLibrary, type VllmdLibrary } from "./ffi.ts";
 import { type BackendName, findLibrary } from "./library.ts";
 import {
-  type Backend, BackendError, type Buf, type DeviceEvent, DType, type Graph, type HostBuf, type SampleArgs, Status, type IntCheckpointTensors, type IntWeights, type KvFormat, type PackLayout,
+  ActQuant, type Backend, BackendError, Cap, type Buf, type DeviceEvent, DType, type Graph, type HostBuf, type SampleArgs, Status, type IntCheckpointTensors, type IntWeights, type KvFormat, type PackLayout,
 } from "./types.ts";
 
 /** The VD_ABI_VERSION of the include/vllmd.h this code was written against. */
-export const EXPECTED_ABI_VERSION = 11;
+export const EXPECTED_ABI_VERSION = 12;
 
 export interface OpenBackendOptions {
   firstDevice?: number;
@@ -37,6 +37,7 @@ class NativeBackend implements Backend {
   // Out-parameters live as long as the backend so no pointer into them can go stale.
   private readonly handleOut = new BigUint64Array(1);
   private readonly memOut = new BigUint64Array(2);
+  private readonly capsOut = new BigUint64Array(1);
   // Host blocks not yet freed: freeing or copying into one twice would hit memory the library
   // may since have handed out again, so those calls are refused before they reach it.
   private readonly liveHost = new Set<HostBuf>();
@@ -229,8 +230,8 @@ class NativeBackend implements Backend {
     this.check("vd_quantize_fp8", this.lib.symbols.vd_quantize_fp8(this.ctx, q, scales, src, rows, cols, srcDtype));
   }
 
-  gemmFp8(out: Buf, x: Buf, w: Buf, wScale: Buf, bias: Buf, m: number, n: number, k: number, act: DType): void {
-    this.check("vd_gemm_fp8", this.lib.symbols.vd_gemm_fp8(this.ctx, out, x, w, wScale, bias, m, n, k, act));
+  gemmFp8(out: Buf, x: Buf, w: Buf, wScale: Buf, bias: Buf, m: number, n: number, k: number, act: DType, actQuant: ActQuant = ActQuant.none): void {
+    this.check("vd_gemm_fp8", this.lib.symbols.vd_gemm_fp8(this.ctx, out, x, w, wScale, bias, m, n, k, act, actQuant));
   }
 
   gemmInt(out: Buf, x: Buf, w: IntWeights, bias: Buf, m: number, n: number, k: number, act: DType): void {
@@ -253,6 +254,11 @@ class NativeBackend implements Backend {
 
   scatterTokens(tokenIds: Buf, dstRows: Buf, src: Buf, srcRows: Buf, n: number): void {
     this.check("vd_scatter_tokens", this.lib.symbols.vd_scatter_tokens(this.ctx, tokenIds, dstRows, src, srcRows, n));
+  }
+
+  get fastW8a8(): boolean {
+    this.check("vd_capabilities", this.lib.symbols.vd_capabilities(this.ctx, this.capsOut));
+    return (Number(this.capsOut[0]) & Cap.fastW8a8) !== 0;
   }
 
   activationDtype(w: DType): DType {

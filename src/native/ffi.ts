@@ -18,6 +18,7 @@ export const vllmdSymbols = {
   vd_context_create: { args: [i32, i32, ptr], returns: i32 }, // first_device, tp, out_ctx
   vd_context_destroy: { args: [u64], returns: i32 },
   vd_mem_info: { args: [u64, ptr], returns: i32 }, // ctx, out[2] = free, total
+  vd_capabilities: { args: [u64, ptr], returns: i32 },
   vd_sync: { args: [u64], returns: i32 },
 
   // ---- graphs
@@ -70,7 +71,7 @@ export const vllmdSymbols = {
   // ctx, q, scales, src, rows, cols, src_dtype
   vd_quantize_fp8: { args: [u64, u64, u64, u64, i64, i64, i32], returns: i32 },
   // ctx, out, x, w, w_scale, bias, m, n, k, act_dtype
-  vd_gemm_fp8: { args: [u64, u64, u64, u64, u64, u64, i64, i64, i64, i32], returns: i32 },
+  vd_gemm_fp8: { args: [u64, u64, u64, u64, u64, u64, i64, i64, i64, i32, i32], returns: i32 },
   // ctx, out, x, w, scales, zeros, bias, m, n, k, bits, group_size, act_dtype
   vd_gemm_int: { args: [u64, u64, u64, u64, u64, u64, u64, i64, i64, i64, i32, i64, i32, u64], returns: i32 },
   // ctx, w, scales_out, zeros_out, qweight, qzeros, scales, n, k, bits, group_size, scale_dtype, zeros_minus_one

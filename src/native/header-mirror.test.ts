@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import { FFIType } from "bun:ffi";
 import { EXPECTED_ABI_VERSION } from "./backend.ts";
 import { vllmdSymbols } from "./ffi.ts";
-import { DType, PackLayout, SP, Status } from "./types.ts";
+import { ActQuant, Cap, DType, PackLayout, SP, Status } from "./types.ts";
 
 const header = readFileSync("include/vllmd.h", "utf8").replace(/\/\*[\s\S]*?\*\//g, "");
 
@@ -19,7 +19,7 @@ const mirror = (o: Record<string, number>, name: (k: string) => string): Map<str
   new Map(Object.entries(o).map(([k, v]) => [name(k), v]));
 const snake = (s: string) => s.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase();
 
-test("the ABI version, status codes, dtypes, sampling columns and pack layouts match the header", () => {
+test("the ABI version, status codes, dtypes, sampling columns, pack layouts and act_quant modes match the header", () => {
   expect(defines("VD_ABI_VERSION").get("VD_ABI_VERSION")).toBe(EXPECTED_ABI_VERSION);
   const status = defines("VD_OK");
   for (const [k, v] of defines("VD_ERR_")) status.set(k, v);
@@ -29,6 +29,8 @@ test("the ABI version, status codes, dtypes, sampling columns and pack layouts m
   );
   expect(mirror(SP, (k) => `VD_SP_${snake(k)}`)).toEqual(defines("VD_SP_"));
   expect(mirror(PackLayout, (k) => `VD_PACK_${snake(k)}`)).toEqual(defines("VD_PACK_"));
+  expect(mirror(ActQuant, (k) => `VD_ACT_QUANT_${snake(k)}`)).toEqual(defines("VD_ACT_QUANT_"));
+  expect(mirror(Cap, (k) => `VD_CAP_${snake(k)}`)).toEqual(defines("VD_CAP_"));
 });
 
 test("every function of the header is in the dlopen table with as many arguments and its return type", () => {

@@ -4,7 +4,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { openBackend } from "./backend.ts";
 import { fp8Decode, fp8Encode, quantizeRow } from "./fp8-reference.ts";
 import { backendError, downloadF32, encodeWeights, poisoned, randomF32, relativeError, seededRandom, upload } from "./testing.ts";
-import { DType } from "./types.ts";
+import { ActQuant, DType } from "./types.ts";
 
 const be = openBackend("cpu");
 afterAll(() => be.destroy());
@@ -96,10 +96,44 @@ describe("vd_gemm_fp8", () => {
       for (const b of [qb, sb, xb, bb, out]) be.free(b);
     });
 
+  // W8A8: each row of x becomes its e4m3 codes (the reference quantizes it with quantizeRow, from
+  // the format's definition) and the row's scale multiplies the output with the weight's.
+  for (const [m, n, k] of [[1, 33, 64], [17, 96, 320]] as const)
+    test(`act_quant fp8Row: x quantized per row first, m=${m} n=${n} k=${k} (a row of zeros too)`, () => {
+      const rand = seededRandom(m * 77 + n + k);
+      const w = randomF32(n * k, rand, 0.5), x = randomF32(m * k, rand, 4), bias = randomF32(n, rand);
+      if (m > 1) x.fill(0, k, 2 * k);
+      const wq = quantize(w, n, k, DType.f32);
+      const xq = new Float32Array(m * k), rowScale = new Float32Array(m);
+      for (let i = 0; i < m; i++) {
+        const r = quantizeRow(x.subarray(i * k, (i + 1) * k));
+        rowScale[i] = r.scale;
+        r.codes.forEach((c, p) => (xq[i * k + p] = fp8Decode(c)));
+      }
+      const want = reference(xq, wq.codes, wq.scales, null, m, n, k).map((v, i) => v * rowScale[Math.floor(i / n)]!);
+      const withBias = Float64Array.from(want, (v, i) => v + bias[i % n]!);
+      const [qb, sb, xb, bb] = [upload(be, wq.codes), upload(be, wq.scales), upload(be, x), upload(be, bias)];
+      const run = (actQuant: ActQuant, b: number) => {
+        const out = poisoned(be, m * n);
+        be.gemmFp8(out, xb, qb, sb, b, m, n, k, DType.f32, actQuant);
+        const got = downloadF32(be, out, m * n);
+        be.free(out);
+        return got;
+      };
+      expect(relativeError(run(ActQuant.fp8Row, 0), want)).toBeLessThan(1e-5);
+      expect(relativeError(run(ActQuant.fp8Row, bb), withBias)).toBeLessThan(1e-5);
+      // it is not the weight-only product: the activations' rounding shows
+      const weightOnly = run(ActQuant.none, 0);
+      expect(relativeError(weightOnly, want)).toBeGreaterThan(1e-4);
+      expect(relativeError(weightOnly, want)).toBeLessThan(0.05);
+      for (const b of [qb, sb, xb, bb]) be.free(b);
+    });
+
   test("only f32 activations on the cpu, and sizes are checked", () => {
     const small = be.alloc(16);
     expect(backendError(() => be.gemmFp8(small, small, small, small, 0, 1, 4, 4, DType.bf16)).message).toContain("act_dtype");
     expect(backendError(() => be.gemmFp8(small, small, small, small, 0, 2, 4, 4, DType.f32)).message).toContain("vd_gemm_fp8(out)");
+    expect(backendError(() => be.gemmFp8(small, small, small, small, 0, 1, 1, 1, DType.f32, 7 as ActQuant)).message).toContain("act_quant 7");
     be.free(small);
   });
 });

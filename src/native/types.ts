@@ -7,6 +7,11 @@ export type DType = (typeof DType)[keyof typeof DType];
 
 /** Checkpoint layouts of integer weights (VD_PACK_*), as vd_repack_int reads them. */
 export const PackLayout = { gptq: 0, gptqV2: 1, awq: 2, rows: 3 } as const;
+/** vd_gemm_fp8's act_quant: x as it is (weight-only), or quantized per row to e4m3 first (W8A8). */
+export const ActQuant = { none: 0, fp8Row: 1 } as const;
+/** vd_capabilities' bits: what a backend does fast. */
+export const Cap = { fastW8a8: 1 } as const;
+export type ActQuant = (typeof ActQuant)[keyof typeof ActQuant];
 export type PackLayout = (typeof PackLayout)[keyof typeof PackLayout];
 
 /** The names vLLM's users know a dtype by. */
@@ -189,8 +194,11 @@ export interface Backend {
   gemm(out: Buf, x: Buf, w: Buf, bias: Buf, m: number, n: number, k: number, act: DType, wDtype: DType): void;
   /** Per-row e4m3 quantization: q [rows, cols] fp8, scales f32 [rows] (vd_quantize_fp8). */
   quantizeFp8(q: Buf, scales: Buf, src: Buf, rows: number, cols: number, srcDtype: DType): void;
-  /** out = (x · wᵀ) * wScale (+ bias), w fp8 e4m3 [n, k], wScale f32 [n], bias of act (vd_gemm_fp8). */
-  gemmFp8(out: Buf, x: Buf, w: Buf, wScale: Buf, bias: Buf, m: number, n: number, k: number, act: DType): void;
+  /**
+   * out = (x · wᵀ) * wScale (+ bias), w fp8 e4m3 [n, k], wScale f32 [n], bias of act (vd_gemm_fp8);
+   * with actQuant fp8Row, each row of x is quantized to e4m3 first (W8A8). Default none.
+   */
+  gemmFp8(out: Buf, x: Buf, w: Buf, wScale: Buf, bias: Buf, m: number, n: number, k: number, act: DType, actQuant?: ActQuant): void;
   /** out = x · ((q - zeros) * scales)ᵀ (+ bias), 4- or 8-bit codes in vllmd's layout (vd_gemm_int). */
   gemmInt(out: Buf, x: Buf, w: IntWeights, bias: Buf, m: number, n: number, k: number, act: DType): void;
   /** A checkpoint's qweight/qzeros/scales in `layout` to vllmd's layout in `w` (vd_repack_int), codes in w.kPerm's order. */
@@ -204,5 +212,7 @@ export interface Backend {
   allReduce(buf: Buf, n: number, act: DType): void;
   /** The activation (and KV-cache) dtype this backend computes a model of weight dtype `w` in. */
   activationDtype(w: DType): DType;
+  /** Whether gemmFp8 with ActQuant.fp8Row runs on FP8 tensor cores here (vd_capabilities). */
+  readonly fastW8a8: boolean;
   sample(a: SampleArgs): void;
 }

@@ -8,8 +8,8 @@ import { parseEngineConfig } from "../../src/config.ts";
 import { Engine } from "../../src/engine/engine.ts";
 import { groupsOf, packAwq, packGptq } from "../../src/native/int-weights-reference.ts";
 import { actOrderPermutation } from "../../src/model/act-order.ts";
-import { randomF32, seededRandom } from "../../src/native/testing.ts";
-import { type Backend, DType, PackLayout } from "../../src/native/types.ts";
+import { randomF32, relativeError, seededRandom } from "../../src/native/testing.ts";
+import { ActQuant, type Backend, DType, PackLayout } from "../../src/native/types.ts";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { writeFp8Checkpoint } from "../../scripts/quantize-fp8.ts";
@@ -18,6 +18,8 @@ import { writePackedCheckpoint } from "../../scripts/quantize-w4a16.ts";
 import { writeAwqCheckpoint } from "../../scripts/quantize-awq.ts";
 import type { Quantization } from "../../src/model/weights.ts";
 import { runToCompletion } from "../helpers/engine-run.ts";
+import { lastPositionLogits } from "../helpers/forward-logits.ts";
+import { PROMPT } from "../helpers/quantized-models.ts";
 import { ACT_DTYPES, backends, DEVICE, dtypeName, expectClose, expectSameBytes, GPU_TESTS, gpuSuite, roundTo, run, tolerance } from "./harness.ts";
 
 const { f32, bf16 } = DType;
@@ -30,10 +32,10 @@ function quantizeOn(be: Backend, src: Float32Array, rows: number, cols: number, 
   });
 }
 
-function gemmOn(be: Backend, x: Float32Array, codes: Uint8Array, scales: Uint8Array, bias: Float32Array | null, m: number, n: number, k: number, act: DType) {
+function gemmOn(be: Backend, x: Float32Array, codes: Uint8Array, scales: Uint8Array, bias: Float32Array | null, m: number, n: number, k: number, act: DType, actQuant: ActQuant = ActQuant.none) {
   return run(be, (b) => {
     const out = b.poisoned(m * n, act);
-    be.gemmFp8(out, b.put(x, act), b.raw(codes), b.raw(scales), bias ? b.put(bias, act) : 0, m, n, k, act);
+    be.gemmFp8(out, b.put(x, act), b.raw(codes), b.raw(scales), bias ? b.put(bias, act) : 0, m, n, k, act, actQuant);
     return b.get(out, m * n, act);
   });
 }
@@ -64,6 +66,36 @@ gpuSuite("quantized weights parity", () => {
         if (got.some(Number.isNaN)) throw new Error("vd_gemm_fp8 wrote NaN");
         expectClose(got, want, act === f32 ? 1e-5 : tolerance(act), `gemm_fp8 ${dtypeName(act)} m=${m}`);
       }, 30_000);
+
+  // W8A8: x quantized per row (the cpu's codes exactly, as vd_quantize_fp8 above), then the product
+  // of codes. Shapes cuBLASLt's FP8 kernels take (k and n multiples of 16) and ones they do not
+  // (k = 72, n = 333: the emulation); rows with zeros and a large outlier; with a bias.
+  const W8A8_SHAPES: [number, number, number][] = [[3, 1024, 4096], [37, 6144, 4096], [300, 4096, 1024], [64, 333, 1000], [5, 96, 72], [2048, 512, 256]];
+  for (const act of ACT_DTYPES)
+    for (const [m, n, k] of W8A8_SHAPES)
+      test(`vd_gemm_fp8 W8A8 (act_quant fp8Row), act ${dtypeName(act)}: m=${m} n=${n} k=${k}, with a bias`, () => {
+        const { cpu, dev } = backends();
+        const rand = seededRandom(m * 17 + n + k + act);
+        const { codes, scales } = quantizeOn(cpu, randomF32(n * k, rand, 1 / Math.sqrt(k)), n, k, f32);
+        const x = randomF32(m * k, rand, 3);
+        x.fill(0, 0, k); // a row of zeros: scale 1
+        if (m > 1) x[k + 5] = 900; // an outlier sets its row's scale
+        const xr = roundTo(x, act), bias = roundTo(randomF32(n, rand), act);
+        const want = gemmOn(cpu, xr, codes, scales, bias, m, n, k, f32, ActQuant.fp8Row);
+        const got = gemmOn(dev, xr, codes, scales, bias, m, n, k, act, ActQuant.fp8Row);
+        if (got.some(Number.isNaN)) throw new Error("vd_gemm_fp8 W8A8 wrote NaN");
+        // f32 gets 1e-3, not 1e-5: Hopper's FP8 tensor cores accumulate with fewer bits than f32
+        // (measured 2.5e-4..4e-4 here through cuBLASLt), where the cpu sums exactly in f32.
+        expectClose(got, want, act === f32 ? 1e-3 : tolerance(act), `gemm_fp8 W8A8 ${dtypeName(act)} m=${m} n=${n}`);
+        const weightOnly = gemmOn(cpu, xr, codes, scales, bias, m, n, k, f32);
+        expect(() => expectClose(got, weightOnly, 1e-4, "W8A8 is not the weight-only product")).toThrow(); // it does quantize x
+      }, 30_000);
+
+  test("vd_capabilities: fast W8A8 on compute capability 8.9+ (this GPU), never on the cpu", () => {
+    const { cpu, dev } = backends();
+    expect(cpu.fastW8a8).toBe(false);
+    expect(dev.fastW8a8).toBe(DEVICE === "cuda");
+  });
 
   // Integer weights: the same repacked words, scales and zeros as the cpu, and the same product.
   // m <= 32 with f16/bf16 goes to the GEMV kernel (gemv_int.cuh): its group scale after each
@@ -137,7 +169,12 @@ gpuSuite("quantized weights parity", () => {
   for (const [model, agree, quantization, holds] of MODELS)
     test(`a quantized model generates on the GPU what it generates on the cpu (greedy): ${model.split("/").at(-1)}`, () => {
       const reqs = [0, 1, 2].map((i) => ({ id: `r${i}`, prompt: [1, 20 + i, 40, 60 + i, 80, 100], params: { maxTokens: 12, ignoreEos: true } }));
-      const make = (device: "cpu" | "cuda") => Engine.create(parseEngineConfig({ model, device, quantization, decodeGraphs: "off", maxModelLen: 128 }));
+      // Weight-only on both (w8a8 off): the GEMV and dequantize paths, which the GPU still takes
+      // below W8A8_MIN_ROWS. W8A8 is checked by its logits below: quantizing the GPU's bf16
+      // activations and the cpu's f32 ones gives codes a step apart here and there, which greedy
+      // chains of these tiny models amplify.
+      const make = (device: "cpu" | "cuda") =>
+        Engine.create(parseEngineConfig({ model, device, quantization, decodeGraphs: "off", maxModelLen: 128, w8a8: "off" }));
       const cpu = make("cpu"), dev = make(DEVICE);
       try {
         const want = runToCompletion(cpu, reqs), got = runToCompletion(dev, reqs);
@@ -145,9 +182,27 @@ gpuSuite("quantized weights parity", () => {
         for (const r of reqs) same += want.get(r.id)!.filter((t, i) => got.get(r.id)![i] === t).length;
         expect(same).toBeGreaterThanOrEqual(agree);
         expect(dev.info.quantization).toBe(holds);
+        expect([cpu.info.w8a8, dev.info.w8a8]).toEqual([false, false]);
       } finally {
         cpu.dispose();
         dev.dispose();
       }
+    }, 60_000);
+
+  // W8A8 end to end: one 11-row prefill of a model quantized at load, W8A8 on the GPU (what the
+  // engine runs there by default) and on the cpu. The f32 fixture quantizes the same activations
+  // on both, so only the FP8 accumulation differs: the GPU must be nearer the cpu's W8A8 logits
+  // than those are to weight-only ones. The bf16 built-in model's activations differ by bf16
+  // rounding before they are quantized: a looser bound.
+  for (const [model, tol] of [[fixture, 2e-2], [builtin, 0.1]] as const)
+    test(`W8A8 logits on the GPU are the cpu's W8A8 logits: ${model.split("/").at(-1)}`, () => {
+      const q = { quantization: "fp8" } as const;
+      const gpu = lastPositionLogits(model, PROMPT, 16, DEVICE, q, { w8a8: true });
+      const cpu = lastPositionLogits(model, PROMPT, 16, "cpu", q, { w8a8: true });
+      const cpuWeightOnly = lastPositionLogits(model, PROMPT, 16, "cpu", q, { w8a8: false });
+      const err = relativeError(gpu, cpu), moved = relativeError(cpu, cpuWeightOnly);
+      console.log(`W8A8 ${model.split("/").at(-1)}: gpu vs cpu ${err.toExponential(2)}, cpu W8A8 vs weight-only ${moved.toExponential(2)}`);
+      expect(err).toBeLessThan(tol);
+      if (model === fixture) expect(err).toBeLessThan(moved);
     }, 60_000);
 });

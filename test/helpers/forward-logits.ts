@@ -6,7 +6,9 @@ import { freeWeights, loadWeights, type LoadOptions } from "../../src/model/weig
 import { openBackend } from "../../src/native/backend.ts";
 import { uploadStepBatch } from "../../src/model/step-batch.ts";
 
-export function lastPositionLogits(dir: string, tokenIds: number[], blockSize = 16, backend: "cpu" | "cuda" = "cpu", opts: LoadOptions = {}): Float32Array {
+export function lastPositionLogits(
+  dir: string, tokenIds: number[], blockSize = 16, backend: "cpu" | "cuda" = "cpu", opts: LoadOptions = {}, modelOpts: { w8a8?: boolean } = {},
+): Float32Array {
   const md = loadModelDir(dir);
   const be = openBackend(backend);
   try {
@@ -14,7 +16,7 @@ export function lastPositionLogits(dir: string, tokenIds: number[], blockSize = 
     const nBlocks = Math.ceil(T / blockSize);
     const w = loadWeights(be, md.config, md.tensors, undefined, opts);
     const cache = allocKvCache(be, md.config, nBlocks + 1, blockSize, be.activationDtype(w.dtype));
-    const model = new LlamaModel(be, md.config, w, cache, T, 1, Math.max(T, 2));
+    const model = new LlamaModel(be, md.config, w, cache, T, 1, Math.max(T, 2), modelOpts);
     const blocks = Array.from({ length: nBlocks }, (_, i) => nBlocks - i); // reversed: not contiguous
     const { batch, free } = uploadStepBatch(be, {
       tokenIds, positions: tokenIds.map((_, p) => p),

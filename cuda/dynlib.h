@@ -1,0 +1,34 @@
+// Opening a CUDA library at run time (cuBLAS, cuBLASLt, later NCCL): the soname of the CUDA major
+// version vllmd was compiled with first, then the unversioned name, and each symbol looked up by
+// name, so that a missing library or entry point becomes an error message instead of a failed
+// dlopen of vllmd itself.
+#pragma once
+
+#include <cuda_runtime.h> // CUDART_VERSION
+#include <dlfcn.h>
+#include <string>
+
+namespace vd {
+
+// dlopen of lib<stem>.so.<CUDA major>, else lib<stem>.so; null with *why listing what was tried.
+inline void *open_cuda_library(const std::string &stem, std::string *why) {
+  const std::string versioned = "lib" + stem + ".so." + std::to_string(CUDART_VERSION / 1000);
+  for (const std::string &name : {versioned, "lib" + stem + ".so"}) {
+    if (void *lib = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL)) {
+      why->clear();
+      return lib;
+    }
+    const char *e = dlerror();
+    *why += (why->empty() ? "" : "; ") + name + ": " + (e ? e : "not found");
+  }
+  return nullptr;
+}
+
+// *slot = the symbol `name` of lib; false with *why naming it when the library lacks it.
+template <typename F> bool bind_symbol(void *lib, const char *what, const char *name, F *slot, std::string *why) {
+  *slot = reinterpret_cast<F>(dlsym(lib, name));
+  if (!*slot) *why = std::string(what) + " has no " + name;
+  return *slot != nullptr;
+}
+
+} // namespace vd

@@ -6,6 +6,7 @@
 
 #include <cuda_runtime.h> // CUDART_VERSION
 #include <dlfcn.h>
+#include <mutex>
 #include <string>
 
 namespace vd {
@@ -29,6 +30,21 @@ template <typename F> bool bind_symbol(void *lib, const char *what, const char *
   *slot = reinterpret_cast<F>(dlsym(lib, name));
   if (!*slot) *why = std::string(what) + " has no " + name;
   return *slot != nullptr;
+}
+
+// A library's entry points as `load` fills them, once per process (thread-safe): the table, or
+// null with *why saying what was tried. The library stays loaded, as handles made from it may.
+template <typename Api> struct LoadedApi {
+  Api api{};
+  bool ok = false;
+  std::string why;
+};
+template <typename Api, typename Load> const Api *load_once(Load load, const char **why) {
+  static std::once_flag once;
+  static LoadedApi<Api> loaded;
+  std::call_once(once, [&] { loaded = load(); });
+  if (why) *why = loaded.why.c_str();
+  return loaded.ok ? &loaded.api : nullptr;
 }
 
 } // namespace vd

@@ -13,6 +13,8 @@
 #                issue 10: decode_b1_int4_vs_bf16)
 #   torch-compiled  bench/baselines/compiled_decode.py: a compiled PyTorch decoder (gpt-fast's recipe)
 #                at batch 1, the baseline of decode_b1_vs_compiled_torch
+#   decode-table bench/decode-table.ts: the decode step at batch 1..256 for bf16, FP8 and GPTQ 4-bit
+#                (issue 10's table: where each wins), kept in the results JSON's raw parts
 #   decode-step  bench/decode-step.ts: one decode step of 256 sequences at ~512 tokens of context
 #   prefill      bench/prefill.ts: 8 x 2048 tokens in one step
 #   prefill-fp8  the same with --quantization fp8 (W8A8 on FP8 tensor cores; issue 10: prefill_fp8_vs_bf16)
@@ -41,7 +43,7 @@ LOGS=${GPU_BENCH_LOGS:-.gpu/logs/bench} # with $OUT set, packed into $OUT/bench-
 mkdir -p "$LOGS"
 BUDGET_S=${GPU_BENCH_BUDGET_S:-520}
 START=$SECONDS
-ONLY=${GPU_BENCH_ONLY:-tests,parity,floors,decode,decode-fp8,decode-int4,torch-compiled,decode-step,prefill,prefill-fp8,startup,hf-b1,hf-mixed,mixed-fp8,mixed}
+ONLY=${GPU_BENCH_ONLY:-tests,parity,floors,decode,decode-fp8,decode-int4,torch-compiled,decode-table,decode-step,prefill,prefill-fp8,startup,hf-b1,hf-mixed,mixed-fp8,mixed}
 MODEL=${BENCH_MODEL_DIR:-/tmp/vllmd-bench-8b}
 WORK=${TMPDIR:-/tmp}/vllmd-bench
 mkdir -p "$WORK"
@@ -52,17 +54,18 @@ SMOKE=${GPU_BENCH_SMOKE:-0}
 DEVICE=cuda
 MIXED_LEN=2048
 # Per-part size flags: empty for the issue's sizes; tiny ones in a smoke run.
-DECODE_ARGS=() DSTEP_ARGS=() PREFILL_ARGS=() WORKLOAD_ARGS=() PARITY_ARGS=() HF_SIZE_ARGS=(--mixed-requests 128 --batch-size 64)
+DECODE_ARGS=() TABLE_ARGS=() DSTEP_ARGS=() PREFILL_ARGS=() WORKLOAD_ARGS=() PARITY_ARGS=() HF_SIZE_ARGS=(--mixed-requests 128 --batch-size 64)
 if [ "$SMOKE" = 1 ]; then
   DEVICE=cpu MODEL=test/fixtures/llama MIXED_LEN=128
   DECODE_ARGS=(--tokens 16 --prompt-len 8 --max-model-len 64)
   DSTEP_ARGS=(--seqs 16 --context 64 --steps 5 --warmup 2 --max-num-batched-tokens 256)
+  TABLE_ARGS=(--batches 1,4,16 --context 32 --steps 2)
   PREFILL_ARGS=(--prompts 4 --prompt-len 64)
   WORKLOAD_ARGS=(--n 40 --prompt-min 8 --prompt-max 64 --output-min 4 --output-max 32 --token-min 4 --token-max 384)
   HF_SIZE_ARGS=(--mixed-requests 16 --batch-size 8 --prompt-len 8 --new-tokens 16)
   PARITY_ARGS=(--tokens 8 --prompt-lens 7,20,60 --max-model-len 128)
 fi
-for p in floors hf decode decode-fp8 decode-int4 torch-compiled mixed mixed-fp8 decode-step prefill prefill-fp8 startup parity parity-engine; do rm -f "$LOGS/$p.json"; done # stale parts must not count
+for p in floors hf decode decode-fp8 decode-int4 torch-compiled decode-table mixed mixed-fp8 decode-step prefill prefill-fp8 startup parity parity-engine; do rm -f "$LOGS/$p.json"; done # stale parts must not count
 
 ROWS=()  # "name|status|seconds"
 NOTES=() # lines for the result JSON
@@ -124,11 +127,11 @@ write_workload() {
   row "workload ($(tail -1 "$LOGS/workload.log" | grep -oE '[0-9]+ requests' || echo '?'))" "$STATUS" "$ELAPSED"
 }
 
-# The GPTQ 4-bit checkpoint of the benchmark model, for decode-int4. Sets GPTQ_OK.
+# The GPTQ 4-bit checkpoint of the benchmark model, for decode-int4 and decode-table. Sets GPTQ_OK.
 GPTQ_MODEL=${BENCH_GPTQ_DIR:-$MODEL-gptq4}
 GPTQ_OK=0
 make_gptq_model() {
-  want decode-int4 && [ "$MODEL_OK" -eq 1 ] || return 0
+  { want decode-int4 || want decode-table; } && [ "$MODEL_OK" -eq 1 ] || return 0
   if [ -f "$GPTQ_MODEL/.complete" ]; then row "GPTQ 4-bit checkpoint" "reused $GPTQ_MODEL" 0; GPTQ_OK=1; return 0; fi
   run_step "$LOGS/make-gptq.log" "$(cap 180)" bash -c 'rm -rf "$2" && python3 scripts/make_bench_gptq.py "$1" "$2" && touch "$2/.complete"' _ "$MODEL" "$GPTQ_MODEL"
   row "GPTQ 4-bit checkpoint" "$STATUS" "$ELAPSED"
@@ -244,6 +247,11 @@ if want decode-int4; then
 fi
 if want torch-compiled; then
   if [ "$MODEL_OK" -eq 1 ]; then part torch-compiled 240 python3 bench/baselines/compiled_decode.py "$MODEL"; else skip torch-compiled "no model"; fi
+fi
+if want decode-table; then
+  TABLE_RUNS="bf16=$MODEL,fp8=$MODEL:fp8"
+  [ "$GPTQ_OK" -eq 1 ] && TABLE_RUNS="$TABLE_RUNS,int4=$GPTQ_MODEL"
+  engine_part decode-table 240 "$BUN" bench/decode-table.ts --runs "$TABLE_RUNS" --device "$DEVICE" ${TABLE_ARGS[@]+"${TABLE_ARGS[@]}"}
 fi
 want decode-step && engine_part decode-step 180 "$BUN" bench/decode-step.ts --model "$MODEL" --device "$DEVICE" ${DSTEP_ARGS[@]+"${DSTEP_ARGS[@]}"}
 want prefill && engine_part prefill 120 "$BUN" bench/prefill.ts --model "$MODEL" --device "$DEVICE" ${PREFILL_ARGS[@]+"${PREFILL_ARGS[@]}"}

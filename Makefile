@@ -46,7 +46,7 @@ $(BUILD)/libvllmd_cuda.so: $(CUDA_OBJS)
 # `make test` builds the CUDA backend too where nvcc is (it needs neither a GPU nor cuBLAS), so a
 # compile error shows in CI rather than on the GPU machine.
 cuda-if-nvcc:
-	@if command -v $(NVCC) > /dev/null 2>&1; then $(MAKE) cuda; else echo "nvcc not found: the CUDA backend is not built"; fi
+	@if command -v $(NVCC) > /dev/null 2>&1; then $(MAKE) -j$$(nproc) cuda; else echo "nvcc not found: the CUDA backend is not built"; fi
 
 # Every Worker's entry is its own entrypoint of the compiled binary (see src/worker-url.ts).
 ENTRYPOINTS := src/cli.ts src/engine/worker.ts src/serving/input-worker.ts

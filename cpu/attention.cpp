@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "internal.h"
+#include "rank.h"
 
 using namespace vd;
 
@@ -141,6 +142,7 @@ VD_API int32_t vd_attention(uint64_t ctx, uint64_t out, uint64_t q, uint64_t k_c
                             int64_t block_size, int64_t max_blocks, float scale, int32_t act_dtype, int32_t kv_dtype,
                             float k_scale, float v_scale) {
   clear_error();
+  VD_ON_EVERY_RANK(ctx, vd_attention(ctx, out, q, k_cache, v_cache, block_tables, seq_lens, query_start, n_seqs, n_tokens, n_heads, n_kv_heads, head_dim, block_size, max_blocks, scale, act_dtype, kv_dtype, k_scale, v_scale));
   const AttnShape s{n_seqs, n_tokens, n_heads, n_kv_heads, head_dim, block_size, max_blocks, scale};
   int32_t st = check_act_dtype("vd_attention", act_dtype);
   if (st == VD_OK) st = check_kv_format("vd_attention", act_dtype, kv_dtype, k_scale, v_scale);

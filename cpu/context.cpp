@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "rank.h"
 #include "registry.h"
 
 namespace vd {
@@ -28,6 +29,25 @@ bool valid_context(uint64_t ctx) {
   return find_context(r, ctx, "context") != nullptr;
 }
 
+int &rank_detail::rank_slot() {
+  thread_local int rank = 0;
+  return rank;
+}
+
+bool &rank_detail::looping() {
+  thread_local bool looping = false;
+  return looping;
+}
+
+int current_rank() { return rank_detail::rank_slot(); }
+
+int context_tp(uint64_t ctx) {
+  Registry &r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  auto it = r.contexts.find(ctx);
+  return it == r.contexts.end() ? 0 : it->second.tp;
+}
+
 bool lookup(uint64_t ctx, uint64_t buf, const char *what, Span *out) {
   Registry &r = registry();
   std::lock_guard<std::mutex> lock(r.mu);
@@ -38,7 +58,7 @@ bool lookup(uint64_t ctx, uint64_t buf, const char *what, Span *out) {
     fail(VD_ERR_INVALID_ARGUMENT, "%s: bad buffer handle %llu", what, (unsigned long long)buf);
     return false;
   }
-  out->data = it->second.storage->data + it->second.offset;
+  out->data = it->second.storage->ranks[size_t(current_rank())] + it->second.offset;
   out->bytes = it->second.bytes;
   return true;
 }
@@ -67,11 +87,12 @@ VD_API int32_t vd_context_create(int32_t first_device, int32_t tp, uint64_t *out
   if (first_device != 0)
     return fail(VD_ERR_INVALID_ARGUMENT, "vd_context_create: first_device %d, the cpu backend has one device: 0",
                 first_device);
-  if (tp != 1) return fail(VD_ERR_UNSUPPORTED, "vd_context_create: tp %d, the cpu backend supports tp = 1 only", tp);
+  if (tp < 1 || tp > kMaxRanks)
+    return fail(VD_ERR_INVALID_ARGUMENT, "vd_context_create: tp %d, the cpu backend runs 1 to %d ranks", tp, kMaxRanks);
   Registry &r = registry();
   std::lock_guard<std::mutex> lock(r.mu);
   uint64_t h = r.next_handle++;
-  r.contexts[h];
+  r.contexts[h].tp = tp;
   *out_ctx = h;
   return VD_OK;
 }
@@ -163,12 +184,15 @@ VD_API int32_t vd_buffer_alloc(uint64_t ctx, uint64_t bytes, uint64_t *out_buf) 
   if (meminfo_kb("MemTotal", &total_kb) && bytes > total_kb * 1024)
     return fail(VD_ERR_OUT_OF_MEMORY, "vd_buffer_alloc: %llu bytes is more than the machine's %llu bytes of memory",
                 (unsigned long long)bytes, (unsigned long long)total_kb * 1024);
+  const int tp = context_tp(ctx);
   auto storage = std::make_shared<Storage>();
   // 64-byte alignment keeps vector loads on cache lines; round up as aligned_alloc requires.
   uint64_t rounded = (bytes + 63) / 64 * 64;
-  storage->data = static_cast<uint8_t *>(std::aligned_alloc(64, rounded ? rounded : 64));
-  if (!storage->data)
-    return fail(VD_ERR_OUT_OF_MEMORY, "vd_buffer_alloc: cannot allocate %llu bytes", (unsigned long long)bytes);
+  for (int rank = 0; rank < tp; rank++) {
+    storage->ranks.push_back(static_cast<uint8_t *>(std::aligned_alloc(64, rounded ? rounded : 64)));
+    if (!storage->ranks.back())
+      return fail(VD_ERR_OUT_OF_MEMORY, "vd_buffer_alloc: cannot allocate %llu bytes on rank %d", (unsigned long long)bytes, rank);
+  }
   Registry &r = registry();
   std::lock_guard<std::mutex> lock(r.mu);
   Context *c = find_context(r, ctx, "vd_buffer_alloc");
@@ -220,6 +244,7 @@ VD_API int32_t vd_buffer_free(uint64_t ctx, uint64_t buf) {
 
 VD_API int32_t vd_copy_from_host(uint64_t ctx, uint64_t dst, uint64_t dst_offset, const void *src, uint64_t bytes) {
   clear_error();
+  VD_ON_EVERY_RANK(ctx, vd_copy_from_host(ctx, dst, dst_offset, src, bytes)); // the same bytes to each
   Span d;
   if (!lookup_range(ctx, dst, dst_offset, bytes, "vd_copy_from_host(dst)", &d)) return VD_ERR_INVALID_ARGUMENT;
   if (bytes == 0) return VD_OK;
@@ -236,6 +261,7 @@ VD_API int32_t vd_copy_to_host(uint64_t ctx, uint64_t src, uint64_t src_offset, 
 VD_API int32_t vd_copy(uint64_t ctx, uint64_t dst, uint64_t dst_offset, uint64_t src, uint64_t src_offset,
                        uint64_t bytes) {
   clear_error();
+  VD_ON_EVERY_RANK(ctx, vd_copy(ctx, dst, dst_offset, src, src_offset, bytes));
   Span d, s;
   if (!lookup_range(ctx, dst, dst_offset, bytes, "vd_copy(dst)", &d)) return VD_ERR_INVALID_ARGUMENT;
   if (!lookup_range(ctx, src, src_offset, bytes, "vd_copy(src)", &s)) return VD_ERR_INVALID_ARGUMENT;

@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "internal.h"
+#include "rank.h"
 
 using namespace vd;
 
@@ -120,6 +121,7 @@ void vd::run_gemm(const float *x, const void *w, int32_t wd, const void *bias, f
 VD_API int32_t vd_gemm(uint64_t ctx, uint64_t out, uint64_t x, uint64_t w, uint64_t bias, int64_t m, int64_t n,
                        int64_t k, int32_t act_dtype, int32_t w_dtype) {
   clear_error();
+  VD_ON_EVERY_RANK(ctx, vd_gemm(ctx, out, x, w, bias, m, n, k, act_dtype, w_dtype));
   const char *fn = "vd_gemm";
   int32_t st = check_act_dtype(fn, act_dtype);
   if (st == VD_OK) st = check_weight_dtype(fn, "w_dtype", w_dtype);

@@ -1,9 +1,13 @@
 // Element-wise and row-wise model ops of the cpu backend: embedding, RMSNorm, SiLU-and-mul,
 // gather, the decode-token scatter, all-reduce. Each output row depends only on its own input
 // row (batch invariance).
+#include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <vector>
 
 #include "internal.h"
+#include "rank.h"
 
 using namespace vd;
 
@@ -46,6 +50,7 @@ int32_t check_indices(const char *fn, const char *arg, const int32_t *idx, int64
 VD_API int32_t vd_embedding(uint64_t ctx, uint64_t out, uint64_t table, uint64_t token_ids, int64_t n_tokens,
                             int64_t hidden, int64_t vocab, int32_t act_dtype, int32_t w_dtype) {
   clear_error();
+  VD_ON_EVERY_RANK(ctx, vd_embedding(ctx, out, table, token_ids, n_tokens, hidden, vocab, act_dtype, w_dtype));
   const char *fn = "vd_embedding";
   int32_t st = check_act_dtype(fn, act_dtype);
   if (st == VD_OK) st = check_weight_dtype(fn, "w_dtype", w_dtype);
@@ -71,6 +76,7 @@ VD_API int32_t vd_embedding(uint64_t ctx, uint64_t out, uint64_t table, uint64_t
 VD_API int32_t vd_rmsnorm(uint64_t ctx, uint64_t out, uint64_t residual, uint64_t x, uint64_t weight, int64_t n_tokens,
                           int64_t hidden, float eps, int32_t act_dtype, int32_t w_dtype) {
   clear_error();
+  VD_ON_EVERY_RANK(ctx, vd_rmsnorm(ctx, out, residual, x, weight, n_tokens, hidden, eps, act_dtype, w_dtype));
   const char *fn = "vd_rmsnorm";
   int32_t st = check_act_dtype(fn, act_dtype);
   if (st == VD_OK) st = check_weight_dtype(fn, "w_dtype", w_dtype);
@@ -96,6 +102,7 @@ VD_API int32_t vd_rmsnorm(uint64_t ctx, uint64_t out, uint64_t residual, uint64_
 VD_API int32_t vd_silu_mul(uint64_t ctx, uint64_t out, uint64_t gate_up, int64_t n_tokens, int64_t inter,
                            int32_t act_dtype) {
   clear_error();
+  VD_ON_EVERY_RANK(ctx, vd_silu_mul(ctx, out, gate_up, n_tokens, inter, act_dtype));
   const char *fn = "vd_silu_mul";
   int32_t st = check_act_dtype(fn, act_dtype);
   if (st == VD_OK) st = check_nonneg(fn, "n_tokens", n_tokens);
@@ -118,6 +125,7 @@ VD_API int32_t vd_silu_mul(uint64_t ctx, uint64_t out, uint64_t gate_up, int64_t
 VD_API int32_t vd_gather_rows(uint64_t ctx, uint64_t out, uint64_t x, uint64_t rows, int64_t n_rows, int64_t cols,
                               int32_t act_dtype) {
   clear_error();
+  VD_ON_EVERY_RANK(ctx, vd_gather_rows(ctx, out, x, rows, n_rows, cols, act_dtype));
   const char *fn = "vd_gather_rows";
   int32_t st = check_act_dtype(fn, act_dtype);
   if (st == VD_OK) st = check_nonneg(fn, "n_rows", n_rows);
@@ -140,6 +148,7 @@ VD_API int32_t vd_gather_rows(uint64_t ctx, uint64_t out, uint64_t x, uint64_t r
 VD_API int32_t vd_scatter_tokens(uint64_t ctx, uint64_t token_ids, uint64_t dst_rows, uint64_t src, uint64_t src_rows,
                                  int64_t n) {
   clear_error();
+  VD_ON_EVERY_RANK(ctx, vd_scatter_tokens(ctx, token_ids, dst_rows, src, src_rows, n));
   const char *fn = "vd_scatter_tokens";
   int32_t st = check_nonneg(fn, "n", n);
   if (st != VD_OK) return st;
@@ -167,12 +176,25 @@ VD_API int32_t vd_all_reduce(uint64_t ctx, uint64_t buf, int64_t n, int32_t act_
   int32_t st = check_act_dtype(fn, act_dtype);
   if (st == VD_OK) st = check_nonneg(fn, "n", n);
   if (st != VD_OK) return st;
-  Span sb;
-  return lookup_sized(ctx, buf, "vd_all_reduce(buf)", bytes_of(n, 1, 4), &sb) ? VD_OK : VD_ERR_INVALID_ARGUMENT;
+  // Each rank's block in turn (lookup answers for the current rank), summed in rank order into
+  // rank 0's, then copied back to the others: every rank ends with the same sum.
+  const int tp = std::max(context_tp(ctx), 1);
+  std::vector<float *> blocks;
+  for (int r = 0; r < tp; r++) {
+    Span sb;
+    const bool ok = with_rank(r, [&] { return lookup_sized(ctx, buf, "vd_all_reduce(buf)", bytes_of(n, 1, 4), &sb); });
+    if (!ok) return VD_ERR_INVALID_ARGUMENT;
+    blocks.push_back(reinterpret_cast<float *>(sb.data));
+  }
+  for (int r = 1; r < tp; r++)
+    for (int64_t i = 0; i < n; i++) blocks[0][i] += blocks[size_t(r)][i];
+  for (int r = 1; r < tp; r++) std::memcpy(blocks[size_t(r)], blocks[0], size_t(n) * 4);
+  return VD_OK;
 }
 
 VD_API int32_t vd_cast(uint64_t ctx, uint64_t out, uint64_t x, int64_t n, int32_t out_dtype, int32_t in_dtype) {
   clear_error();
+  VD_ON_EVERY_RANK(ctx, vd_cast(ctx, out, x, n, out_dtype, in_dtype));
   const char *fn = "vd_cast";
   int32_t st = check_weight_dtype(fn, "out_dtype", out_dtype);
   if (st == VD_OK) st = check_weight_dtype(fn, "in_dtype", in_dtype);

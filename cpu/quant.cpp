@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "internal.h"
+#include "rank.h"
 
 using namespace vd;
 
@@ -27,6 +28,7 @@ static const Fp8TableInit fp8_table_init;
 VD_API int32_t vd_quantize_fp8(uint64_t ctx, uint64_t q, uint64_t scales, uint64_t src, int64_t rows, int64_t cols,
                                int32_t src_dtype) {
   clear_error();
+  VD_ON_EVERY_RANK(ctx, vd_quantize_fp8(ctx, q, scales, src, rows, cols, src_dtype));
   const char *fn = "vd_quantize_fp8";
   int32_t st = check_float_dtype(fn, "src_dtype", src_dtype);
   if (st == VD_OK) st = check_nonneg(fn, "rows", rows);
@@ -71,6 +73,7 @@ void quantize_rows(const float *x, int64_t m, int64_t k, std::vector<float> &xq,
 VD_API int32_t vd_gemm_fp8(uint64_t ctx, uint64_t out, uint64_t x, uint64_t w, uint64_t w_scale, uint64_t bias,
                            int64_t m, int64_t n, int64_t k, int32_t act_dtype, int32_t act_quant) {
   clear_error();
+  VD_ON_EVERY_RANK(ctx, vd_gemm_fp8(ctx, out, x, w, w_scale, bias, m, n, k, act_dtype, act_quant));
   const char *fn = "vd_gemm_fp8";
   int32_t st = check_act_dtype(fn, act_dtype);
   if (st == VD_OK) st = check_nonneg(fn, "m", m);

@@ -5,6 +5,7 @@
 
 #include "../common/int_layouts.h"
 #include "internal.h"
+#include "rank.h"
 
 using namespace vd;
 
@@ -30,6 +31,7 @@ VD_API int32_t vd_gemm_int(uint64_t ctx, uint64_t out, uint64_t x, uint64_t w, u
                            uint64_t bias, int64_t m, int64_t n, int64_t k, int32_t bits, int64_t group_size,
                            int32_t act_dtype, uint64_t k_perm) {
   clear_error();
+  VD_ON_EVERY_RANK(ctx, vd_gemm_int(ctx, out, x, w, scales, zeros, bias, m, n, k, bits, group_size, act_dtype, k_perm));
   const char *fn = "vd_gemm_int";
   int64_t groups = 0;
   int32_t st = check_act_dtype(fn, act_dtype);
@@ -60,6 +62,7 @@ VD_API int32_t vd_repack_int(uint64_t ctx, uint64_t w, uint64_t scales_out, uint
                              uint64_t qzeros, uint64_t scales, int64_t n, int64_t k, int32_t bits, int64_t group_size,
                              int32_t scale_dtype, int32_t layout, uint64_t k_perm) {
   clear_error();
+  VD_ON_EVERY_RANK(ctx, vd_repack_int(ctx, w, scales_out, zeros_out, qweight, qzeros, scales, n, k, bits, group_size, scale_dtype, layout, k_perm));
   const char *fn = "vd_repack_int";
   int64_t groups = 0;
   int32_t st = check_int_weights(fn, bits, group_size, n, k, &groups);

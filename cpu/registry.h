@@ -8,15 +8,19 @@
 #include <memory>
 #include <mutex>
 #include <set>
+#include <vector>
 
 #include "internal.h"
 
 namespace vd {
 
-// Memory of one vd_buffer_alloc; views share it and keep their parent's handle as `root`.
+// Memory of one vd_buffer_alloc, one block per rank; views share it and keep their parent's
+// handle as `root`.
 struct Storage {
-  uint8_t *data = nullptr;
-  ~Storage() { std::free(data); }
+  std::vector<uint8_t *> ranks;
+  ~Storage() {
+    for (uint8_t *p : ranks) std::free(p);
+  }
 };
 
 struct Buffer {
@@ -30,7 +34,10 @@ struct FreeDeleter {
   void operator()(void *p) const { std::free(p); }
 };
 
+constexpr int kMaxRanks = 64;
+
 struct Context {
+  int tp = 1; // ranks: every buffer has a block per rank, every op runs once per rank (rank.h)
   std::map<uint64_t, Buffer> buffers;
   // vd_host_alloc's blocks by address; erasing one (or the context) frees it.
   std::map<void *, std::unique_ptr<void, FreeDeleter>> host_blocks;

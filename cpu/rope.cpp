@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "internal.h"
+#include "rank.h"
 
 using namespace vd;
 
@@ -110,6 +111,7 @@ VD_API int32_t vd_rope_write_kv(uint64_t ctx, uint64_t q_out, uint64_t qkv, uint
                                 int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t block_size,
                                 int32_t act_dtype, int32_t kv_dtype, float k_scale, float v_scale) {
   clear_error();
+  VD_ON_EVERY_RANK(ctx, vd_rope_write_kv(ctx, q_out, qkv, positions, cos_sin, slot_mapping, k_cache, v_cache, n_tokens, n_heads, n_kv_heads, head_dim, block_size, act_dtype, kv_dtype, k_scale, v_scale));
   const RopeShape s{n_tokens, n_heads, n_kv_heads, head_dim, block_size};
   const KvFormat f{kv_dtype == VD_FP8_E4M3, k_scale, v_scale};
   int32_t st = check_act_dtype("vd_rope_write_kv", act_dtype);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "internal.h"
+#include "rank.h"
 #include "../common/rng.h"
 #include "sample.h"
 
@@ -243,6 +244,7 @@ VD_API int32_t vd_sample(uint64_t ctx, uint64_t logits, int64_t n_seqs, int64_t 
                          uint64_t bias_offsets, uint64_t bias_tokens, uint64_t bias_values, int64_t n_top,
                          uint64_t out_tokens, uint64_t out_logprobs, uint64_t out_top_ids, uint64_t out_top_logprobs) {
   vd::clear_error();
+  VD_ON_EVERY_RANK(ctx, vd_sample(ctx, logits, n_seqs, vocab, fparams, iparams, seen_offsets, seen_tokens, seen_counts, bias_offsets, bias_tokens, bias_values, n_top, out_tokens, out_logprobs, out_top_ids, out_top_logprobs));
   if (!vd::valid_context(ctx)) return VD_ERR_INVALID_ARGUMENT;
   Batch b;
   int32_t status = vd::bind_sample_batch(ctx, logits, n_seqs, vocab, fparams, iparams, seen_offsets, seen_tokens,

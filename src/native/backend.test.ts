@@ -28,10 +28,12 @@ describe("library and context", () => {
     expect(backendError(() => be.graphDestroy(12345)).status).toBe(Status.invalidArgument);
   });
 
-  test("tp > 1 is unsupported on cpu", () => {
-    const e = backendError(() => openBackend("cpu", { tp: 2 }));
-    expect(e.status).toBe(Status.unsupported);
-    expect(e.message).toContain("tp");
+  test("tp outside 1..64 is refused by name (tensor-parallel.test.ts covers tp > 1)", () => {
+    for (const tp of [0, 65]) {
+      const e = backendError(() => openBackend("cpu", { tp }));
+      expect(e.status).toBe(Status.invalidArgument);
+      expect(e.message).toContain(`tp ${tp}`);
+    }
   });
 
   test("a destroyed context rejects further calls", () => {

@@ -8,9 +8,10 @@ import { uploadStepBatch } from "../../src/model/step-batch.ts";
 
 export function lastPositionLogits(
   dir: string, tokenIds: number[], blockSize = 16, backend: "cpu" | "cuda" = "cpu", opts: LoadOptions = {}, modelOpts: { w8a8?: boolean } = {},
+  tp = 1,
 ): Float32Array {
   const md = loadModelDir(dir);
-  const be = openBackend(backend);
+  const be = openBackend(backend, { tp });
   try {
     const T = tokenIds.length;
     const nBlocks = Math.ceil(T / blockSize);

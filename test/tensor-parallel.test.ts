@@ -1,0 +1,69 @@
+// --tensor-parallel-size on the cpu backend (its ranks in one process, src/native/tensor-parallel.test.ts):
+// the Megatron sharding of the model (q/k/v and gate/up by output rows, o and down by input columns
+// with an all-reduce after each) computes what one rank computes. Greedy tokens equal, logits
+// within 1e-4 (the partial sums are added in another order), on the fixtures whose heads and MLP
+// width the ranks divide; the others are refused at start-up by name.
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { writeFp8Checkpoint } from "../scripts/quantize-fp8.ts";
+import { writeGptqCheckpoint } from "../scripts/quantize-gptq.ts";
+import { relativeError } from "../src/native/testing.ts";
+import { makeEngine, runToCompletion } from "./helpers/engine-run.ts";
+import { lastPositionLogits } from "./helpers/forward-logits.ts";
+import { PROMPT } from "./helpers/quantized-models.ts";
+
+const work = mkdtempSync(join(tmpdir(), "vllmd-tp-model-"));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+const reqs = [
+  { id: "a", prompt: PROMPT, params: { maxTokens: 20, ignoreEos: true } },
+  { id: "b", prompt: PROMPT.slice(4), params: { maxTokens: 20, ignoreEos: true } },
+  { id: "c", prompt: [1, 2, 3], params: { maxTokens: 20, ignoreEos: true, temperature: 0.8, seed: 7n } },
+];
+
+function tokens(model: string, tp: number, extra: Record<string, unknown> = {}): Map<string, number[]> {
+  const e = makeEngine({ model, tensorParallelSize: tp, ...extra });
+  try {
+    expect(e.info.numBlocks).toBeGreaterThan(0);
+    return runToCompletion(e, reqs);
+  } finally {
+    e.dispose();
+  }
+}
+
+describe("--tensor-parallel-size 2 on the cpu backend", () => {
+  for (const model of ["test/fixtures/llama", "test/fixtures/qwen2"]) {
+    test(`${model}: the tokens of tp 1 (greedy and seeded sampling), logits within 1e-4`, () => {
+      expect(tokens(model, 2)).toEqual(tokens(model, 1));
+      const one = lastPositionLogits(model, PROMPT), two = lastPositionLogits(model, PROMPT, 16, "cpu", {}, {}, 2);
+      const err = relativeError(two, one);
+      expect(err).toBeLessThan(1e-4);
+    });
+  }
+
+  test("an FP8 checkpoint shards as it is (codes by rows or columns, each row's scale with its row): tp 1's tokens", () => {
+    const dir = join(work, "llama-fp8");
+    writeFp8Checkpoint("test/fixtures/llama", dir, { strategy: "channel", activations: "dynamic" });
+    expect(tokens(dir, 2)).toEqual(tokens(dir, 1));
+  });
+
+  test("--quantization fp8 quantizes each rank's shard (its own row scales, as vLLM does): close to tp 1, not equal", () => {
+    const model = "test/fixtures/llama", q = { quantization: "fp8" } as const;
+    const err = relativeError(lastPositionLogits(model, PROMPT, 16, "cpu", q, {}, 2), lastPositionLogits(model, PROMPT, 16, "cpu", q));
+    expect(err).toBeGreaterThan(0);
+    expect(err).toBeLessThan(0.05);
+  });
+
+  test("integer checkpoints are refused with tp > 1 for now (their shards are not written yet)", () => {
+    const dir = join(work, "llama-gptq");
+    writeGptqCheckpoint("test/fixtures/llama", dir, { bits: 4, groupSize: 32, sym: true });
+    expect(() => makeEngine({ model: dir, tensorParallelSize: 2 })).toThrow("checkpoints with --tensor-parallel-size > 1 are not supported yet");
+  });
+
+  test("a model whose KV heads the ranks do not divide is refused at start-up, naming the field", () => {
+    expect(() => makeEngine({ model: "test/fixtures/mistral", tensorParallelSize: 2 })).toThrow(
+      "--tensor-parallel-size 2 does not divide num_key_value_heads (1) in config.json");
+  });
+});

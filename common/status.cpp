@@ -97,13 +97,21 @@ bool is_float_dtype(int32_t d) { return d == VD_F32 || d == VD_F16 || d == VD_BF
 } // namespace
 
 int32_t check_load_weight_args(int32_t dst_dtype, int32_t file_dtype, int64_t rows, int64_t cols, int32_t shard_dim,
-                               const char *path) {
+                               int32_t n_shards, int32_t tp, const char *path) {
   const char *fn = "vd_load_weight";
   if (!path) return fail(VD_ERR_INVALID_ARGUMENT, "%s: path is null", fn);
   if (rows < 0 || cols < 0)
     return fail(VD_ERR_INVALID_ARGUMENT, "%s: negative shape [%lld, %lld]", fn, (long long)rows, (long long)cols);
   if (shard_dim < -1 || shard_dim > 1)
     return fail(VD_ERR_INVALID_ARGUMENT, "%s: shard_dim %d, expected -1, 0 or 1", fn, shard_dim);
+  if (shard_dim >= 0) {
+    const int64_t dim = shard_dim == 0 ? rows : cols;
+    if (n_shards < 1 || tp % n_shards != 0)
+      return fail(VD_ERR_INVALID_ARGUMENT, "%s: n_shards %d must divide tp %d", fn, n_shards, tp);
+    if (dim % n_shards != 0)
+      return fail(VD_ERR_INVALID_ARGUMENT, "%s: %s %lld of %s is not divisible into %d shards", fn, shard_dim == 0 ? "rows" : "cols",
+                  (long long)dim, path, n_shards);
+  }
   // i32 and e4m3 codes are copied as they are; the float types convert into one another.
   bool as_is = dst_dtype == file_dtype && (dst_dtype == VD_I32 || dst_dtype == VD_FP8_E4M3);
   if (!as_is && !(is_float_dtype(dst_dtype) && is_float_dtype(file_dtype)))

@@ -42,7 +42,7 @@ int32_t check_attention_shape(const AttentionShape &s);
 
 // vd_load_weight's checks that need only its scalar arguments.
 int32_t check_load_weight_args(int32_t dst_dtype, int32_t file_dtype, int64_t rows, int64_t cols, int32_t shard_dim,
-                               const char *path);
+                               int32_t n_shards, int32_t tp, const char *path);
 
 // The shape rules of integer weights (vd_gemm_int, vd_repack_int): bits 4 or 8, group_size >= 1,
 // k a whole number of 32-bit words. Sets *groups to ceil(k / group_size).

@@ -33,20 +33,17 @@ int32_t read_converted(int fd, const char *path, uint64_t offset, int32_t file_d
 
 } // namespace
 
-// This rank's share: shard_dim 0 its rows [r*rows/tp, (r+1)*rows/tp) (contiguous in the file),
-// shard_dim 1 its columns (a run per row), -1 the whole tensor.
+// This rank's share: shard_dim 0 cuts the rows into n_shards pieces (contiguous in the file),
+// shard_dim 1 the columns (a run per row); rank r reads piece r * n_shards / tp; -1 everything.
 VD_API int32_t vd_load_weight(uint64_t ctx, uint64_t dst, int32_t dst_dtype, const char *path, uint64_t file_offset,
-                              int32_t file_dtype, int64_t rows, int64_t cols, int32_t shard_dim) {
+                              int32_t file_dtype, int64_t rows, int64_t cols, int32_t shard_dim, int32_t n_shards) {
   clear_error();
-  VD_ON_EVERY_RANK(ctx, vd_load_weight(ctx, dst, dst_dtype, path, file_offset, file_dtype, rows, cols, shard_dim));
-  int32_t st = check_load_weight_args(dst_dtype, file_dtype, rows, cols, shard_dim, path);
+  VD_ON_EVERY_RANK(ctx, vd_load_weight(ctx, dst, dst_dtype, path, file_offset, file_dtype, rows, cols, shard_dim, n_shards));
+  const int tp = std::max(context_tp(ctx), 1);
+  int32_t st = check_load_weight_args(dst_dtype, file_dtype, rows, cols, shard_dim, n_shards, tp, path);
   if (st != VD_OK) return st;
-  const int tp = std::max(context_tp(ctx), 1), rank = current_rank();
-  const int64_t dim = shard_dim == 0 ? rows : cols;
-  if (shard_dim >= 0 && dim % tp != 0)
-    return fail(VD_ERR_INVALID_ARGUMENT, "vd_load_weight: %s %lld of %s is not divisible by tp %d", shard_dim == 0 ? "rows" : "cols",
-                (long long)dim, path, tp);
-  const int64_t my_rows = shard_dim == 0 ? rows / tp : rows, my_cols = shard_dim == 1 ? cols / tp : cols;
+  const int64_t piece = shard_dim < 0 ? 0 : int64_t(current_rank()) * n_shards / tp;
+  const int64_t my_rows = shard_dim == 0 ? rows / n_shards : rows, my_cols = shard_dim == 1 ? cols / n_shards : cols;
   const uint64_t count = uint64_t(my_rows) * uint64_t(my_cols), fb = uint64_t(dtype_bytes(file_dtype));
   Span d;
   if (!lookup_sized(ctx, dst, "vd_load_weight(dst)", count * uint64_t(dtype_bytes(dst_dtype)), &d))
@@ -54,12 +51,12 @@ VD_API int32_t vd_load_weight(uint64_t ctx, uint64_t dst, int32_t dst_dtype, con
   int fd = -1;
   if ((st = open_weight_file(path, &fd)) != VD_OK) return st;
   if (shard_dim != 1) {
-    const uint64_t first = shard_dim == 0 ? uint64_t(rank) * uint64_t(my_rows) * uint64_t(cols) : 0;
+    const uint64_t first = uint64_t(piece) * uint64_t(my_rows) * uint64_t(cols);
     st = read_converted(fd, path, file_offset + first * fb, file_dtype, d.data, dst_dtype, count);
   } else {
     const uint64_t eb = uint64_t(dtype_bytes(dst_dtype));
     for (int64_t r = 0; r < rows && st == VD_OK; r++) {
-      const uint64_t at = (uint64_t(r) * uint64_t(cols) + uint64_t(rank) * uint64_t(my_cols)) * fb;
+      const uint64_t at = (uint64_t(r) * uint64_t(cols) + uint64_t(piece) * uint64_t(my_cols)) * fb;
       st = read_converted(fd, path, file_offset + at, file_dtype, d.data + uint64_t(r) * uint64_t(my_cols) * eb, dst_dtype,
                           uint64_t(my_cols));
     }

@@ -67,11 +67,11 @@ int32_t upload_chunks(const Load &l) {
 
 } // namespace
 
-// With tp = 1 every shard_dim gives rank 0 the whole tensor.
+// With tp = 1 (n_shards 1) every shard_dim gives rank 0 the whole tensor.
 VD_API int32_t vd_load_weight(uint64_t ctx, uint64_t dst, int32_t dst_dtype, const char *path, uint64_t file_offset,
-                              int32_t file_dtype, int64_t rows, int64_t cols, int32_t shard_dim) {
+                              int32_t file_dtype, int64_t rows, int64_t cols, int32_t shard_dim, int32_t n_shards) {
   clear_error();
-  int32_t st = check_load_weight_args(dst_dtype, file_dtype, rows, cols, shard_dim, path);
+  int32_t st = check_load_weight_args(dst_dtype, file_dtype, rows, cols, shard_dim, n_shards, 1, path);
   if (st != VD_OK) return st;
   const uint64_t count = uint64_t(rows) * uint64_t(cols);
   Context *c = context(ctx, kFn);

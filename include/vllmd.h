@@ -28,7 +28,7 @@
 extern "C" {
 #endif
 
-#define VD_ABI_VERSION 12
+#define VD_ABI_VERSION 13
 
 /* Status codes. */
 #define VD_OK 0
@@ -145,13 +145,16 @@ int32_t vd_event_destroy(uint64_t ctx, uint64_t event);
 
 /*
  * Reads a [rows, cols] tensor of `file_dtype` stored at byte `file_offset` of `path` and writes it
- * to `dst` as `dst_dtype`. With tp > 1, shard_dim 0 gives rank r rows [r*rows/tp, (r+1)*rows/tp),
- * shard_dim 1 gives it those columns, shard_dim -1 gives every rank the whole tensor.
+ * to `dst` as `dst_dtype`. shard_dim 0 cuts the rows into n_shards equal pieces, shard_dim 1 the
+ * columns, and rank r gets piece r * n_shards / tp: with n_shards = tp each rank its own piece;
+ * with fewer (n_shards dividing tp) tp / n_shards consecutive ranks share one, as the KV heads of
+ * a model with fewer of them than ranks. shard_dim -1 gives every rank the whole tensor (n_shards
+ * unused). n_shards must divide tp and the dimension it cuts.
  * A 1-D tensor is rows = 1. Fails with VD_ERR_IO if the file is shorter than the tensor. Floats
  * (f32, f16, bf16) convert into one another; i32 and VD_FP8_E4M3 load only as themselves.
  */
 int32_t vd_load_weight(uint64_t ctx, uint64_t dst, int32_t dst_dtype, const char *path, uint64_t file_offset,
-                       int32_t file_dtype, int64_t rows, int64_t cols, int32_t shard_dim);
+                       int32_t file_dtype, int64_t rows, int64_t cols, int32_t shard_dim, int32_t n_shards);
 
 /* ---- model ops (act_dtype: the dtype of activations and the KV cache) ------------------- */
 

@@ -9,6 +9,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { writeFp8Checkpoint } from "../scripts/quantize-fp8.ts";
 import { writeGptqCheckpoint } from "../scripts/quantize-gptq.ts";
+import type { ModelConfig } from "../src/model/config.ts";
+import { checkShardable } from "../src/model/weights.ts";
 import { relativeError } from "../src/native/testing.ts";
 import { makeEngine, runToCompletion } from "./helpers/engine-run.ts";
 import { lastPositionLogits } from "./helpers/forward-logits.ts";
@@ -33,15 +35,17 @@ function tokens(model: string, tp: number, extra: Record<string, unknown> = {}):
   }
 }
 
-describe("--tensor-parallel-size 2 on the cpu backend", () => {
-  for (const model of ["test/fixtures/llama", "test/fixtures/qwen2"]) {
-    test(`${model}: the tokens of tp 1 (greedy and seeded sampling), logits within 1e-4`, () => {
-      expect(tokens(model, 2)).toEqual(tokens(model, 1));
-      const one = lastPositionLogits(model, PROMPT), two = lastPositionLogits(model, PROMPT, 16, "cpu", {}, {}, 2);
-      const err = relativeError(two, one);
-      expect(err).toBeLessThan(1e-4);
-    });
-  }
+describe("--tensor-parallel-size on the cpu backend", () => {
+  // llama and qwen2 (qkv bias): 4 query heads over 2 KV heads, mistral: 4 over 1. At tp 4 (and
+  // mistral's tp 2) there are fewer KV heads than ranks: each rank keeps its group's head.
+  const CASES: [string, number[]][] = [["test/fixtures/llama", [2, 4]], ["test/fixtures/qwen2", [2, 4]], ["test/fixtures/mistral", [2, 4]]];
+  for (const [model, tps] of CASES)
+    for (const tp of tps)
+      test(`${model}, tp ${tp}: the tokens of tp 1 (greedy and seeded sampling), logits within 1e-4`, () => {
+        expect(tokens(model, tp)).toEqual(tokens(model, 1));
+        const one = lastPositionLogits(model, PROMPT), many = lastPositionLogits(model, PROMPT, 16, "cpu", {}, {}, tp);
+        expect(relativeError(many, one)).toBeLessThan(1e-4);
+      });
 
   test("an FP8 checkpoint shards as it is (codes by rows or columns, each row's scale with its row): tp 1's tokens", () => {
     const dir = join(work, "llama-fp8");
@@ -62,8 +66,11 @@ describe("--tensor-parallel-size 2 on the cpu backend", () => {
     expect(() => makeEngine({ model: dir, tensorParallelSize: 2 })).toThrow("checkpoints with --tensor-parallel-size > 1 are not supported yet");
   });
 
-  test("a model whose KV heads the ranks do not divide is refused at start-up, naming the field", () => {
-    expect(() => makeEngine({ model: "test/fixtures/mistral", tensorParallelSize: 2 })).toThrow(
-      "--tensor-parallel-size 2 does not divide num_key_value_heads (1) in config.json");
+  test("heads, MLP width or KV heads the ranks do not fit are refused at start-up, naming the field", () => {
+    expect(() => makeEngine({ model: "test/fixtures/llama", tensorParallelSize: 3 })).toThrow(
+      "--tensor-parallel-size 3 does not divide num_attention_heads (4) in config.json");
+    const cfg = { numHeads: 6, numKvHeads: 4, intermediateSize: 12 } as ModelConfig;
+    expect(() => checkShardable(cfg, 3)).toThrow("--tensor-parallel-size 3 neither divides nor is a multiple of num_key_value_heads (4)");
+    expect(() => checkShardable({ ...cfg, numKvHeads: 1 }, 3)).not.toThrow();
   });
 });

@@ -7,7 +7,7 @@ import { DType, dtypeBytes } from "../native/types.ts";
 import type { ModelConfig } from "./config.ts";
 import { ropeCosSinTable } from "./rope.ts";
 import { type LinearMode, runLinear } from "./linear.ts";
-import type { LayerWeights, ModelWeights } from "./weights.ts";
+import { kvHeadsPerRank, type LayerWeights, type ModelWeights } from "./weights.ts";
 
 /** The paged KV cache: per layer, K and V of [numBlocks, KVH, blockSize, D] in the activation dtype or e4m3. */
 export interface KvCache {
@@ -81,7 +81,7 @@ export class LlamaModel {
     opts: { w8a8?: boolean } = {},
   ) {
     this.nh = cfg.numHeads / be.tp;
-    this.nkv = cfg.numKvHeads / be.tp;
+    this.nkv = kvHeadsPerRank(cfg.numKvHeads, be.tp);
     this.inter = cfg.intermediateSize / be.tp;
     this.act = be.activationDtype(w.dtype);
     this.linear = { act: this.act, w8a8: hasFp8Linears(w) && (opts.w8a8 ?? be.fastW8a8) };
@@ -196,11 +196,11 @@ export class LlamaModel {
 
 /** Bytes one KV block takes on one rank, over all layers. */
 export function kvBlockBytes(cfg: ModelConfig, blockSize: number, tp: number, dtype: DType): number {
-  return 2 * cfg.numLayers * (cfg.numKvHeads / tp) * blockSize * cfg.headDim * dtypeBytes(dtype);
+  return 2 * cfg.numLayers * kvHeadsPerRank(cfg.numKvHeads, tp) * blockSize * cfg.headDim * dtypeBytes(dtype);
 }
 
 export function allocKvCache(be: Backend, cfg: ModelConfig, numBlocks: number, blockSize: number, dtype: DType): KvCache {
-  const perLayer = numBlocks * (cfg.numKvHeads / be.tp) * blockSize * cfg.headDim * dtypeBytes(dtype);
+  const perLayer = numBlocks * kvHeadsPerRank(cfg.numKvHeads, be.tp) * blockSize * cfg.headDim * dtypeBytes(dtype);
   const k: Buf[] = [], v: Buf[] = [];
   for (let i = 0; i < cfg.numLayers; i++) {
     k.push(be.alloc(perLayer));

@@ -61,10 +61,10 @@ function fp8FromCheckpoint(be: Backend, ld: Loader, parts: Part[], n: number): {
   let row = 0;
   for (const p of parts) {
     const name = `${p.name}_scale`, t = ld.tensor(name);
-    const rows = p.shardDim === 0 ? p.rows / be.tp : p.rows; // output rows of this part on this rank
+    const rows = p.shardDim === 0 ? p.rows / (p.shards ?? be.tp) : p.rows; // output rows of this part on this rank
     const dst = be.view(scale, row * 4, rows * 4);
     const numel = t.shape.reduce((a, b) => a * b, 1);
-    if (numel === p.rows) ld.loadPart(dst, { name, rows: p.rows, cols: 1, shardDim: p.shardDim === 0 ? 0 : -1 }, DType.f32);
+    if (numel === p.rows) ld.loadPart(dst, { name, rows: p.rows, cols: 1, shardDim: p.shardDim === 0 ? 0 : -1, shards: p.shards }, DType.f32);
     else if (numel === 1) be.copyFromHost(dst, 0, new Float32Array(rows).fill(ld.scalar(name)));
     else throw new ModelDirError(t.file, `tensor '${name}' has ${numel} values; expected ${p.rows} (per channel) or 1 (per tensor)`);
     row += rows;

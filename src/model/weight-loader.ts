@@ -11,12 +11,16 @@ export type LoadProgress = (doneBytes: number, totalBytes: number) => void;
 
 export const stDtype: Record<StDtype, DType> = { F32: DType.f32, F16: DType.f16, BF16: DType.bf16, F8_E4M3: DType.fp8E4m3, I32: DType.i32 };
 
-/** One tensor's share of a buffer: rows cut across ranks along shardDim (-1: whole on every rank). */
+/**
+ * One tensor's share of a buffer: cut along shardDim (-1: whole on every rank) into `shards`
+ * pieces (default tp; fewer: consecutive ranks share a piece, as KV heads fewer than the ranks).
+ */
 export interface Part {
   name: string;
   rows: number;
   cols: number;
   shardDim: -1 | 0 | 1;
+  shards?: number;
 }
 
 export class Loader {
@@ -50,7 +54,7 @@ export class Loader {
 
   /** Elements of a part on this rank. */
   perRank(p: Part): number {
-    return p.shardDim === -1 ? p.rows * p.cols : (p.rows * p.cols) / this.be.tp;
+    return p.shardDim === -1 ? p.rows * p.cols : (p.rows * p.cols) / (p.shards ?? this.be.tp);
   }
 
   /** The parts one after another in one buffer of `dtype` (each cut across ranks as it says). */
@@ -67,7 +71,7 @@ export class Loader {
 
   loadPart(dst: Buf, p: Part, dtype: DType): void {
     const t = this.tensor(p.name);
-    this.be.loadWeight(dst, dtype, t.file, t.dataOffset, stDtype[t.dtype], p.rows, p.cols, p.shardDim);
+    this.be.loadWeight(dst, dtype, t.file, t.dataOffset, stDtype[t.dtype], p.rows, p.cols, p.shardDim, p.shards ?? this.be.tp);
     this.counted(t);
   }
 

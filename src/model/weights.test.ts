@@ -47,7 +47,8 @@ test("q, k and v of a layer are one [(H + 2*KVH)*D, hidden] matrix, in that orde
 
 test("a tensor-parallel size that does not divide the heads or the MLP is refused, naming the field", () => {
   const cfg = loadModelDir(FIXTURE).config; // 4 heads, 2 kv heads, intermediate 176
-  expect(() => checkShardable(cfg, 4)).toThrow("--tensor-parallel-size 4 does not divide num_key_value_heads (2) in config.json");
   expect(() => checkShardable(cfg, 3)).toThrow("does not divide num_attention_heads (4)");
+  expect(() => checkShardable({ ...cfg, intermediateSize: 178 }, 4)).toThrow("does not divide intermediate_size (178)");
   expect(() => checkShardable(cfg, 2)).not.toThrow();
+  expect(() => checkShardable(cfg, 4)).not.toThrow(); // fewer KV heads than ranks: each rank keeps one
 });

@@ -18,7 +18,7 @@ export type { LoadProgress } from "./weight-loader.ts";
 
 export interface LayerWeights {
   inputNorm: Buf; // [hidden]
-  qkv: Linear; // [(H + 2*KVH)*D / tp, hidden]: q rows, then k rows, then v rows (bias likewise)
+  qkv: Linear; // [(H/tp + 2*kvHeadsPerRank)*D, hidden]: q rows, then k rows, then v rows (bias likewise)
   o: Linear; // [hidden, H*D / tp]
   postNorm: Buf; // [hidden]
   gateUp: Linear; // [2 * I / tp, hidden]: gate rows, then up rows
@@ -82,16 +82,20 @@ export function loadWeights(
   const tp = be.tp, dt = weightDtype(cfg), act = be.activationDtype(dt), atLoad = quantizeAtLoad(opts.quantization ?? null, cfg.quantization);
   const { hiddenSize: h, numHeads: nh, numKvHeads: nkv, headDim: d, intermediateSize: inter } = cfg;
   checkShardable(cfg, tp);
+  const kvShards = Math.min(nkv, tp); // fewer KV heads than ranks: each rank keeps a copy of its group's head
   let total = 0;
   for (const t of tensors.values()) total += t.shape.reduce((a, b) => a * b, 1) * dtypeBytes(stDtype[t.dtype]);
   const ld = new Loader(be, tensors, dt, onProgress, total);
   const vec = (name: string, n: number) => ld.load([{ name, rows: 1, cols: n, shardDim: -1 }]);
-  /** A linear layer: its weight parts stacked by rows (column-parallel, shardDim 0) or one row-parallel part (shardDim 1). */
-  const linear = (parts: [name: string, rows: number][], cols: number, shardDim: 0 | 1, biasOf?: (name: string) => string): Linear => {
-    const rows = parts.reduce((s, [, r]) => s + r, 0);
-    const [n, k] = shardDim === 0 ? [rows / tp, cols] : [rows, cols / tp];
-    const biasParts = biasOf ? parts.map(([name, r]): Part => ({ name: biasOf(name), rows: 1, cols: r, shardDim: 1 })) : [];
-    const weightParts = parts.map(([name, r]): Part => ({ name, rows: r, cols, shardDim }));
+  /**
+   * A linear layer: its weight parts stacked by rows (column-parallel, shardDim 0, each part cut
+   * into `shards` pieces, tp by default) or one row-parallel part (shardDim 1).
+   */
+  const linear = (parts: [name: string, rows: number, shards?: number][], cols: number, shardDim: 0 | 1, biasOf?: (name: string) => string): Linear => {
+    const n = shardDim === 0 ? parts.reduce((s, [, r, shards]) => s + r / (shards ?? tp), 0) : parts[0]![1];
+    const k = shardDim === 0 ? cols : cols / tp;
+    const biasParts = biasOf ? parts.map(([name, r, shards]): Part => ({ name: biasOf(name), rows: 1, cols: r, shardDim: 1, shards })) : [];
+    const weightParts = parts.map(([name, r, shards]): Part => ({ name, rows: r, cols, shardDim, shards }));
     const quantized = loadQuantizedLinear(be, ld, cfg.quantization, weightParts, n, cols);
     if (quantized) return { ...quantized, n, k, bias: biasParts.length ? ld.load(biasParts, act) : 0 };
     const w = ld.load(weightParts);
@@ -109,7 +113,7 @@ export function loadWeights(
     const attn = (m: string) => `${p}.self_attn.${m}.weight`;
     layers.push({
       inputNorm: vec(`${p}.input_layernorm.weight`, h),
-      qkv: linear([[attn("q_proj"), nh * d], [attn("k_proj"), nkv * d], [attn("v_proj"), nkv * d]], h, 0,
+      qkv: linear([[attn("q_proj"), nh * d], [attn("k_proj"), nkv * d, kvShards], [attn("v_proj"), nkv * d, kvShards]], h, 0,
         cfg.qkvBias ? (name) => name.replace(/weight$/, "bias") : undefined),
       o: linear([[attn("o_proj"), h]], nh * d, 1),
       postNorm: vec(`${p}.post_attention_layernorm.weight`, h),
@@ -134,12 +138,24 @@ function kvScale(ld: Loader, name: string): number {
   return v;
 }
 
-/** Tensor parallelism cuts heads and the MLP's width evenly across ranks, or not at all. */
+/**
+ * Tensor parallelism cuts the query heads and the MLP's width evenly across ranks; the KV heads
+ * too, or, when there are fewer of them than ranks, each rank keeps the one its query heads read
+ * (so the ranks must be a multiple of the KV heads).
+ */
 export function checkShardable(cfg: ModelConfig, tp: number): void {
-  const sizes = { num_attention_heads: cfg.numHeads, num_key_value_heads: cfg.numKvHeads, intermediate_size: cfg.intermediateSize };
+  const sizes = { num_attention_heads: cfg.numHeads, intermediate_size: cfg.intermediateSize };
   for (const [field, n] of Object.entries(sizes)) {
     if (n % tp !== 0) throw new Error(`--tensor-parallel-size ${tp} does not divide ${field} (${n}) in config.json`);
   }
+  const kv = cfg.numKvHeads;
+  if (kv % tp !== 0 && tp % kv !== 0)
+    throw new Error(`--tensor-parallel-size ${tp} neither divides nor is a multiple of num_key_value_heads (${kv}) in config.json`);
+}
+
+/** KV heads on each rank: their share, or the one head a rank keeps when there are fewer than ranks. */
+export function kvHeadsPerRank(numKvHeads: number, tp: number): number {
+  return numKvHeads >= tp ? numKvHeads / tp : 1;
 }
 
 export function freeWeights(be: Backend, w: ModelWeights): void {

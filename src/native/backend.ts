@@ -7,7 +7,7 @@ import {
 } from "./types.ts";
 
 /** The VD_ABI_VERSION of the include/vllmd.h this code was written against. */
-export const EXPECTED_ABI_VERSION = 12;
+export const EXPECTED_ABI_VERSION = 13;
 
 export interface OpenBackendOptions {
   firstDevice?: number;
@@ -181,10 +181,10 @@ class NativeBackend implements Backend {
 
   loadWeight(
     dst: Buf, dstDtype: DType, path: string, fileOffset: number, fileDtype: DType, rows: number, cols: number,
-    shardDim: -1 | 0 | 1,
+    shardDim: -1 | 0 | 1, nShards = this.tp,
   ): void {
     const cPath = Buffer.from(`${path}\0`);
-    const status = this.lib.symbols.vd_load_weight(this.ctx, dst, dstDtype, cPath, fileOffset, fileDtype, rows, cols, shardDim);
+    const status = this.lib.symbols.vd_load_weight(this.ctx, dst, dstDtype, cPath, fileOffset, fileDtype, rows, cols, shardDim, nShards);
     this.check("vd_load_weight", status);
   }
 

@@ -46,7 +46,7 @@ export const vllmdSymbols = {
 
   // ---- weights
   // ctx, dst, dst_dtype, path, file_offset, file_dtype, rows, cols, shard_dim
-  vd_load_weight: { args: [u64, u64, i32, ptr, u64, i32, i64, i64, i32], returns: i32 },
+  vd_load_weight: { args: [u64, u64, i32, ptr, u64, i32, i64, i64, i32, i32], returns: i32 },
 
   // ---- model ops
   // ctx, out, table, token_ids, n_tokens, hidden, vocab, act_dtype, w_dtype

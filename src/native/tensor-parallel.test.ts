@@ -53,11 +53,26 @@ for (const tp of [2, 4]) {
       }
     });
 
+    test("fewer shards than ranks: consecutive ranks share a piece (KV heads fewer than the ranks)", () => {
+      const [rows, cols] = [4, 3];
+      const t = Float32Array.from({ length: rows * cols }, (_, i) => i * i);
+      const file = join(work, `kv${tp}.bin`);
+      writeFileSync(file, Buffer.from(t.buffer));
+      const shards = tp / 2, per = (rows / shards) * cols, dst = be.alloc(per * 4);
+      be.loadWeight(dst, DType.f32, file, 0, DType.f32, rows, cols, 0, shards);
+      be.allReduce(dst, per, DType.f32);
+      // rank r holds piece r * shards / tp, so each piece is held by 2 ranks
+      const want = Float32Array.from({ length: per }, (_, i) => 2 * Array.from({ length: shards }, (_, s) => t[s * per + i]!).reduce((a, b) => a + b, 0));
+      expect(downloadF32(be, dst, per)).toEqual(want);
+      be.free(dst);
+    });
+
     test("a dimension the ranks do not divide is refused, naming it", () => {
       const file = join(work, `odd${tp}.bin`);
       writeFileSync(file, Buffer.alloc(4 * 6 * 5));
       const dst = be.alloc(4 * 6 * 5);
-      expect(() => be.loadWeight(dst, DType.f32, file, 0, DType.f32, 6, 5, 1)).toThrow(/cols 5 of .* is not divisible by tp/);
+      expect(() => be.loadWeight(dst, DType.f32, file, 0, DType.f32, 6, 5, 1)).toThrow(/cols 5 of .* is not divisible into \d shards/);
+      expect(() => be.loadWeight(dst, DType.f32, file, 0, DType.f32, 6, 5, 0, 3)).toThrow(`n_shards 3 must divide tp ${tp}`);
       be.free(dst);
     });
   });

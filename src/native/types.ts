@@ -173,6 +173,8 @@ export interface Backend {
     rows: number,
     cols: number,
     shardDim: -1 | 0 | 1,
+    /** Pieces the shard dimension is cut into (default tp); fewer than tp: consecutive ranks share one (vd_load_weight). */
+    nShards?: number,
   ): void;
 
   embedding(out: Buf, table: Buf, tokenIds: Buf, nTokens: number, hidden: number, vocab: number, act: DType, w: DType): void;

@@ -147,4 +147,14 @@ describe("readParts", () => {
     expect(problems.some((p) => p.startsWith("prefill:") && p.includes("not JSON"))).toBe(true);
     expect(problems.some((p) => p.startsWith("floors: no "))).toBe(true);
   });
+
+  test("from several directories, the first that has a part gives it", () => {
+    const [a, b] = [mkdtempSync(join(tmpdir(), "figures-a-")), mkdtempSync(join(tmpdir(), "figures-b-"))];
+    writeFileSync(join(a, "decode.json"), JSON.stringify({ decode_tok_s: 1 }));
+    writeFileSync(join(b, "decode.json"), JSON.stringify({ decode_tok_s: 2 }));
+    writeFileSync(join(b, "prefill.json"), JSON.stringify({ tokens_per_s: 3 }));
+    const { parts, problems } = readParts(a, b);
+    expect([parts.decode?.decode_tok_s, parts.prefill?.tokens_per_s]).toEqual([1, 3]);
+    expect(problems.some((p) => p.startsWith("prefill:"))).toBe(false);
+  });
 });

@@ -173,11 +173,14 @@ export function formatTable(f: ReturnType<typeof computeFigures>): string {
   return lines.join("\n");
 }
 
-/** Reads DIR/<part>.json for every part; a missing or unreadable file leaves the part out. */
-export function readParts(dir: string): { parts: Parts; problems: string[] } {
+/**
+ * Reads <dir>/<part>.json for every part, from the first of `dirs` that has it (two GPU calls of
+ * one session may each run some parts); a missing or unreadable file leaves the part out.
+ */
+export function readParts(...dirs: string[]): { parts: Parts; problems: string[] } {
   const parts: Parts = {}, problems: string[] = [];
   for (const name of PARTS) {
-    const file = join(dir, `${name}.json`);
+    const file = dirs.map((d) => join(d, `${name}.json`)).find((f) => existsSync(f)) ?? join(dirs[0] ?? ".", `${name}.json`);
     if (!existsSync(file)) {
       problems.push(`${name}: no ${file}`);
       continue;
@@ -195,12 +198,12 @@ function main(): void {
   const { values: a } = parseArgs({
     args: Bun.argv.slice(2), strict: true,
     options: {
-      dir: { type: "string" }, out: { type: "string", multiple: true }, gpu: { type: "string" },
+      dir: { type: "string", multiple: true }, out: { type: "string", multiple: true }, gpu: { type: "string" },
       commit: { type: "string" }, date: { type: "string" }, note: { type: "string", multiple: true },
     },
   });
-  if (!a.dir) throw new Error("usage: bun bench/figures.ts --dir LOGS --out FILE [--gpu NAME] [--commit C] [--date D] [--note TEXT]");
-  const { parts, problems } = readParts(a.dir);
+  if (!a.dir?.length) throw new Error("usage: bun bench/figures.ts --dir LOGS [--dir MORE_LOGS] --out FILE [--gpu NAME] [--commit C] [--date D] [--note TEXT]");
+  const { parts, problems } = readParts(...a.dir);
   const f = computeFigures(parts);
   const met = Object.fromEntries(Object.keys(TARGETS).map((k) => [k, meetsTarget(k as FigureName, f.values[k as FigureName])]));
   const result = {

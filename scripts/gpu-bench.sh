@@ -35,6 +35,8 @@
 #   GPU_BENCH_HF_DURING_BUILD=1        run the transformers baselines while nvcc compiles (saves ~2 min;
 #                                      the note in the JSON says so: nvcc takes a few of the 16 cores)
 #   GPU_BENCH_MIXED_TOKENS=8192        the engine's max_num_batched_tokens in the mixed run (default: the engine's)
+#   GPU_BENCH_EARLIER_LOGS="DIR ..."   part JSONs of an earlier call (its bench-logs archive, unpacked
+#                                      and carried in .gpu/), for the parts this call does not run
 #   GPU_BENCH_SMOKE=1                  a dry run of this script on a dev machine: the cpu backend, the tiny
 #                                      test/fixtures/llama, small sizes, no builds, nothing written to bench/results
 set -u
@@ -275,6 +277,7 @@ want mixed && run_mixed mixed "$(($(left) - 15))"
 
 RESULT="$CARD-$DATE.json"
 FIG_ARGS=(--dir "$LOGS" --out "$LOGS/results/$RESULT" --gpu "$GPU_NAME" --commit "$COMMIT" --date "$DATE")
+for d in ${GPU_BENCH_EARLIER_LOGS:-}; do FIG_ARGS+=(--dir "$d"); done # parts an earlier call ran
 [ "$SMOKE" = 1 ] || FIG_ARGS+=(--out "bench/results/$RESULT")
 for n in ${NOTES[@]+"${NOTES[@]}"}; do FIG_ARGS+=(--note "$n"); done
 timeout 60 "$BUN" bench/figures.ts "${FIG_ARGS[@]}" > "$LOGS/figures.log" 2>&1 || { FAILED=1; echo "bench/figures.ts failed:"; }

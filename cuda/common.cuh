@@ -39,6 +39,7 @@ struct Context {
   void *dequant_workspace = nullptr;  // vd_gemm_fp8's dequantized weights for large batches (likewise)
   uint64_t dequant_workspace_bytes = 0;
   LtState *lt = nullptr;              // made on the first W8A8 product (cuda/w8a8.cu)
+  void *nccl_comm = nullptr;          // ncclComm_t of the context's ranks, made on the first all-reduce (ops.cu)
   void *w8a8_workspace = nullptr;     // W8A8's quantized activations (grown on demand, never in capture)
   uint64_t w8a8_workspace_bytes = 0;
 };

@@ -12,6 +12,7 @@
 #include "common.cuh"
 #include "cublas_api.h"
 #include "fp8_gemm.cuh"
+#include "nccl_api.h"
 #include "registry.cuh"
 
 namespace vd {
@@ -154,6 +155,9 @@ int32_t release_context(ContextEntry &e) {
   if (c.dequant_workspace) keep(check_cuda(cudaFree(c.dequant_workspace), fn, "cudaFree(dequantization workspace)"));
   if (c.w8a8_workspace) keep(check_cuda(cudaFree(c.w8a8_workspace), fn, "cudaFree(W8A8 workspace)"));
   destroy_w8a8(c);
+  // A communicator exists only if NCCL was loaded, so nccl() is not null here.
+  if (c.nccl_comm && nccl(nullptr)->comm_destroy(static_cast<ncclComm_t>(c.nccl_comm)) != ncclSuccess && st == VD_OK)
+    st = fail(VD_ERR_DEVICE, "%s: ncclCommDestroy failed", fn);
   if (c.cublas_workspace) keep(check_cuda(cudaFree(c.cublas_workspace), fn, "cudaFree(cublas workspace)"));
   // A handle exists only if cuBLAS was loaded, so cublas() is not null here.
   if (c.cublas && cublas(nullptr)->destroy(static_cast<cublasHandle_t>(c.cublas)) != CUBLAS_STATUS_SUCCESS && st == VD_OK)

@@ -6,15 +6,15 @@
 
 #include <cuda_runtime.h> // CUDART_VERSION
 #include <dlfcn.h>
+#include <initializer_list>
 #include <mutex>
 #include <string>
 
 namespace vd {
 
-// dlopen of lib<stem>.so.<CUDA major>, else lib<stem>.so; null with *why listing what was tried.
-inline void *open_cuda_library(const std::string &stem, std::string *why) {
-  const std::string versioned = "lib" + stem + ".so." + std::to_string(CUDART_VERSION / 1000);
-  for (const std::string &name : {versioned, "lib" + stem + ".so"}) {
+// dlopen of the first of `names` that opens; null with *why listing what was tried.
+inline void *open_library(std::initializer_list<std::string> names, std::string *why) {
+  for (const std::string &name : names) {
     if (void *lib = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL)) {
       why->clear();
       return lib;
@@ -23,6 +23,11 @@ inline void *open_cuda_library(const std::string &stem, std::string *why) {
     *why += (why->empty() ? "" : "; ") + name + ": " + (e ? e : "not found");
   }
   return nullptr;
+}
+
+// lib<stem>.so.<CUDA major vllmd was compiled with>, else lib<stem>.so (cuBLAS, cuBLASLt).
+inline void *open_cuda_library(const std::string &stem, std::string *why) {
+  return open_library({"lib" + stem + ".so." + std::to_string(CUDART_VERSION / 1000), "lib" + stem + ".so"}, why);
 }
 
 // *slot = the symbol `name` of lib; false with *why naming it when the library lacks it.

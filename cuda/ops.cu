@@ -6,6 +6,7 @@
 // one gives a NaN row (or a skipped token) and a fault that the next vd_sync / vd_event_sync /
 // vd_copy_to_host reports.
 #include "common.cuh"
+#include "nccl_api.h"
 #include "launch.cuh"
 #include "ops_vec.cuh"
 
@@ -244,6 +245,24 @@ VD_API int32_t vd_cast(uint64_t ctx, uint64_t out, uint64_t x, int64_t n, int32_
 }
 
 // One rank: the sum over ranks is the buffer itself. Still checks its arguments.
+// The context's communicator, made on the first all-reduce (outside capture: it allocates), with
+// NVLink multicast off unless the environment says otherwise (the shared GPU machines need it off).
+static int32_t nccl_comm(Context *c, const Nccl &api, ncclComm_t *out, const char *fn) {
+  if (!c->nccl_comm) {
+    if (c->capturing) return fail(VD_ERR_INVALID_ARGUMENT, "%s: the first all-reduce of a context may not be captured into a graph", fn);
+    setenv("NCCL_NVLS_ENABLE", "0", 0);
+    ncclComm_t comm = nullptr;
+    const int device = c->device;
+    const ncclResult_t r = api.comm_init_all(&comm, 1, &device);
+    if (r != ncclSuccess) return fail(VD_ERR_DEVICE, "%s: ncclCommInitAll failed: %s", fn, api.error_string(r));
+    c->nccl_comm = comm;
+  }
+  *out = static_cast<ncclComm_t>(c->nccl_comm);
+  return VD_OK;
+}
+
+// With one rank the sum is the buffer itself; where NCCL loads, it still goes through a
+// communicator of one, so the path tensor parallelism takes is the one a one-GPU machine tests.
 VD_API int32_t vd_all_reduce(uint64_t ctx, uint64_t buf, int64_t n, int32_t act_dtype) {
   clear_error();
   const char *fn = "vd_all_reduce";
@@ -251,6 +270,13 @@ VD_API int32_t vd_all_reduce(uint64_t ctx, uint64_t buf, int64_t n, int32_t act_
   if (st == VD_OK) st = check_nonneg(fn, "n", n);
   if (st != VD_OK) return st;
   Span sb;
-  if (!context(ctx, fn) || !lookup_array(ctx, buf, "vd_all_reduce(buf)", n, act_dtype, &sb)) return VD_ERR_INVALID_ARGUMENT;
-  return VD_OK;
+  Context *c = context(ctx, fn);
+  if (!c || !lookup_array(ctx, buf, "vd_all_reduce(buf)", n, act_dtype, &sb)) return VD_ERR_INVALID_ARGUMENT;
+  const Nccl *api = nccl(nullptr);
+  if (n == 0 || !api) return VD_OK;
+  ncclComm_t comm = nullptr;
+  if ((st = nccl_comm(c, *api, &comm, fn)) != VD_OK) return st;
+  const ncclDataType_t type = act_dtype == VD_F32 ? ncclFloat32 : act_dtype == VD_F16 ? ncclFloat16 : ncclBfloat16;
+  const ncclResult_t r = api->all_reduce(sb.data, sb.data, size_t(n), type, ncclSum, comm, c->stream);
+  return r == ncclSuccess ? VD_OK : fail(VD_ERR_DEVICE, "%s: ncclAllReduce failed: %s", fn, api->error_string(r));
 }

@@ -5,7 +5,7 @@
 import { expect, test } from "bun:test";
 import { cosSinTable, randomF32, seededRandom } from "../../src/native/testing.ts";
 import { type Backend, DType, dtypeBytes } from "../../src/native/types.ts";
-import { ACT_DTYPES, type Bufs, backends, dtypeName, expectClose, expectSameBytes, gpuSuite, roundTo, run, tolerance } from "./harness.ts";
+import { ACT_DTYPES, type Bufs, backends, DEVICE, dtypeName, expectClose, expectSameBytes, gpuSuite, roundTo, run, tolerance } from "./harness.ts";
 
 const { f32, f16, bf16 } = DType;
 const WEIGHT_DTYPES = [f32, bf16, f16];
@@ -167,6 +167,26 @@ gpuSuite("ops parity", () => {
       });
       expectSameBytes(new Uint8Array(got.buffer), new Uint8Array(x.buffer), 4, "all_reduce");
     });
+
+  // cuda sends it through a communicator of one rank (NCCL), the path tensor parallelism takes:
+  // inside a captured graph too, replayed twice (on the cpu backend graphs are unsupported).
+  test("all_reduce over one rank inside a captured graph (bf16)", () => {
+    if (DEVICE !== "cuda") return;
+    const x = roundTo(randomF32(8192, seededRandom(4)), bf16);
+    const got = run(backends().dev, (b) => {
+      const xb = b.put(x, bf16);
+      b.be.allReduce(xb, x.length, bf16); // the first one makes the communicator, outside capture
+      b.be.graphBegin();
+      b.be.allReduce(xb, x.length, bf16);
+      const g = b.be.graphEnd();
+      b.be.graphLaunch(g);
+      b.be.graphLaunch(g);
+      b.be.sync();
+      b.be.graphDestroy(g);
+      return b.get(xb, x.length, bf16);
+    });
+    expectSameBytes(new Uint8Array(got.buffer), new Uint8Array(x.buffer), 4, "all_reduce in a graph");
+  });
 
   for (const inDt of WEIGHT_DTYPES)
     for (const outDt of WEIGHT_DTYPES)

@@ -60,6 +60,21 @@ describe("--tensor-parallel-size on the cpu backend", () => {
     expect(err).toBeLessThan(0.05);
   });
 
+  test("the cpu's ranks share its KV budget: per-rank blocks of half the heads, the same count as tp 1", () => {
+    const blocks = (tp: number) => {
+      const e = makeEngine({ model: "test/fixtures/llama", tensorParallelSize: tp, cpuKvCacheBytes: 2 ** 20, maxModelLen: 64 });
+      try {
+        return e.info.numBlocks;
+      } finally {
+        e.dispose();
+      }
+    };
+    const one = blocks(1);
+    expect(one).toBeLessThan(256 * 4); // set by the budget, not by the scheduler's cap
+    expect(blocks(2)).toBe(one); // 2 KV heads: one per rank, half the bytes per block, half the budget each
+    expect(blocks(4)).toBe(one / 2); // one KV head per rank kept by two ranks each: a quarter of the budget each
+  });
+
   test("integer checkpoints are refused with tp > 1 for now (their shards are not written yet)", () => {
     const dir = join(work, "llama-gptq");
     writeGptqCheckpoint("test/fixtures/llama", dir, { bits: 4, groupSize: 32, sym: true });

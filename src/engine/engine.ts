@@ -265,7 +265,8 @@ function sizeKvCache(be: Backend, cfg: EngineConfig, dir: ModelDir, blocksPerSeq
   let n = cfg.numBlocksOverride;
   if (n === undefined) {
     const mem = be.memInfo();
-    const budget = be.name === "cpu" ? Math.min(cfg.cpuKvCacheBytes, mem.free * 0.5)
+    // The cpu's ranks share one memory (and one --cpu-kv-cache budget); a GPU's is its own.
+    const budget = be.name === "cpu" ? Math.min(cfg.cpuKvCacheBytes, mem.free * 0.5) / be.tp
       : mem.total * cfg.gpuMemoryUtilization - (mem.total - mem.free);
     n = Math.min(Math.floor(budget / blockBytes), cfg.maxNumSeqs * blocksPerSeq);
   }

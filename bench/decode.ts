@@ -7,7 +7,7 @@
 import { parseArgs } from "node:util";
 import { parseEngineConfig } from "../src/config.ts";
 import { Engine } from "../src/engine/engine.ts";
-import { defaultSamplingParams } from "../src/engine/request.ts";
+import { timeDecode } from "./decode-run.ts";
 import { median } from "./figures.ts";
 
 const { values: a } = parseArgs({ args: Bun.argv.slice(2), options: {
@@ -20,17 +20,7 @@ const engine = Engine.create(parseEngineConfig({
 }));
 const loadS = (performance.now() - t0) / 1000;
 const n = Number(a.tokens ?? 256), prompt = Array.from({ length: Number(a["prompt-len"] ?? 128) }, (_, i) => 100 + i);
-const run = (id: string, maxTokens: number) => {
-  engine.addRequest(id, prompt, defaultSamplingParams({ maxTokens, temperature: 0, ignoreEos: true }));
-  let first = 0, got = 0;
-  const s = performance.now();
-  while (engine.hasUnfinished) for (const o of engine.step()) {
-    got += o.newTokenIds.length;
-    if (!first && got) first = performance.now();
-  }
-  const end = performance.now();
-  return { ttft_ms: first - s, decode_tok_s: (got - 1) / ((end - first) / 1000), e2e_tok_s: got / ((end - s) / 1000), tokens: got };
-};
+const run = (id: string, maxTokens: number) => timeDecode(engine, id, prompt, maxTokens);
 run("warm", 8);
 const runs = Array.from({ length: Number(a.runs ?? 3) }, (_, i) => run(`timed${i}`, n));
 const device = engine.info.device, asyncScheduling = engine.info.asyncScheduling;

@@ -99,6 +99,10 @@ describe("computeFigures", () => {
       "decode-step": { step_ms_median: 1200, kv_tokens_mean: 256 * 512 },
       prefill: { flops_per_s: 500e12, tokens_per_s: 40000 },
       "prefill-fp8": { tokens_per_s: 64000, w8a8: true },
+      "tp-scaling": { results: [
+        { tp: 1, decode_tok_s: 200, all_reduce: [{ bytes: 8192, us: 1 }] },
+        { tp: 2, decode_tok_s: 340, all_reduce: [{ bytes: 8192, us: 6.5 }, { bytes: 65536, us: 9 }] },
+      ] },
       startup: { ready_s_median: 9.5 },
     });
     expect(f.values.decode_b1_tok_s).toBe(160);
@@ -115,6 +119,8 @@ describe("computeFigures", () => {
     expect(f.values.decode_b1_vs_compiled_torch).toBe(1.25);
     expect(f.values.mixed_fp8_vs_bf16).toBe(1.4);
     expect(f.values.prefill_fp8_vs_bf16).toBe(1.6);
+    expect(f.values.decode_b1_tp2_vs_tp1).toBe(1.7);
+    expect(f.values.all_reduce_8kib_us).toBe(6.5); // tp 2's, not tp 1's
     expect(meetsTarget("mixed_fp8_vs_bf16", 1.4)).toBe(true);
     expect(f.behind.decode_b1_floor_tok_s).toBeCloseTo(floors.copy.bytes_per_s / floors.matmul_weight_bytes, 9);
     expect(f.values.decode_b1_fraction_of_floor).toBeCloseTo(160 / (floors.copy.bytes_per_s / floors.matmul_weight_bytes), 9);

@@ -56,7 +56,7 @@ export function ratio(a: number | null | undefined, b: number | null | undefined
   return typeof a === "number" && typeof b === "number" && Number.isFinite(a) && b > 0 ? a / b : null;
 }
 
-export const PARTS = ["floors", "hf", "decode", "decode-fp8", "decode-int4", "torch-compiled", "decode-table", "mixed", "mixed-fp8", "decode-step", "prefill", "prefill-fp8", "startup"] as const;
+export const PARTS = ["floors", "hf", "decode", "decode-fp8", "decode-int4", "torch-compiled", "decode-table", "mixed", "mixed-fp8", "decode-step", "prefill", "prefill-fp8", "startup", "tp-scaling"] as const;
 export type PartName = (typeof PARTS)[number];
 // The parts are other programs' JSON: read defensively, field by field.
 type Json = Record<string, any>; // eslint-disable-line -- untyped JSON from other programs
@@ -80,10 +80,29 @@ export const TARGETS = {
   mixed_fp8_vs_bf16: { op: ">=", value: 1.3 },
   // prefill (8 x 2048 tokens) with FP8 weights, W8A8 where the backend has it, over bf16's, the same run
   prefill_fp8_vs_bf16: { op: ">=", value: 1.5 },
+  // issue 12: decode at batch 1 with the 8B cut over 2 GPUs, over 1 (bench/tp-scaling.ts)
+  decode_b1_tp2_vs_tp1: { op: ">=", value: 1.6 },
+  // issue 12: one all-reduce of 8 KiB (a decode step's message at batch 1) at the largest tp measured
+  all_reduce_8kib_us: { op: "<=", value: 8 },
 } as const;
 export type FigureName = keyof typeof TARGETS;
 
 const num = (x: unknown): number | null => (typeof x === "number" && Number.isFinite(x) ? x : null);
+
+/** The tp-scaling part's run at `tp`, if it has one. */
+function tpRun(p: Parts, tp: number): Json | undefined {
+  const runs = p["tp-scaling"]?.results;
+  return Array.isArray(runs) ? (runs as Json[]).find((r) => r.tp === tp) : undefined;
+}
+
+/** The 8 KiB all-reduce time at the largest tp above 1 that was measured (null without one). */
+function allReduce8k(p: Parts): number | null {
+  const runs = p["tp-scaling"]?.results;
+  if (!Array.isArray(runs)) return null;
+  const multi = (runs as Json[]).filter((r) => typeof r.tp === "number" && r.tp > 1).sort((x, y) => y.tp - x.tp)[0];
+  const at8k = Array.isArray(multi?.all_reduce) ? (multi!.all_reduce as Json[]).find((x) => x.bytes === 8192) : undefined;
+  return num(at8k?.us);
+}
 
 /** The five figures and the numbers behind each, from whichever parts are there. */
 export function computeFigures(p: Parts) {
@@ -104,6 +123,8 @@ export function computeFigures(p: Parts) {
     decode_b1_fraction_of_floor: ratio(num(dec?.decode_tok_s), ratio(copyBw, num(fl?.matmul_weight_bytes))),
     mixed_fp8_vs_bf16: ratio(num(p["mixed-fp8"]?.output_tok_s), num(mix?.output_tok_s)),
     prefill_fp8_vs_bf16: ratio(num(p["prefill-fp8"]?.tokens_per_s), num(pre?.tokens_per_s)),
+    decode_b1_tp2_vs_tp1: ratio(tpRun(p, 2)?.decode_tok_s, tpRun(p, 1)?.decode_tok_s),
+    all_reduce_8kib_us: allReduce8k(p),
   };
   const behind = {
     hf_b1_decode_tok_s: num(hf?.b1?.tok_s_decode),
@@ -135,6 +156,8 @@ export function computeFigures(p: Parts) {
     prefill_fp8_tok_s: num(p["prefill-fp8"]?.tokens_per_s),
     prefill_tok_s: num(pre?.tokens_per_s),
     prefill_fp8_w8a8: typeof p["prefill-fp8"]?.w8a8 === "boolean" ? p["prefill-fp8"].w8a8 : null,
+    decode_b1_tp1_tok_s: num(tpRun(p, 1)?.decode_tok_s),
+    decode_b1_tp2_tok_s: num(tpRun(p, 2)?.decode_tok_s),
   };
   return { values, behind };
 }
@@ -162,6 +185,8 @@ export function formatTable(f: ReturnType<typeof computeFigures>): string {
     ["decode_b1_int4_vs_bf16", `GPTQ 4-bit g128 ${fmt(b.decode_b1_int4_tok_s, 1)} vs bf16 ${fmt(v.decode_b1_tok_s, 1)} tok/s; ttft ${fmt(b.decode_b1_int4_ttft_ms, 1)} ms`],
     ["mixed_fp8_vs_bf16", `fp8 weights + e4m3 KV ${fmt(b.mixed_fp8_output_tok_s, 0)} vs bf16 ${fmt(b.engine_mixed_output_tok_s, 0)} out tok/s; ` +
       `KV blocks ${fmt(b.mixed_fp8_num_blocks, 0)} vs ${fmt(b.mixed_num_blocks, 0)}${b.mixed_fp8_complete === false || b.engine_mixed_complete === false ? " (a run PARTIAL)" : ""}`],
+    ["decode_b1_tp2_vs_tp1", `tp 2 ${fmt(b.decode_b1_tp2_tok_s, 1)} vs tp 1 ${fmt(b.decode_b1_tp1_tok_s, 1)} tok/s`],
+    ["all_reduce_8kib_us", "vd_all_reduce of 8 KiB at the largest tp measured (bench/tp-scaling.ts)"],
     ["prefill_fp8_vs_bf16", `fp8 ${fmt(b.prefill_fp8_tok_s, 0)} vs bf16 ${fmt(b.prefill_tok_s, 0)} tok/s (${b.prefill_fp8_w8a8 === null ? "W8A8 ?" : b.prefill_fp8_w8a8 ? "W8A8" : "weight-only"})`],
   ];
   const lines = [`${"figure".padEnd(30)} ${"value".padStart(9)} ${"target".padStart(8)}  met   against`];

@@ -17,6 +17,8 @@
 #                (issue 10's table: where each wins), kept in the results JSON's raw parts
 #   decode-step  bench/decode-step.ts: one decode step of 256 sequences at ~512 tokens of context
 #   prefill      bench/prefill.ts: 8 x 2048 tokens in one step
+#   tp-scaling   bench/tp-scaling.ts: decode_b1 and vd_all_reduce latency at each tp of GPU_BENCH_TPS
+#                (default 1; "1,2" etc. on a machine with more GPUs: issue 12's figures)
 #   prefill-fp8  the same with --quantization fp8 (W8A8 on FP8 tensor cores; issue 10: prefill_fp8_vs_bf16)
 #   startup      bench/startup.ts: `vllmd serve` to GET /health 200, weights in the page cache
 #   hf-b1        bench/baselines/hf_generate.py --b1: transformers' generate at batch 1
@@ -45,7 +47,7 @@ LOGS=${GPU_BENCH_LOGS:-.gpu/logs/bench} # with $OUT set, packed into $OUT/bench-
 mkdir -p "$LOGS"
 BUDGET_S=${GPU_BENCH_BUDGET_S:-520}
 START=$SECONDS
-ONLY=${GPU_BENCH_ONLY:-tests,parity,floors,decode,decode-fp8,decode-int4,torch-compiled,decode-table,decode-step,prefill,prefill-fp8,startup,hf-b1,hf-mixed,mixed-fp8,mixed}
+ONLY=${GPU_BENCH_ONLY:-tests,parity,floors,decode,decode-fp8,decode-int4,torch-compiled,decode-table,decode-step,prefill,prefill-fp8,tp-scaling,startup,hf-b1,hf-mixed,mixed-fp8,mixed}
 MODEL=${BENCH_MODEL_DIR:-/tmp/vllmd-bench-8b}
 WORK=${TMPDIR:-/tmp}/vllmd-bench
 mkdir -p "$WORK"
@@ -56,18 +58,19 @@ SMOKE=${GPU_BENCH_SMOKE:-0}
 DEVICE=cuda
 MIXED_LEN=2048
 # Per-part size flags: empty for the issue's sizes; tiny ones in a smoke run.
-DECODE_ARGS=() TABLE_ARGS=() DSTEP_ARGS=() PREFILL_ARGS=() WORKLOAD_ARGS=() PARITY_ARGS=() HF_SIZE_ARGS=(--mixed-requests 128 --batch-size 64)
+DECODE_ARGS=() TABLE_ARGS=() TP_ARGS=() DSTEP_ARGS=() PREFILL_ARGS=() WORKLOAD_ARGS=() PARITY_ARGS=() HF_SIZE_ARGS=(--mixed-requests 128 --batch-size 64)
 if [ "$SMOKE" = 1 ]; then
   DEVICE=cpu MODEL=test/fixtures/llama MIXED_LEN=128
   DECODE_ARGS=(--tokens 16 --prompt-len 8 --max-model-len 64)
   DSTEP_ARGS=(--seqs 16 --context 64 --steps 5 --warmup 2 --max-num-batched-tokens 256)
   TABLE_ARGS=(--batches 1,4,16 --context 32 --steps 2)
+  TP_ARGS=(--prompt-len 16 --tokens 8 --runs 1 --sizes 8192 --reps 3)
   PREFILL_ARGS=(--prompts 4 --prompt-len 64)
   WORKLOAD_ARGS=(--n 40 --prompt-min 8 --prompt-max 64 --output-min 4 --output-max 32 --token-min 4 --token-max 384)
   HF_SIZE_ARGS=(--mixed-requests 16 --batch-size 8 --prompt-len 8 --new-tokens 16)
   PARITY_ARGS=(--tokens 8 --prompt-lens 7,20,60 --max-model-len 128)
 fi
-for p in floors hf decode decode-fp8 decode-int4 torch-compiled decode-table mixed mixed-fp8 decode-step prefill prefill-fp8 startup parity parity-engine; do rm -f "$LOGS/$p.json"; done # stale parts must not count
+for p in floors hf decode decode-fp8 decode-int4 torch-compiled decode-table mixed mixed-fp8 decode-step prefill prefill-fp8 tp-scaling startup parity parity-engine; do rm -f "$LOGS/$p.json"; done # stale parts must not count
 
 ROWS=()  # "name|status|seconds"
 NOTES=() # lines for the result JSON
@@ -257,6 +260,7 @@ if want decode-table; then
 fi
 want decode-step && engine_part decode-step 180 "$BUN" bench/decode-step.ts --model "$MODEL" --device "$DEVICE" ${DSTEP_ARGS[@]+"${DSTEP_ARGS[@]}"}
 want prefill && engine_part prefill 120 "$BUN" bench/prefill.ts --model "$MODEL" --device "$DEVICE" ${PREFILL_ARGS[@]+"${PREFILL_ARGS[@]}"}
+want tp-scaling && engine_part tp-scaling 240 "$BUN" bench/tp-scaling.ts --model "$MODEL" --device "$DEVICE" --tps "${GPU_BENCH_TPS:-1}" ${TP_ARGS[@]+"${TP_ARGS[@]}"}
 want prefill-fp8 && engine_part prefill-fp8 120 "$BUN" bench/prefill.ts --model "$MODEL" --device "$DEVICE" --quantization fp8 ${PREFILL_ARGS[@]+"${PREFILL_ARGS[@]}"}
 want startup && engine_part startup 150 "$BUN" bench/startup.ts --model "$MODEL" --cmd "$VLLMD_CMD" --device "$DEVICE" --runs 2 --timeout 60
 run_hf

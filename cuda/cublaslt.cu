@@ -3,19 +3,13 @@
 #include "dynlib.h"
 
 const vd::CublasLt *vd::cublaslt(const char **why) {
-  return load_once<CublasLt>([] {
-    LoadedApi<CublasLt> l;
-    void *lib = open_cuda_library("cublasLt", &l.why);
-    if (!lib) return l;
-    auto bind = [&](const char *name, auto *slot) { return bind_symbol(lib, "cuBLASLt", name, slot, &l.why); };
-    CublasLt &a = l.api;
-    l.ok = bind("cublasLtCreate", &a.create) && bind("cublasLtDestroy", &a.destroy) &&
+  return load_api<CublasLt>(cuda_library_names("cublasLt"), "cuBLASLt", [](CublasLt &a, auto bind) {
+    return bind("cublasLtCreate", &a.create) && bind("cublasLtDestroy", &a.destroy) &&
            bind("cublasLtMatmulDescCreate", &a.desc_create) && bind("cublasLtMatmulDescDestroy", &a.desc_destroy) &&
            bind("cublasLtMatmulDescSetAttribute", &a.desc_set) && bind("cublasLtMatrixLayoutCreate", &a.layout_create) &&
            bind("cublasLtMatrixLayoutDestroy", &a.layout_destroy) && bind("cublasLtMatmulPreferenceCreate", &a.pref_create) &&
            bind("cublasLtMatmulPreferenceDestroy", &a.pref_destroy) &&
            bind("cublasLtMatmulPreferenceSetAttribute", &a.pref_set) &&
            bind("cublasLtMatmulAlgoGetHeuristic", &a.heuristic) && bind("cublasLtMatmul", &a.matmul);
-    return l;
   }, why);
 }

@@ -74,8 +74,7 @@ template <typename T> struct Fp8Rows {
       const uint32_t *px = reinterpret_cast<const uint32_t *>(&xv);
 #pragma unroll
       for (int i = 0; i < 4; i++) {
-        const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(__nv_fp8x2_storage_t(pc[half * 4 + i]), __NV_E4M3);
-        const float2 wf = __half22float2(*reinterpret_cast<const __half2 *>(&h)), xf = to_float2<T>(px[i]);
+        const float2 wf = e4m3x2_to_float2(pc[half * 4 + i]), xf = to_float2<T>(px[i]);
         s = fmaf(wf.x, xf.x, s);
         s = fmaf(wf.y, xf.y, s);
       }

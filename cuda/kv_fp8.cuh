@@ -12,8 +12,8 @@
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 #include <cstdint>
-#include <type_traits>
 
+#include "common.cuh" // dtype.cuh's e4m3x2_to_float2
 #include "mma.cuh"
 
 namespace vd {
@@ -30,13 +30,8 @@ __device__ __forceinline__ void st_shared16(uint32_t addr, uint4 v) {
 
 // Two codes (the low byte first) as two T values in one word (the first in the low half).
 template <typename T> __device__ __forceinline__ uint32_t widen2(uint32_t two) {
-  const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(__nv_fp8x2_storage_t(two & 0xffffu), __NV_E4M3);
-  if constexpr (std::is_same_v<T, __half>) {
-    return uint32_t(h.x) | (uint32_t(h.y) << 16);
-  } else {
-    const float2 f = __half22float2(__half2(h));
-    return mma::Mma<T>::pack(f.x, f.y); // exact: every e4m3 value is a bf16 value
-  }
+  const float2 f = e4m3x2_to_float2(uint16_t(two & 0xffffu));
+  return mma::Mma<T>::pack(f.x, f.y); // exact: every e4m3 value is an f16 and a bf16 value
 }
 
 // Byte offset of staged row j, 16-byte piece c (16 codes).

@@ -62,8 +62,7 @@ template <typename T> __global__ void dequantize8_kernel(T *dst, const uint2 *co
     uint32_t *po = reinterpret_cast<uint32_t *>(&out);
 #pragma unroll
     for (int j = 0; j < 4; j++) {
-      const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(__nv_fp8x2_storage_t(pc[j]), __NV_E4M3);
-      const float2 f = __half22float2(*reinterpret_cast<const __half2 *>(&h));
+      const float2 f = e4m3x2_to_float2(pc[j]);
       if constexpr (std::is_same<T, __half>::value) {
         const __half2 v = __floats2half2_rn(f.x * s, f.y * s);
         po[j] = *reinterpret_cast<const uint32_t *>(&v);

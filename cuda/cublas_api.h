@@ -8,6 +8,8 @@
 #include <cuda_runtime.h>  // cudaStream_t
 #include <library_types.h> // cudaDataType_t and its CUDA_R_* values come with the runtime headers
 
+#include "vllmd.h" // VD_F32, VD_F16
+
 struct cublasContext;
 typedef struct cublasContext *cublasHandle_t;
 
@@ -17,6 +19,11 @@ typedef enum { CUBLAS_COMPUTE_32F = 68 } cublasComputeType_t;
 typedef enum { CUBLAS_GEMM_DEFAULT = -1 } cublasGemmAlgo_t;
 
 namespace vd {
+
+// The cuBLAS element type of a vllmd float dtype (f32, f16, bf16).
+inline cudaDataType_t cuda_data_type(int32_t dtype) {
+  return dtype == VD_F32 ? CUDA_R_32F : dtype == VD_F16 ? CUDA_R_16F : CUDA_R_16BF;
+}
 
 struct Cublas {
   cublasStatus_t (*create)(cublasHandle_t *handle);                                  // cublasCreate_v2

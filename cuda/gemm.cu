@@ -113,10 +113,6 @@ int32_t cublas_handle(Context *c, cublasHandle_t *out) {
   return VD_OK;
 }
 
-cudaDataType_t cuda_type(int32_t dtype) {
-  return dtype == VD_F32 ? CUDA_R_32F : dtype == VD_F16 ? CUDA_R_16F : CUDA_R_16BF;
-}
-
 struct GemmArgs {
   Context *c;
   void *out;
@@ -140,7 +136,7 @@ int32_t gemm_cublas(const GemmArgs &g) {
   }
   const float alpha = 1.0f, beta = g.bias ? 1.0f : 0.0f;
   const int m = int(g.m), n = int(g.n), k = int(g.k);
-  const cudaDataType_t t = cuda_type(g.ad);
+  const cudaDataType_t t = cuda_data_type(g.ad);
   cublasStatus_t s = cublas(nullptr)->gemm_ex(h, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &alpha, g.w, t, k, g.x, t, k, &beta, g.out, t, n,
                                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
   if (s != CUBLAS_STATUS_SUCCESS)

@@ -244,7 +244,6 @@ VD_API int32_t vd_cast(uint64_t ctx, uint64_t out, uint64_t x, int64_t n, int32_
   return check_launch(fn);
 }
 
-// One rank: the sum over ranks is the buffer itself. Still checks its arguments.
 // The context's communicator, made on the first all-reduce (outside capture: it allocates), with
 // NVLink multicast off unless the environment says otherwise (the shared GPU machines need it off).
 static int32_t nccl_comm(Context *c, const Nccl &api, ncclComm_t *out, const char *fn) {

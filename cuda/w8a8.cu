@@ -42,8 +42,6 @@ namespace {
 const char *const kFn = "vd_gemm_fp8";
 constexpr uint64_t kLtWorkspaceBytes = uint64_t(32) << 20;
 
-cudaDataType_t lt_type(int32_t dt) { return dt == VD_F32 ? CUDA_R_32F : dt == VD_F16 ? CUDA_R_16F : CUDA_R_16BF; }
-
 // Row-major out[m, n] = xq[m, k] · w[n, k]ᵀ is column-major D[n, m] = Aᵀ B with A = w viewed as
 // [k, n] (ld k) and B = xq as [k, m] (ld k): the "TN" form cuBLASLt's FP8 kernels require. The
 // heuristic finds no kernel for outer-vector scales until their pointers are set, so the plan is
@@ -63,7 +61,7 @@ LtPlan make_plan(const LtState &s, int64_t m, int64_t n, int64_t k, int32_t dt, 
               ok(lt.desc_set(p.desc, kLtDescBScalePointer, &b_scale, sizeof b_scale)) &&
               ok(lt.layout_create(&p.a, CUDA_R_8F_E4M3, uint64_t(k), uint64_t(n), k)) &&
               ok(lt.layout_create(&p.b, CUDA_R_8F_E4M3, uint64_t(k), uint64_t(m), k)) &&
-              ok(lt.layout_create(&p.d, lt_type(dt), uint64_t(n), uint64_t(m), n));
+              ok(lt.layout_create(&p.d, cuda_data_type(dt), uint64_t(n), uint64_t(m), n));
   cublasLtMatmulPreference_t pref = nullptr;
   good = good && ok(lt.pref_create(&pref)) && ok(lt.pref_set(pref, kLtPrefMaxWorkspaceBytes, &ws, sizeof ws));
   cublasLtMatmulHeuristicResult_t r{};

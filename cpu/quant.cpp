@@ -20,6 +20,19 @@ struct Fp8TableInit {
   }
 };
 
+// q[r, :] = e4m3(src[r, :] / scale[r]), scale[r] = max|src[r, :]| / 448 (1 for a row of zeros):
+// vd_quantize_fp8, and W8A8's activations in vd_gemm_fp8.
+void quantize_rows(const void *src, int32_t dt, int64_t rows, int64_t cols, uint8_t *q, float *scale) {
+#pragma omp parallel for schedule(static) if (rows * cols >= kParallelElems)
+  for (int64_t r = 0; r < rows; r++) {
+    float absmax = 0.0f;
+    for (int64_t c = 0; c < cols; c++) absmax = std::max(absmax, std::fabs(load_as_f32(src, r * cols + c, dt)));
+    const float s = absmax > 0.0f ? absmax / kFp8E4m3Max : 1.0f;
+    scale[r] = s;
+    for (int64_t c = 0; c < cols; c++) q[r * cols + c] = f32_to_fp8_e4m3(load_as_f32(src, r * cols + c, dt) / s);
+  }
+}
+
 } // namespace
 
 float vd::kFp8E4m3Table[256];
@@ -39,36 +52,9 @@ VD_API int32_t vd_quantize_fp8(uint64_t ctx, uint64_t q, uint64_t scales, uint64
       !lookup_sized(ctx, scales, "vd_quantize_fp8(scales)", bytes_of(1, rows, 4), &ss) ||
       !lookup_sized(ctx, src, "vd_quantize_fp8(src)", bytes_of(rows, cols, dtype_bytes(src_dtype)), &sx))
     return VD_ERR_INVALID_ARGUMENT;
-  uint8_t *out = sq.data;
-  float *scale = reinterpret_cast<float *>(ss.data);
-#pragma omp parallel for schedule(static) if (rows * cols >= kParallelElems)
-  for (int64_t r = 0; r < rows; r++) {
-    float absmax = 0.0f;
-    for (int64_t c = 0; c < cols; c++) absmax = std::max(absmax, std::fabs(load_as_f32(sx.data, r * cols + c, src_dtype)));
-    const float s = absmax > 0.0f ? absmax / kFp8E4m3Max : 1.0f;
-    scale[r] = s;
-    for (int64_t c = 0; c < cols; c++) out[r * cols + c] = f32_to_fp8_e4m3(load_as_f32(sx.data, r * cols + c, src_dtype) / s);
-  }
+  quantize_rows(sx.data, src_dtype, rows, cols, sq.data, reinterpret_cast<float *>(ss.data));
   return VD_OK;
 }
-
-namespace {
-
-// Row r of x replaced by the values of its e4m3 codes (vd_quantize_fp8's scale s[r]): W8A8's
-// input, with the scale left for the output.
-void quantize_rows(const float *x, int64_t m, int64_t k, std::vector<float> &xq, std::vector<float> &s) {
-  xq.resize(size_t(m * k));
-  s.resize(size_t(m));
-#pragma omp parallel for schedule(static) if (m * k >= kParallelElems)
-  for (int64_t r = 0; r < m; r++) {
-    float absmax = 0.0f;
-    for (int64_t c = 0; c < k; c++) absmax = std::max(absmax, std::fabs(x[r * k + c]));
-    s[size_t(r)] = absmax > 0.0f ? absmax / kFp8E4m3Max : 1.0f;
-    for (int64_t c = 0; c < k; c++) xq[size_t(r * k + c)] = kFp8E4m3Table[f32_to_fp8_e4m3(x[r * k + c] / s[size_t(r)])];
-  }
-}
-
-} // namespace
 
 VD_API int32_t vd_gemm_fp8(uint64_t ctx, uint64_t out, uint64_t x, uint64_t w, uint64_t w_scale, uint64_t bias,
                            int64_t m, int64_t n, int64_t k, int32_t act_dtype, int32_t act_quant) {
@@ -91,9 +77,14 @@ VD_API int32_t vd_gemm_fp8(uint64_t ctx, uint64_t out, uint64_t x, uint64_t w, u
     return VD_ERR_INVALID_ARGUMENT;
   float *o = reinterpret_cast<float *>(so.data);
   const float *xf = reinterpret_cast<const float *>(sx.data);
-  std::vector<float> xq, xs; // W8A8: the codes' values and the row scales
+  std::vector<uint8_t> codes; // W8A8: x's codes, their values and the row scales
+  std::vector<float> xq, xs;
   if (act_quant == VD_ACT_QUANT_FP8_ROW) {
-    quantize_rows(xf, m, k, xq, xs);
+    codes.resize(size_t(m * k));
+    xs.resize(size_t(m));
+    quantize_rows(xf, VD_F32, m, k, codes.data(), xs.data());
+    xq.resize(codes.size());
+    for (size_t i = 0; i < codes.size(); i++) xq[i] = kFp8E4m3Table[codes[i]];
     xf = xq.data();
   }
   run_gemm(xf, sw.data, VD_FP8_E4M3, nullptr, o, m, n, k);

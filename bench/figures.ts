@@ -89,19 +89,17 @@ export type FigureName = keyof typeof TARGETS;
 
 const num = (x: unknown): number | null => (typeof x === "number" && Number.isFinite(x) ? x : null);
 
+const list = (x: unknown): Json[] => (Array.isArray(x) ? (x as Json[]) : []);
+
 /** The tp-scaling part's run at `tp`, if it has one. */
 function tpRun(p: Parts, tp: number): Json | undefined {
-  const runs = p["tp-scaling"]?.results;
-  return Array.isArray(runs) ? (runs as Json[]).find((r) => r.tp === tp) : undefined;
+  return list(p["tp-scaling"]?.results).find((r) => r.tp === tp);
 }
 
 /** The 8 KiB all-reduce time at the largest tp above 1 that was measured (null without one). */
 function allReduce8k(p: Parts): number | null {
-  const runs = p["tp-scaling"]?.results;
-  if (!Array.isArray(runs)) return null;
-  const multi = (runs as Json[]).filter((r) => typeof r.tp === "number" && r.tp > 1).sort((x, y) => y.tp - x.tp)[0];
-  const at8k = Array.isArray(multi?.all_reduce) ? (multi!.all_reduce as Json[]).find((x) => x.bytes === 8192) : undefined;
-  return num(at8k?.us);
+  const multi = list(p["tp-scaling"]?.results).filter((r) => typeof r.tp === "number" && r.tp > 1).sort((x, y) => y.tp - x.tp)[0];
+  return num(list(multi?.all_reduce).find((x) => x.bytes === 8192)?.us);
 }
 
 /** The five figures and the numbers behind each, from whichever parts are there. */

@@ -22,8 +22,8 @@ export type Linear =
 
 /**
  * FP8 layers quantize their activations per token (W8A8, as vLLM runs FP8 checkpoints) from this
- * many rows on, where the backend can (Backend.supportsW8a8): below it the weight-only GEMV streams
- * the codes at memory speed and quantizing x would only add a launch.
+ * many rows on, when LinearMode.w8a8 says so (by default where Backend.fastW8a8): below it the
+ * weight-only GEMV streams the codes at memory speed and quantizing x would only add a launch.
  */
 export const W8A8_MIN_ROWS = 3;
 

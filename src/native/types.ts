@@ -9,9 +9,9 @@ export type DType = (typeof DType)[keyof typeof DType];
 export const PackLayout = { gptq: 0, gptqV2: 1, awq: 2, rows: 3 } as const;
 /** vd_gemm_fp8's act_quant: x as it is (weight-only), or quantized per row to e4m3 first (W8A8). */
 export const ActQuant = { none: 0, fp8Row: 1 } as const;
+export type ActQuant = (typeof ActQuant)[keyof typeof ActQuant];
 /** vd_capabilities' bits: what a backend does fast. */
 export const Cap = { fastW8a8: 1 } as const;
-export type ActQuant = (typeof ActQuant)[keyof typeof ActQuant];
 export type PackLayout = (typeof PackLayout)[keyof typeof PackLayout];
 
 /** The names vLLM's users know a dtype by. */

@@ -56,7 +56,7 @@ export function ratio(a: number | null | undefined, b: number | null | undefined
   return typeof a === "number" && typeof b === "number" && Number.isFinite(a) && b > 0 ? a / b : null;
 }
 
-export const PARTS = ["floors", "hf", "decode", "decode-fp8", "decode-int4", "torch-compiled", "decode-table", "mixed", "mixed-fp8", "decode-step", "prefill", "prefill-fp8", "startup", "tp-scaling"] as const;
+export const PARTS = ["floors", "hf", "decode", "decode-fp8", "decode-int4", "torch-compiled", "decode-table", "graph-ablation", "mixed", "mixed-fp8", "decode-step", "prefill", "prefill-fp8", "startup", "tp-scaling"] as const;
 export type PartName = (typeof PARTS)[number];
 // The parts are other programs' JSON: read defensively, field by field.
 type Json = Record<string, any>; // eslint-disable-line -- untyped JSON from other programs

@@ -15,6 +15,9 @@
 #                at batch 1, the baseline of decode_b1_vs_compiled_torch
 #   decode-table bench/decode-table.ts: the decode step at batch 1..256 for bf16, FP8 and GPTQ 4-bit
 #                (issue 10's table: where each wins), kept in the results JSON's raw parts
+#   graph-ablation  bench/graph-ablation.ts: the batch-1 decode step in a CUDA graph with each small-op
+#                group left out, for bf16, FP8 and GPTQ 4-bit (what fusing each group could save; not
+#                in the default set)
 #   decode-step  bench/decode-step.ts: one decode step of 256 sequences at ~512 tokens of context
 #   prefill      bench/prefill.ts: 8 x 2048 tokens in one step
 #   tp-scaling   bench/tp-scaling.ts: decode_b1 and vd_all_reduce latency at each tp of GPU_BENCH_TPS
@@ -58,19 +61,20 @@ SMOKE=${GPU_BENCH_SMOKE:-0}
 DEVICE=cuda
 MIXED_LEN=2048
 # Per-part size flags: empty for the issue's sizes; tiny ones in a smoke run.
-DECODE_ARGS=() TABLE_ARGS=() TP_ARGS=() DSTEP_ARGS=() PREFILL_ARGS=() WORKLOAD_ARGS=() PARITY_ARGS=() HF_SIZE_ARGS=(--mixed-requests 128 --batch-size 64)
+DECODE_ARGS=() TABLE_ARGS=() ABL_ARGS=() TP_ARGS=() DSTEP_ARGS=() PREFILL_ARGS=() WORKLOAD_ARGS=() PARITY_ARGS=() HF_SIZE_ARGS=(--mixed-requests 128 --batch-size 64)
 if [ "$SMOKE" = 1 ]; then
   DEVICE=cpu MODEL=test/fixtures/llama MIXED_LEN=128
   DECODE_ARGS=(--tokens 16 --prompt-len 8 --max-model-len 64)
   DSTEP_ARGS=(--seqs 16 --context 64 --steps 5 --warmup 2 --max-num-batched-tokens 256)
   TABLE_ARGS=(--batches 1,4,16 --context 32 --steps 2)
+  ABL_ARGS=(--context 32 --steps 2)
   TP_ARGS=(--prompt-len 16 --tokens 8 --runs 1 --sizes 8192 --reps 3)
   PREFILL_ARGS=(--prompts 4 --prompt-len 64)
   WORKLOAD_ARGS=(--n 40 --prompt-min 8 --prompt-max 64 --output-min 4 --output-max 32 --token-min 4 --token-max 384)
   HF_SIZE_ARGS=(--mixed-requests 16 --batch-size 8 --prompt-len 8 --new-tokens 16)
   PARITY_ARGS=(--tokens 8 --prompt-lens 7,20,60 --max-model-len 128)
 fi
-for p in floors hf decode decode-fp8 decode-int4 torch-compiled decode-table mixed mixed-fp8 decode-step prefill prefill-fp8 tp-scaling startup parity parity-engine; do rm -f "$LOGS/$p.json"; done # stale parts must not count
+for p in floors hf decode decode-fp8 decode-int4 torch-compiled decode-table graph-ablation mixed mixed-fp8 decode-step prefill prefill-fp8 tp-scaling startup parity parity-engine; do rm -f "$LOGS/$p.json"; done # stale parts must not count
 
 ROWS=()  # "name|status|seconds"
 NOTES=() # lines for the result JSON
@@ -136,7 +140,7 @@ write_workload() {
 GPTQ_MODEL=${BENCH_GPTQ_DIR:-$MODEL-gptq4}
 GPTQ_OK=0
 make_gptq_model() {
-  { want decode-int4 || want decode-table; } && [ "$MODEL_OK" -eq 1 ] || return 0
+  { want decode-int4 || want decode-table || want graph-ablation; } && [ "$MODEL_OK" -eq 1 ] || return 0
   if [ -f "$GPTQ_MODEL/.complete" ]; then row "GPTQ 4-bit checkpoint" "reused $GPTQ_MODEL" 0; GPTQ_OK=1; return 0; fi
   run_step "$LOGS/make-gptq.log" "$(cap 180)" bash -c 'rm -rf "$2" && python3 scripts/make_bench_gptq.py "$1" "$2" && touch "$2/.complete"' _ "$MODEL" "$GPTQ_MODEL"
   row "GPTQ 4-bit checkpoint" "$STATUS" "$ELAPSED"
@@ -257,6 +261,11 @@ if want decode-table; then
   TABLE_RUNS="bf16=$MODEL,fp8=$MODEL:fp8"
   [ "$GPTQ_OK" -eq 1 ] && TABLE_RUNS="$TABLE_RUNS,int4=$GPTQ_MODEL"
   engine_part decode-table 240 "$BUN" bench/decode-table.ts --runs "$TABLE_RUNS" --device "$DEVICE" ${TABLE_ARGS[@]+"${TABLE_ARGS[@]}"}
+fi
+if want graph-ablation; then
+  ABL_RUNS="bf16=$MODEL,fp8=$MODEL:fp8"
+  [ "$GPTQ_OK" -eq 1 ] && ABL_RUNS="$ABL_RUNS,int4=$GPTQ_MODEL"
+  engine_part graph-ablation 240 "$BUN" bench/graph-ablation.ts --runs "$ABL_RUNS" --device "$DEVICE" ${ABL_ARGS[@]+"${ABL_ARGS[@]}"}
 fi
 want decode-step && engine_part decode-step 180 "$BUN" bench/decode-step.ts --model "$MODEL" --device "$DEVICE" ${DSTEP_ARGS[@]+"${DSTEP_ARGS[@]}"}
 want prefill && engine_part prefill 120 "$BUN" bench/prefill.ts --model "$MODEL" --device "$DEVICE" ${PREFILL_ARGS[@]+"${PREFILL_ARGS[@]}"}

@@ -84,36 +84,37 @@ template <typename T> struct Fp8Rows {
   __device__ __forceinline__ float finish(float dot, int row) const { return dot * scale[row] + (bias ? float(bias[row]) : 0.0f); }
 };
 
-template <typename T, typename W, int M>
+// R: weight rows per block, U: chunks per lane and row in flight (R * U loads of 16 bytes).
+template <typename T, typename W, int M, int R = kRowsPerBlock, int U = kUnroll>
 __global__ void __launch_bounds__(32 * kWarps) gemv_kernel(T *out, const T *x, W fmt, int n, int k) {
-  __shared__ float partial[kWarps][kRowsPerBlock][M];
+  __shared__ float partial[kWarps][R][M];
   constexpr int kXChunks = W::kPerChunk / 8; // 16-byte chunks of x per chunk of weights
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, row0 = blockIdx.x * kRowsPerBlock;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, row0 = blockIdx.x * R;
   const int chunks = k / W::kPerChunk, stride = 32 * kWarps; // weight chunks per row; per round of the block
-  const uint4 *wr[kRowsPerBlock];
+  const uint4 *wr[R];
 #pragma unroll
-  for (int r = 0; r < kRowsPerBlock; r++) // a missing row reads row n-1
+  for (int r = 0; r < R; r++) // a missing row reads row n-1
     wr[r] = reinterpret_cast<const uint4 *>(fmt.w + int64_t(min(row0 + r, n - 1)) * k);
   const uint4 *xr = reinterpret_cast<const uint4 *>(x);
-  float acc[kRowsPerBlock][M] = {};
+  float acc[R][M] = {};
   // The first weight chunks head for L2 before the wait for x (programmatic dependent launch,
   // launch.cuh); a prefetch cannot hand back stale data, should an earlier kernel write w.
 #pragma unroll
-  for (int u = 0; u < kUnroll; u++)
+  for (int u = 0; u < U; u++)
 #pragma unroll
-    for (int r = 0; r < kRowsPerBlock; r++)
+    for (int r = 0; r < R; r++)
       if (warp * 32 + lane + stride * u < chunks) prefetch_l2(wr[r] + warp * 32 + lane + stride * u);
   pdl_wait();
   pdl_launch_dependents();
-  for (int c0 = warp * 32 + lane; c0 < chunks; c0 += stride * kUnroll) {
-    uint4 wv[kRowsPerBlock][kUnroll];
+  for (int c0 = warp * 32 + lane; c0 < chunks; c0 += stride * U) {
+    uint4 wv[R][U];
 #pragma unroll
-    for (int u = 0; u < kUnroll; u++)
+    for (int u = 0; u < U; u++)
 #pragma unroll
-      for (int r = 0; r < kRowsPerBlock; r++)
+      for (int r = 0; r < R; r++)
         wv[r][u] = c0 + stride * u < chunks ? load_stream(wr[r] + c0 + stride * u) : make_uint4(0, 0, 0, 0);
 #pragma unroll
-    for (int u = 0; u < kUnroll; u++) {
+    for (int u = 0; u < U; u++) {
       const int c = c0 + stride * u;
       if (c >= chunks) break;
 #pragma unroll
@@ -122,12 +123,12 @@ __global__ void __launch_bounds__(32 * kWarps) gemv_kernel(T *out, const T *x, W
 #pragma unroll
         for (int h = 0; h < kXChunks; h++) xv[h] = xr[(int64_t(mi) * chunks + c) * kXChunks + h];
 #pragma unroll
-        for (int r = 0; r < kRowsPerBlock; r++) acc[r][mi] += fmt.dot(wv[r][u], xv);
+        for (int r = 0; r < R; r++) acc[r][mi] += fmt.dot(wv[r][u], xv);
       }
     }
   }
 #pragma unroll
-  for (int r = 0; r < kRowsPerBlock; r++)
+  for (int r = 0; r < R; r++)
 #pragma unroll
     for (int mi = 0; mi < M; mi++) {
       float v = acc[r][mi];
@@ -135,7 +136,7 @@ __global__ void __launch_bounds__(32 * kWarps) gemv_kernel(T *out, const T *x, W
       if (lane == 0) partial[warp][r][mi] = v;
     }
   __syncthreads();
-  if (threadIdx.x >= kRowsPerBlock * M) return;
+  if (threadIdx.x >= R * M) return;
   const int r = threadIdx.x / M, mi = threadIdx.x % M;
   if (row0 + r >= n) return;
   float dot = 0.0f;

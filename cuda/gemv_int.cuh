@@ -199,10 +199,10 @@ __device__ __forceinline__ void round_step(float (*acc)[4], const uint4 &wa, con
     }
 }
 
-// kUnroll rounds of one lane's weights and group coefficients, loaded together.
-struct Stage {
-  uint4 va[kUnroll], vb[kUnroll];
-  Coef ca[kUnroll], cb[kUnroll];
+// U rounds of one lane's weights and group coefficients, loaded together.
+template <int U> struct Stage {
+  uint4 va[U], vb[U];
+  Coef ca[U], cb[U];
 };
 
 // The lane's view of its block's tile: rows g and g + 8 (clamped to the last row).
@@ -212,9 +212,10 @@ struct Lane {
   int t, chunks, end; // end: one past the warp's last round
 };
 
-template <int Bits, bool kScaleAfter> __device__ __forceinline__ void load_stage(Stage &st, const Lane &l, const Args &a, int r0) {
+template <int Bits, bool kScaleAfter, int U>
+__device__ __forceinline__ void load_stage(Stage<U> &st, const Lane &l, const Args &a, int r0) {
 #pragma unroll
-  for (int u = 0; u < kUnroll; u++) {
+  for (int u = 0; u < U; u++) {
     const int round = min(r0 + u, l.end - 1), ci = round * 4 + l.t, group = group_of<Bits, kScaleAfter>(a, round, ci);
     const bool ok = r0 + u < l.end && ci < l.chunks;
     st.va[u] = ok ? gemv::load_stream(l.wa + ci) : make_uint4(0, 0, 0, 0);
@@ -223,10 +224,10 @@ template <int Bits, bool kScaleAfter> __device__ __forceinline__ void load_stage
   }
 }
 
-template <typename T, int Bits, int NT, bool kScaleAfter>
-__device__ __forceinline__ void run_stage(float (*acc)[4], const Stage &st, const Lane &l, const T *x, const Args &a, int r0, int g) {
+template <typename T, int Bits, int NT, bool kScaleAfter, int U>
+__device__ __forceinline__ void run_stage(float (*acc)[4], const Stage<U> &st, const Lane &l, const T *x, const Args &a, int r0, int g) {
 #pragma unroll
-  for (int u = 0; u < kUnroll; u++) {
+  for (int u = 0; u < U; u++) {
     const int round = r0 + u;
     if (round >= l.end) break;
     round_step<T, Bits, NT, kScaleAfter>(acc, st.va[u], st.vb[u], st.ca[u], st.cb[u], x, a, round * 4 + l.t, g);
@@ -235,13 +236,14 @@ __device__ __forceinline__ void run_stage(float (*acc)[4], const Stage &st, cons
 
 // kMinBlocks 3 caps the registers at 80 (a few spill) so that 3 blocks share an SM: better when
 // there are blocks enough to fill them; otherwise the spills only cost (measured on an H200).
-template <typename T, int Bits, int NT, bool kScaleAfter, int kMinBlocks>
-__global__ void __launch_bounds__(32 * kWarps, kMinBlocks) gemv_int_kernel(T *out, const T *x, Args a) {
-  __shared__ float partial[kWarps][kTileRows][NT * 8];
+// WARPS: warps per block splitting k; U: rounds per warp and stage.
+template <typename T, int Bits, int NT, bool kScaleAfter, int kMinBlocks, int WARPS = kWarps, int U = kUnroll>
+__global__ void __launch_bounds__(32 * WARPS, kMinBlocks) gemv_int_kernel(T *out, const T *x, Args a) {
+  __shared__ float partial[WARPS][kTileRows][NT * 8];
   constexpr int kChunkCodes = 128 / Bits;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
   const int row0 = blockIdx.x * kTileRows, row_a = min(row0 + g, a.n - 1), row_b = min(row0 + g + 8, a.n - 1);
-  const int chunks = a.k / kChunkCodes, rounds = (chunks + 3) / 4, per_warp = (rounds + kWarps - 1) / kWarps;
+  const int chunks = a.k / kChunkCodes, rounds = (chunks + 3) / 4, per_warp = (rounds + WARPS - 1) / WARPS;
   const int begin = warp * per_warp; // a warp's rounds are consecutive: its quads read whole 128-byte lines
   const Lane l{reinterpret_cast<const uint4 *>(a.w) + int64_t(row_a) * chunks, reinterpret_cast<const uint4 *>(a.w) + int64_t(row_b) * chunks,
                a.scales + int64_t(row_a) * a.groups, a.zeros + int64_t(row_a) * a.groups,
@@ -249,7 +251,7 @@ __global__ void __launch_bounds__(32 * kWarps, kMinBlocks) gemv_int_kernel(T *ou
   float acc[NT][4] = {};
   // The first weight chunks head for L2 before the wait for x (gemv.cuh does the same).
 #pragma unroll
-  for (int u = 0; u < kUnroll; u++) {
+  for (int u = 0; u < U; u++) {
     const int ci = (begin + u) * 4 + t;
     if (begin + u < l.end && ci < chunks) gemv::prefetch_l2(l.wa + ci), gemv::prefetch_l2(l.wb + ci);
   }
@@ -257,13 +259,13 @@ __global__ void __launch_bounds__(32 * kWarps, kMinBlocks) gemv_int_kernel(T *ou
   pdl_launch_dependents();
   // Two stages in turn: the next one's loads are in flight while this one is computed (written
   // out twice so that no register copy waits for a load).
-  Stage s0, s1;
-  if (begin < l.end) load_stage<Bits, kScaleAfter>(s0, l, a, begin);
-  for (int r0 = begin; r0 < l.end; r0 += 2 * kUnroll) {
-    if (r0 + kUnroll < l.end) load_stage<Bits, kScaleAfter>(s1, l, a, r0 + kUnroll);
-    run_stage<T, Bits, NT, kScaleAfter>(acc, s0, l, x, a, r0, g);
-    if (r0 + 2 * kUnroll < l.end) load_stage<Bits, kScaleAfter>(s0, l, a, r0 + 2 * kUnroll);
-    if (r0 + kUnroll < l.end) run_stage<T, Bits, NT, kScaleAfter>(acc, s1, l, x, a, r0 + kUnroll, g);
+  Stage<U> s0, s1;
+  if (begin < l.end) load_stage<Bits, kScaleAfter, U>(s0, l, a, begin);
+  for (int r0 = begin; r0 < l.end; r0 += 2 * U) {
+    if (r0 + U < l.end) load_stage<Bits, kScaleAfter, U>(s1, l, a, r0 + U);
+    run_stage<T, Bits, NT, kScaleAfter, U>(acc, s0, l, x, a, r0, g);
+    if (r0 + 2 * U < l.end) load_stage<Bits, kScaleAfter, U>(s0, l, a, r0 + 2 * U);
+    if (r0 + U < l.end) run_stage<T, Bits, NT, kScaleAfter, U>(acc, s1, l, x, a, r0 + U, g);
   }
 #pragma unroll
   for (int nt = 0; nt < NT; nt++) {
@@ -277,7 +279,7 @@ __global__ void __launch_bounds__(32 * kWarps, kMinBlocks) gemv_int_kernel(T *ou
     const int r = i / (NT * 8), token = i % (NT * 8), row = row0 + r;
     if (token >= a.m || row >= a.n) continue;
     float v = 0.0f;
-    for (int wi = 0; wi < kWarps; wi++) v += partial[wi][r][token];
+    for (int wi = 0; wi < WARPS; wi++) v += partial[wi][r][token];
     if (a.bias) v += float(static_cast<const T *>(a.bias)[row]);
     out[int64_t(token) * a.n + row] = T(v);
   }

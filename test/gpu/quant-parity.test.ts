@@ -192,9 +192,11 @@ gpuSuite("quantized weights parity", () => {
   // W8A8 end to end: one 11-row prefill of a model quantized at load, W8A8 on the GPU (what the
   // engine runs there by default) and on the cpu. The f32 fixture quantizes the same activations
   // on both, so only the FP8 accumulation differs: the GPU must be nearer the cpu's W8A8 logits
-  // than those are to weight-only ones. The bf16 built-in model's activations differ by bf16
+  // than those are to weight-only ones. A last-bit difference upstream flips an activation's e4m3
+  // code (a step of 1/8 to 1/16), so even f32 logits differ by a few percent (2.4e-2 on an H200,
+  // where weight-only moves them 4.8e-2); the bf16 built-in model's activations differ by bf16
   // rounding before they are quantized: a looser bound.
-  for (const [model, tol] of [[fixture, 2e-2], [builtin, 0.1]] as const)
+  for (const [model, tol] of [[fixture, 3e-2], [builtin, 0.1]] as const)
     test(`W8A8 logits on the GPU are the cpu's W8A8 logits: ${model.split("/").at(-1)}`, () => {
       const q = { quantization: "fp8" } as const;
       const gpu = lastPositionLogits(model, PROMPT, 16, DEVICE, q, { w8a8: true });

@@ -5,7 +5,8 @@
 // Each variant's output is checked against the first variant's (the same sums in another launch
 // shape: bit-equal for gemv.cuh, within f32 rounding for gemv_int.cuh, whose warps split k).
 // Weights are cycled through enough copies to defeat the 50 MB L2, as a decode step's would be.
-// Build and run on the GPU machine:
+// Environment: GEMV_TUNE_INT_ONLY=1 (the 4-bit sweep only), GEMV_TUNE_SHAPE=gate_up (one shape),
+// GEMV_TUNE_HOT=1 (weights left in L2 between calls). Build and run on the GPU machine:
 //   nvcc -O3 -std=c++17 -Iinclude -Icuda -gencode=arch=compute_90a,code=sm_90a bench/gemv-tune.cu -o /tmp/gemv-tune
 //   /tmp/gemv-tune
 #include <cmath>
@@ -51,7 +52,9 @@ void fill(void *p, size_t bytes, uint32_t seed, uint32_t mask) {
 
 // `copies` buffers of `bytes` each, filled; the variants cycle through them.
 std::vector<void *> alloc_copies(size_t bytes, uint32_t mask, int *copies) {
-  *copies = int(std::max<size_t>(2, (400u << 20) / bytes + 1));
+  // GEMV_TUNE_HOT=1: one copy, so matrices under the L2's size are read from it (an upper bound on
+  // what prefetching the weights into L2 could give).
+  *copies = getenv("GEMV_TUNE_HOT") ? 1 : int(std::max<size_t>(2, (400u << 20) / bytes + 1));
   std::vector<void *> v(*copies);
   for (int i = 0; i < *copies; i++) {
     CK(cudaMalloc(&v[i], bytes));
@@ -146,7 +149,7 @@ void int_variant(Report &rep, const Shape &s, const std::vector<void *> &w, cons
   const dim3 grid((s.n + gemv_int::kTileRows - 1) / gemv_int::kTileRows), block(32 * WARPS);
   const int groups = s.k / 128;
   const float us = time_us([&](int i) {
-    const gemv_int::Args a{static_cast<const uint32_t *>(w[i]), static_cast<const float *>(sc[i]), zeros, nullptr, nullptr, 1, s.n, s.k, groups, 128};
+    const gemv_int::Args a{static_cast<const uint32_t *>(w[i]), static_cast<const float *>(sc[i]), zeros, nullptr, nullptr, 1, s.n, s.k, groups, 128, 7};
     CK(launch_kernel(true, gemv_int::gemv_int_kernel<bf16, 4, 1, true, MinBlocks, WARPS, U>, grid, block, 0, nullptr, out, x, a));
   }, copies);
   rep.row("int4", s, "warps " + std::to_string(WARPS) + " unroll " + std::to_string(U) + " minblocks " + std::to_string(MinBlocks), us, bytes, out);
@@ -201,12 +204,15 @@ int main() {
     CK(cudaFree(a));
     CK(cudaFree(b));
   }
+  const bool dense = !getenv("GEMV_TUNE_INT_ONLY");
+  const char *only = getenv("GEMV_TUNE_SHAPE"); // one shape by name, e.g. for ncu
   for (const Shape &s : kShapes) {
-    dense_sweep<gemv::DenseRows<bf16>>("bf16", s, 4, [](int i, std::vector<void *> &w, float *) {
+    if (only && std::string(only) != s.name) continue;
+    if (dense) dense_sweep<gemv::DenseRows<bf16>>("bf16", s, 4, [](int i, std::vector<void *> &w, float *) {
       return gemv::DenseRows<bf16>{static_cast<const bf16 *>(w[i]), nullptr};
     });
     if (std::string(s.name) == "lm_head") continue;
-    dense_sweep<gemv::Fp8Rows<bf16>>("fp8", s, 2, [](int i, std::vector<void *> &w, float *scale) {
+    if (dense) dense_sweep<gemv::Fp8Rows<bf16>>("fp8", s, 2, [](int i, std::vector<void *> &w, float *scale) {
       return gemv::Fp8Rows<bf16>{static_cast<const uint8_t *>(w[i]), scale, nullptr};
     });
     int_sweep(s);

@@ -5,7 +5,7 @@
 // less the time without it: what fusing the group away could save at most, launch gaps included,
 // which op-profile's isolated replays cannot see. A run is LABEL=DIR or LABEL=DIR:fp8.
 // Usage: bun bench/graph-ablation.ts --runs bf16=M,int4=M-gptq4 [--device cuda] [--batch 1]
-//   [--context 512] [--steps 200]
+//   [--context 512] [--steps 200] [--groups whole,attention] (default: every group)
 // Prints a table per run, then one JSON line.
 import { parseArgs } from "node:util";
 import { loadModelDir } from "../src/model/model-dir.ts";
@@ -16,7 +16,7 @@ import { decodeStep } from "./decode-setup.ts";
 
 const { values: a } = parseArgs({ args: Bun.argv.slice(2), options: {
   runs: { type: "string" }, device: { type: "string" }, batch: { type: "string" }, context: { type: "string" },
-  steps: { type: "string" } } });
+  steps: { type: "string" }, groups: { type: "string" } } });
 const runs = (a.runs ?? "").split(",").filter(Boolean).map((r) => {
   const [label, spec] = r.split("="), [dir, quantization] = (spec ?? "").split(":");
   if (!label || !dir) throw new Error(`--runs: "${r}" is not LABEL=DIR or LABEL=DIR:fp8`);
@@ -86,12 +86,15 @@ function graphMs(be: Backend, mk: (b: Backend) => { step(): void; dispose(): voi
   }
 }
 
+const only = a.groups ? new Set(["whole", ...a.groups.split(",")]) : null;
+for (const g of only ?? []) if (!(g in GROUPS)) throw new Error(`--groups: no group "${g}" (${Object.keys(GROUPS).join(", ")})`);
+const groups = Object.entries(GROUPS).filter(([name]) => !only || only.has(name));
 const be = openBackend((a.device ?? "cuda") as "cuda");
 const results = runs.map((run) => {
   const dir = loadModelDir(run.dir);
   const w = loadWeights(be, dir.config, dir.tensors, undefined, { quantization: run.quantization });
   try {
-    const ms = Object.fromEntries(Object.entries(GROUPS).map(([name, skip]) =>
+    const ms = Object.fromEntries(groups.map(([name, skip]) =>
       [name, graphMs(be, (b) => decodeStep(b, dir.config, w, B, C), skip)]));
     return { ...run, ms };
   } finally {

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <cstdlib>
 
 #include "attention.cuh"
 #include "attention_decode.cuh"
@@ -153,7 +154,13 @@ int32_t attn_workspace(Context &c, uint64_t bytes, void **out) {
 }
 
 // Splits per row: enough blocks for two waves over the SMs, at most one per 64 keys the table can name.
+// VLLMD_DECODE_SPLITS=N forces N (a benchmark knob: bench/graph-ablation.ts compares them).
 int32_t decode_splits(const Context &c, const attn::Params &p) {
+  static const int32_t forced = [] {
+    const char *v = getenv("VLLMD_DECODE_SPLITS");
+    return v ? std::max(1, std::min(64, atoi(v))) : 0;
+  }();
+  if (forced > 0) return forced;
   const int64_t blocks = int64_t(p.n_tokens) * p.n_kv_heads, want = 2 * int64_t(c.sm_count > 0 ? c.sm_count : 132);
   const int64_t by_keys = std::max<int64_t>(1, int64_t(p.max_blocks) * p.block_size / 64);
   return int32_t(std::min<int64_t>(std::max<int64_t>(1, (want + blocks - 1) / blocks), std::min<int64_t>(by_keys, 64)));

@@ -22,7 +22,7 @@ namespace vd {
 namespace gemv {
 
 constexpr int kMaxRows = 8;      // largest M sent here
-constexpr int kRowsPerBlock = 2;
+constexpr int kRowsPerBlock = 2; // the defaults of gemv_kernel; launch() picks per shape
 constexpr int kWarps = 8;        // per block, splitting k
 constexpr int kUnroll = 4;       // 16-byte chunks per lane in flight per row
 
@@ -144,22 +144,39 @@ __global__ void __launch_bounds__(32 * kWarps) gemv_kernel(T *out, const T *x, W
   out[int64_t(mi) * n + row0 + r] = T(fmt.finish(dot, row0 + r));
 }
 
+// The kernel for M = m (1..kMaxM) rows of x with R rows of w per block and U chunks in flight.
+template <typename T, typename W, int R, int U, int kMaxM>
+cudaError_t launch_shape(T *out, const T *x, W fmt, int m, int n, int k, cudaStream_t stream, bool pdl) {
+  const dim3 grid{unsigned((n + R - 1) / R)}, block{32 * kWarps};
+  const auto go = [&](auto kernel) { return launch_kernel(pdl, kernel, grid, block, 0, stream, out, x, fmt, n, k); };
+  if (m == 1 || kMaxM == 1) return go(gemv_kernel<T, W, 1, R, U>);
+  if (m == 2 || kMaxM == 2) return go(gemv_kernel<T, W, 2, R, U>);
+  if constexpr (kMaxM > 2) {
+    switch (m) {
+    case 3: return go(gemv_kernel<T, W, 3, R, U>);
+    case 4: return go(gemv_kernel<T, W, 4, R, U>);
+    case 5: return go(gemv_kernel<T, W, 5, R, U>);
+    case 6: return go(gemv_kernel<T, W, 6, R, U>);
+    case 7: return go(gemv_kernel<T, W, 7, R, U>);
+    default: return go(gemv_kernel<T, W, 8, R, U>);
+    }
+  }
+  return cudaErrorInvalidValue; // not reached: kMaxM covers every m sent
+}
+
 // Launches the kernel for M = m (1..kMaxRows) rows of x (pdl: see launch.cuh). k must be a
-// multiple of W::kPerChunk, and x's and w's rows 16-byte aligned.
+// multiple of W::kPerChunk, and x's and w's rows 16-byte aligned. The block shape is the fastest
+// of bench/gemv-tune.cu's sweep on an H200 (bench/RESULTS.md): e4m3 rows want 4 rows a block
+// (the chunks of a row run out after one or two rounds at 2), f16/bf16 ones 4 rows with 4 chunks
+// in flight, or 8 rows with 1 for the lm_head's 128k rows. The shape never changes a row's sums.
 template <typename T, typename W>
 cudaError_t launch(T *out, const T *x, W fmt, int m, int n, int k, cudaStream_t stream, bool pdl) {
-  const int blocks = (n + kRowsPerBlock - 1) / kRowsPerBlock;
-  const dim3 grid{unsigned(blocks)}, block{32 * kWarps};
-  const auto go = [&](auto kernel) { return launch_kernel(pdl, kernel, grid, block, 0, stream, out, x, fmt, n, k); };
-  switch (m) {
-  case 1: return go(gemv_kernel<T, W, 1>);
-  case 2: return go(gemv_kernel<T, W, 2>);
-  case 3: return go(gemv_kernel<T, W, 3>);
-  case 4: return go(gemv_kernel<T, W, 4>);
-  case 5: return go(gemv_kernel<T, W, 5>);
-  case 6: return go(gemv_kernel<T, W, 6>);
-  case 7: return go(gemv_kernel<T, W, 7>);
-  default: return go(gemv_kernel<T, W, 8>);
+  if constexpr (W::kPerChunk == 16) {
+    return launch_shape<T, W, 4, 2, kMaxRows>(out, x, fmt, m, n, k, stream, pdl);
+  } else {
+    if (m > 2) return launch_shape<T, W, 4, 2, kMaxRows>(out, x, fmt, m, n, k, stream, pdl);
+    if (n >= 65536) return launch_shape<T, W, 8, 1, 2>(out, x, fmt, m, n, k, stream, pdl);
+    return launch_shape<T, W, 4, 4, 2>(out, x, fmt, m, n, k, stream, pdl);
   }
 }
 

@@ -142,7 +142,7 @@ VD_API int32_t vd_gemm_int(uint64_t ctx, uint64_t out, uint64_t x, uint64_t w, u
   if (gemv_int::fits(act_dtype, m, k, bits, group_size, groups, sx.data, sw.data)) {
     const gemv_int::Args a{reinterpret_cast<const uint32_t *>(sw.data), reinterpret_cast<const float *>(ss.data),
                            reinterpret_cast<const float *>(sz.data), sb.data, reinterpret_cast<const int32_t *>(sp.data),
-                           int(m), int(n), int(k), int(groups), int(group_size < k ? group_size : k)};
+                           int(m), int(n), int(k), int(groups), int(group_size < k ? group_size : k), 0};
     cudaError_t err = cudaSuccess;
     with_half_type(act_dtype, [&](auto t) {
       using T = decltype(t);

@@ -5,8 +5,6 @@
 // the batch (batch invariance). Indices read from device memory are checked on the device: a bad
 // one gives a NaN row (or a skipped token) and a fault that the next vd_sync / vd_event_sync /
 // vd_copy_to_host reports.
-#include <algorithm>
-
 #include "common.cuh"
 #include "nccl_api.h"
 #include "launch.cuh"
@@ -140,12 +138,9 @@ VD_API int32_t vd_rmsnorm(uint64_t ctx, uint64_t out, uint64_t residual, uint64_
   const dim3 grid(row_blocks(n_tokens)), block(row_threads(n_tokens));
   cudaError_t err = cudaSuccess;
   if (vec::fits(act_dtype, w_dtype, hidden, so.data, sr.data, sx.data, sw.data)) {
-    // A few rows: a thread per chunk of 8 when that fits in a block (no idle warps in the sums).
-    const int64_t chunk_threads = (hidden / 8 + 31) / 32 * 32;
-    const dim3 vblock(n_tokens < 128 && chunk_threads <= 1024 ? unsigned(std::max<int64_t>(chunk_threads, 32)) : block.x);
     with_half_type(act_dtype, [&](auto t) {
       using T = decltype(t);
-      err = launch_kernel(c->pdl, vec::rmsnorm_kernel<T>, grid, vblock, 0, c->stream, reinterpret_cast<T *>(so.data),
+      err = launch_kernel(c->pdl, vec::rmsnorm_kernel<T>, grid, block, 0, c->stream, reinterpret_cast<T *>(so.data),
                           reinterpret_cast<T *>(sr.data), reinterpret_cast<const T *>(sx.data),
                           reinterpret_cast<const T *>(sw.data), n_tokens, hidden, eps);
     });

@@ -28,41 +28,6 @@ template <typename T> __device__ __forceinline__ uint4 pack8(const float *f) {
   return v;
 }
 
-// rmsnorm_kernel's rows when each thread holds at most one chunk of 8 (hidden <= 8 * blockDim):
-// the chunk and its norm weights are loaded before the block's sum, so the second pass reads
-// nothing (a decode step runs 2 per layer, each a chain of dependent loads).
-template <typename T>
-__device__ __forceinline__ void rmsnorm_rows_in_registers(T *out, T *residual, const T *x, const T *weight, int64_t n_tokens,
-                                                          int64_t hidden, float eps, float *scratch) {
-  const int64_t chunks = hidden / 8, c = threadIdx.x;
-  const bool mine = c < chunks;
-  float w[8] = {};
-  if (mine) unpack8<T>(reinterpret_cast<const uint4 *>(weight)[c], w);
-  for (int64_t t = blockIdx.x; t < n_tokens; t += gridDim.x) {
-    float v[8] = {}, ss = 0.0f;
-    if (mine) {
-      unpack8<T>(reinterpret_cast<const uint4 *>(x + t * hidden)[c], v);
-      if (residual) {
-        uint4 *rr = reinterpret_cast<uint4 *>(residual + t * hidden);
-        float r[8];
-        unpack8<T>(rr[c], r);
-#pragma unroll
-        for (int i = 0; i < 8; i++) r[i] += v[i];
-        const uint4 stored = pack8<T>(r);
-        rr[c] = stored;
-        unpack8<T>(stored, v); // the rounded sum, as the next layer will read it
-      }
-#pragma unroll
-      for (int i = 0; i < 8; i++) ss += v[i] * v[i];
-    }
-    const float inv = 1.0f / sqrtf(block_sum(ss, scratch) / float(hidden) + eps);
-    if (!mine) continue;
-#pragma unroll
-    for (int i = 0; i < 8; i++) v[i] = (v[i] * inv) * w[i];
-    reinterpret_cast<uint4 *>(out + t * hidden)[c] = pack8<T>(v);
-  }
-}
-
 // rmsnorm with the optional fused residual add, as ops.cu's rmsnorm_kernel (one block per row).
 template <typename T>
 __global__ void rmsnorm_kernel(T *out, T *residual, const T *x, const T *weight, int64_t n_tokens, int64_t hidden,
@@ -71,10 +36,6 @@ __global__ void rmsnorm_kernel(T *out, T *residual, const T *x, const T *weight,
   pdl_wait(); // launched with programmatic dependent launch (launch.cuh)
   pdl_launch_dependents();
   const int64_t chunks = hidden / 8;
-  if (chunks <= blockDim.x) { // a chunk a thread at most: it stays in registers between the passes
-    rmsnorm_rows_in_registers<T>(out, residual, x, weight, n_tokens, hidden, eps, scratch);
-    return;
-  }
   for (int64_t t = blockIdx.x; t < n_tokens; t += gridDim.x) {
     const uint4 *xr = reinterpret_cast<const uint4 *>(x + t * hidden);
     uint4 *rr = residual ? reinterpret_cast<uint4 *>(residual + t * hidden) : nullptr;

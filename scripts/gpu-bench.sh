@@ -6,6 +6,8 @@
 #   tests        scripts/gpu-check.sh: test/gpu against the cpu backend and transformers, sanitizer
 #   parity       bench/parity-8b.ts + bench/baselines/parity_8b.py: the 8B's greedy tokens and
 #                per-token logprobs against transformers (teacher-forced)
+#   parity-fp8   the same with --quantization fp8, transformers on the e4m3 weights (and W8A8 inputs)
+#   parity-int4  the same on the GPTQ checkpoint, transformers on its dequantized weights
 #   floors       bench/baselines/floors.py: copy bandwidth, bf16 GEMM peak, a decode step's GEMMs
 #   decode       bench/decode.ts: batch 1, 128-token prompt, 256 tokens
 #   decode-fp8   the same with --quantization fp8 (issue 10: decode_b1_fp8_vs_bf16)
@@ -50,7 +52,7 @@ LOGS=${GPU_BENCH_LOGS:-.gpu/logs/bench} # with $OUT set, packed into $OUT/bench-
 mkdir -p "$LOGS"
 BUDGET_S=${GPU_BENCH_BUDGET_S:-520}
 START=$SECONDS
-ONLY=${GPU_BENCH_ONLY:-tests,parity,floors,decode,decode-fp8,decode-int4,torch-compiled,decode-table,decode-step,prefill,prefill-fp8,tp-scaling,startup,hf-b1,hf-mixed,mixed-fp8,mixed}
+ONLY=${GPU_BENCH_ONLY:-tests,parity,parity-fp8,parity-int4,floors,decode,decode-fp8,decode-int4,torch-compiled,decode-table,decode-step,prefill,prefill-fp8,tp-scaling,startup,hf-b1,hf-mixed,mixed-fp8,mixed}
 MODEL=${BENCH_MODEL_DIR:-/tmp/vllmd-bench-8b}
 WORK=${TMPDIR:-/tmp}/vllmd-bench
 mkdir -p "$WORK"
@@ -74,7 +76,7 @@ if [ "$SMOKE" = 1 ]; then
   HF_SIZE_ARGS=(--mixed-requests 16 --batch-size 8 --prompt-len 8 --new-tokens 16)
   PARITY_ARGS=(--tokens 8 --prompt-lens 7,20,60 --max-model-len 128)
 fi
-for p in floors hf decode decode-fp8 decode-int4 torch-compiled decode-table graph-ablation mixed mixed-fp8 decode-step prefill prefill-fp8 tp-scaling startup parity parity-engine; do rm -f "$LOGS/$p.json"; done # stale parts must not count
+for p in floors hf decode decode-fp8 decode-int4 torch-compiled decode-table graph-ablation mixed mixed-fp8 decode-step prefill prefill-fp8 tp-scaling startup parity parity-engine parity-fp8 parity-fp8-engine parity-int4 parity-int4-engine; do rm -f "$LOGS/$p.json"; done # stale parts must not count
 
 ROWS=()  # "name|status|seconds"
 NOTES=() # lines for the result JSON
@@ -140,7 +142,7 @@ write_workload() {
 GPTQ_MODEL=${BENCH_GPTQ_DIR:-$MODEL-gptq4}
 GPTQ_OK=0
 make_gptq_model() {
-  { want decode-int4 || want decode-table || want graph-ablation; } && [ "$MODEL_OK" -eq 1 ] || return 0
+  { want decode-int4 || want decode-table || want graph-ablation || want parity-int4; } && [ "$MODEL_OK" -eq 1 ] || return 0
   if [ -f "$GPTQ_MODEL/.complete" ]; then row "GPTQ 4-bit checkpoint" "reused $GPTQ_MODEL" 0; GPTQ_OK=1; return 0; fi
   run_step "$LOGS/make-gptq.log" "$(cap 180)" bash -c 'rm -rf "$2" && python3 scripts/make_bench_gptq.py "$1" "$2" && touch "$2/.complete"' _ "$MODEL" "$GPTQ_MODEL"
   row "GPTQ 4-bit checkpoint" "$STATUS" "$ELAPSED"
@@ -236,12 +238,25 @@ run_tests() {
   [ "$STATUS" = ok ] || sed -n '/^== gpu-check/,$p' "$LOGS/gpu-check.log"
 }
 
-run_parity() {
-  want parity || return 0
-  engine_part parity-engine 120 "$BUN" bench/parity-8b.ts --model "$MODEL" --device "$DEVICE" --out "$WORK/parity-engine.json" \
+# parity_pair NAME "ENGINE FLAGS" "PYTHON FLAGS": the engine's side, then transformers' on the same tokens.
+parity_pair() {
+  local name=$1 engine_args py_args
+  read -ra engine_args <<< "$2"
+  read -ra py_args <<< "$3"
+  engine_part "$name-engine" 120 "$BUN" bench/parity-8b.ts "${engine_args[@]}" --device "$DEVICE" --out "$WORK/$name-engine.json" \
     ${PARITY_ARGS[@]+"${PARITY_ARGS[@]}"} || return 0
-  part parity 120 python3 bench/baselines/parity_8b.py "$MODEL" "$WORK/parity-engine.json"
-  [ -s "$LOGS/parity.json" ] && NOTES+=("$(grep -E '^parity vs' "$LOGS/parity.log" | tail -1)")
+  part "$name" 120 python3 bench/baselines/parity_8b.py "$MODEL" "$WORK/$name-engine.json" ${py_args[@]+"${py_args[@]}"}
+  [ -s "$LOGS/$name.json" ] && NOTES+=("$name: $(grep -E '^parity vs' "$LOGS/$name.log" | tail -1)")
+}
+
+run_parity() {
+  want parity && parity_pair parity "--model $MODEL" ""
+  want parity-fp8 && parity_pair parity-fp8 "--model $MODEL --quantization fp8" "--fp8"
+  if want parity-int4; then
+    if [ "$GPTQ_OK" -eq 1 ]; then parity_pair parity-int4 "--model $GPTQ_MODEL" "--gptq $GPTQ_MODEL"
+    else skip parity-int4 "no GPTQ checkpoint (made only on the GPU machine)"; fi
+  fi
+  return 0
 }
 
 run_tests

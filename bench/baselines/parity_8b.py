@@ -9,8 +9,15 @@ and compares:
 Passes when logprob_mean_abs < 0.05, greedy_equal_share >= 0.75 and max_greedy_gap < 0.25 (bf16
 rounding, differently ordered, moves logits by a few hundredths; a real bug moves them by far
 more). Prints one JSON line; exits 1 on failure.
-Usage: python3 bench/baselines/parity_8b.py MODEL_DIR ENGINE_JSON
+Quantized weights (issue 10): transformers runs the float model with its linear layers replaced by
+what the engine computes with, dequantized to bf16:
+  --gptq DIR   the GPTQ checkpoint DIR (written from MODEL_DIR by scripts/make_bench_gptq.py)
+  --fp8        e4m3 with one scale per output row (absmax / 448), as `--quantization fp8` quantizes at
+               load; when the engine ran W8A8 (its JSON says so) each linear's input is quantized per
+               token the same way (its scoring prefill runs W8A8; its decode steps do not)
+Usage: python3 bench/baselines/parity_8b.py MODEL_DIR ENGINE_JSON [--gptq DIR | --fp8]
 """
+import argparse
 import json
 import os
 import sys
@@ -20,6 +27,7 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 from hf_generate import load_model  # noqa: E402
 
+LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 LIMITS = {"logprob_mean_abs": 0.05, "greedy_equal_share": 0.75, "max_greedy_gap": 0.25}
 
 
@@ -40,11 +48,72 @@ def compare(model, r):
     return diff, equal, len(r["generated"]), float(gaps.max())
 
 
+def e4m3_rows(x):
+    """x quantized to e4m3 with one scale per row (absmax / 448) and back, in f32."""
+    s = (x.float().abs().amax(dim=-1, keepdim=True) / 448.0).clamp_min(1e-30)
+    return (x.float() / s).clamp(-448.0, 448.0).to(torch.float8_e4m3fn).float() * s
+
+
+def linears(model):
+    for name, mod in model.named_modules():
+        if name.rsplit(".", 1)[-1] in LINEARS:
+            yield name, mod
+
+
+def use_fp8(model, w8a8):
+    for _, mod in linears(model):
+        mod.weight.data = e4m3_rows(mod.weight.data).to(mod.weight.dtype)
+        if w8a8:
+            mod.register_forward_pre_hook(lambda _m, args: (e4m3_rows(args[0]).to(args[0].dtype),))
+
+
+def unpack(packed, bits, dim):
+    """int32 words holding 32 / bits codes each along `dim` (the lowest bits first) -> the codes."""
+    per = 32 // bits
+    shifts = torch.arange(per, device=packed.device, dtype=torch.int32) * bits
+    codes = (packed.unsqueeze(dim + 1) >> shifts.view([-1 if i == dim + 1 else 1 for i in range(packed.dim() + 1)])) & (2**bits - 1)
+    shape = list(packed.shape)
+    shape[dim] *= per
+    return codes.reshape(shape)
+
+
+def use_gptq(model, gptq_dir):
+    """Each linear's weight from GPTQ's qweight [K/per, N], qzeros [G, N/per] (zero - 1), scales [G, N], g_idx [K]."""
+    from safetensors import safe_open
+    cfg = json.load(open(os.path.join(gptq_dir, "config.json")))["quantization_config"]
+    bits = cfg["bits"]
+    index = json.load(open(os.path.join(gptq_dir, "model.safetensors.index.json")))["weight_map"]
+    params = dict(linears(model))
+    for name, mod in params.items():
+        t = {}
+        for part in ("qweight", "qzeros", "scales", "g_idx"):
+            with safe_open(os.path.join(gptq_dir, index[f"{name}.{part}"]), framework="pt", device="cuda") as f:
+                t[part] = f.get_tensor(f"{name}.{part}")
+        codes = unpack(t["qweight"], bits, 0)  # [K, N]
+        zeros = unpack(t["qzeros"], bits, 1) + 1  # [G, N]
+        g = t["g_idx"].long()
+        w = (codes.float() - zeros[g].float()) * t["scales"][g].float()  # [K, N]
+        w = w.t().contiguous()
+        err = float((w - mod.weight.data.float()).norm() / mod.weight.data.float().norm())
+        if err > 0.25:  # 4-bit rounding moves a weight by ~10%; a wrong unpacking by ~100%
+            raise SystemExit(f"{name}: the dequantized GPTQ weight is {err:.2f} (relative) from the float one: bad unpacking?")
+        mod.weight.data = w.to(mod.weight.dtype)
+
+
 def main():
-    model_dir, engine_json = sys.argv[1], sys.argv[2]
-    with open(engine_json) as f:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model_dir")
+    ap.add_argument("engine_json")
+    ap.add_argument("--gptq")
+    ap.add_argument("--fp8", action="store_true")
+    args = ap.parse_args()
+    with open(args.engine_json) as f:
         data = json.load(f)
-    model = load_model(model_dir, None)
+    model = load_model(args.model_dir, None)
+    if args.gptq:
+        use_gptq(model, args.gptq)
+    if args.fp8:
+        use_fp8(model, bool(data.get("w8a8")))
     diffs, equal, total, gap = [], 0, 0, 0.0
     per_prompt = []
     for r in data["results"]:
@@ -55,7 +124,8 @@ def main():
     d = torch.cat(diffs)
     out = {"bench": "parity_8b", "logprob_mean_abs": float(d.mean()), "logprob_max_abs": float(d.max()),
            "greedy_equal_share": equal / total, "max_greedy_gap": gap, "per_prompt": per_prompt, "limits": LIMITS,
-           "engine_graph_steps": data.get("graph_steps")}
+           "engine_graph_steps": data.get("graph_steps"), "weights": "gptq" if args.gptq else "fp8" if args.fp8 else "bf16",
+           "w8a8": bool(data.get("w8a8")) if args.fp8 else False}
     out["pass"] = (out["logprob_mean_abs"] < LIMITS["logprob_mean_abs"] and out["greedy_equal_share"] >= LIMITS["greedy_equal_share"]
                    and out["max_greedy_gap"] < LIMITS["max_greedy_gap"])
     print(f"parity vs transformers: logprobs |diff| mean {out['logprob_mean_abs']:.4f} max {out['logprob_max_abs']:.4f} nats; "

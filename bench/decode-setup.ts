@@ -14,10 +14,11 @@ export interface DecodeStep {
   dispose(): void;
 }
 
-export function decodeStep(be: Backend, cfg: ModelConfig, w: ModelWeights, B: number, C: number): DecodeStep {
+/** opts.w8a8: whether FP8 linears quantize their inputs (LlamaModel's option; default: the backend's). */
+export function decodeStep(be: Backend, cfg: ModelConfig, w: ModelWeights, B: number, C: number, opts: { w8a8?: boolean } = {}): DecodeStep {
   const blocksPerSeq = Math.ceil((C + 1) / BLOCK), owned: Buf[] = [];
   const cache = allocKvCache(be, cfg, B * blocksPerSeq, BLOCK, be.activationDtype(w.dtype));
-  const model = new LlamaModel(be, cfg, w, cache, B, B, C + 1);
+  const model = new LlamaModel(be, cfg, w, cache, B, B, C + 1, opts);
   const upload = (xs: ArrayLike<number>, f32 = false) => {
     const buf = be.alloc(Math.max(1, xs.length) * 4);
     be.copyFromHost(buf, 0, f32 ? Float32Array.from(xs) : Int32Array.from(xs));

@@ -1,7 +1,8 @@
 // The decode step at batch 1..256 for several weight formats side by side (issue 10's table: where
 // each wins): bench/decode-setup.ts's step (forward pass + greedy sample, C-token contexts, no
 // scheduler, no CUDA graphs) timed over --steps after a warm-up, per batch size, one model loaded
-// at a time. A run is LABEL=DIR or LABEL=DIR:fp8 (quantized at load).
+// at a time. A run is LABEL=DIR, LABEL=DIR:fp8 (quantized at load) or LABEL=DIR:fp8:wo (and its
+// linears weight-only at every batch size: no W8A8).
 // Usage: bun bench/decode-table.ts --runs bf16=M,fp8=M:fp8,int4=M-gptq4 [--device cuda]
 //   [--batches 1,2,4,8,16,32,64,128,256] [--context 512] [--steps 10]
 // Prints the table (ms per step and each run's step over the first run's), then one JSON line.
@@ -15,9 +16,9 @@ const { values: a } = parseArgs({ args: Bun.argv.slice(2), options: {
   runs: { type: "string" }, device: { type: "string" }, batches: { type: "string" }, context: { type: "string" },
   steps: { type: "string" } } });
 const runs = (a.runs ?? "").split(",").filter(Boolean).map((r) => {
-  const [label, spec] = r.split("="), [dir, quantization] = (spec ?? "").split(":");
-  if (!label || !dir) throw new Error(`--runs: "${r}" is not LABEL=DIR or LABEL=DIR:fp8`);
-  return { label, dir, quantization: quantization === "fp8" ? ("fp8" as const) : null };
+  const [label, spec] = r.split("="), [dir, quantization, mode] = (spec ?? "").split(":");
+  if (!label || !dir || (mode !== undefined && mode !== "wo")) throw new Error(`--runs: "${r}" is not LABEL=DIR, LABEL=DIR:fp8 or LABEL=DIR:fp8:wo`);
+  return { label, dir, quantization: quantization === "fp8" ? ("fp8" as const) : null, w8a8: mode === "wo" ? false : undefined };
 });
 if (runs.length === 0) throw new Error("--runs: give at least one LABEL=DIR");
 const batches = (a.batches ?? "1,2,4,8,16,32,64,128,256").split(",").map(Number);
@@ -30,7 +31,7 @@ function measure(run: (typeof runs)[number]): number[] {
   const w = loadWeights(be, dir.config, dir.tensors, undefined, { quantization: run.quantization });
   try {
     return batches.map((B) => {
-      const d = decodeStep(be, dir.config, w, B, C);
+      const d = decodeStep(be, dir.config, w, B, C, { w8a8: run.w8a8 });
       try {
         d.step(); // warm-up: workspaces grow, kernels load
         be.sync();

@@ -139,7 +139,7 @@ VD_API int32_t vd_capabilities(uint64_t ctx, uint64_t *out_caps) {
   clear_error();
   if (!valid_context(ctx)) return VD_ERR_INVALID_ARGUMENT;
   if (!out_caps) return fail(VD_ERR_INVALID_ARGUMENT, "vd_capabilities: out_caps is null");
-  *out_caps = 0; // the reference: correct everywhere, fast nowhere
+  *out_caps = 0; // the reference: correct everywhere, fast nowhere; synchronous, in host memory, f32
   return VD_OK;
 }
 

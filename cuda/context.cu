@@ -268,7 +268,7 @@ VD_API int32_t vd_capabilities(uint64_t ctx, uint64_t *out_caps) {
   Context *c = context(ctx, "vd_capabilities");
   if (!c) return VD_ERR_INVALID_ARGUMENT;
   if (!out_caps) return fail(VD_ERR_INVALID_ARGUMENT, "vd_capabilities: out_caps is null");
-  *out_caps = fast_w8a8(c) ? VD_CAP_FAST_W8A8 : 0;
+  *out_caps = VD_CAP_GRAPHS | VD_CAP_ASYNC | VD_CAP_DEVICE_MEMORY | VD_CAP_HALF_ACTIVATIONS | (fast_w8a8(c) ? VD_CAP_FAST_W8A8 : 0);
   return VD_OK;
 }
 

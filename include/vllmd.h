@@ -62,11 +62,15 @@ int32_t vd_context_destroy(uint64_t ctx);
 /* Free and total bytes of device memory on rank 0: out[0] = free, out[1] = total. */
 int32_t vd_mem_info(uint64_t ctx, uint64_t *out);
 /*
- * What the backend does fast, as a bit set in *out_caps, so callers pick their path by asking
- * instead of by the backend's name. A backend may implement an op it does not report here (the
- * cpu implements every op, as the reference, and reports none).
+ * What the backend can do and how it runs, as a bit set in *out_caps, so callers pick their path by
+ * asking instead of by the backend's name. A backend may implement an op it does not report as
+ * fast (the cpu implements every op, as the reference, and reports none of the FAST bits).
  */
-#define VD_CAP_FAST_W8A8 1 /* vd_gemm_fp8 with VD_ACT_QUANT_FP8_ROW runs on FP8 tensor cores */
+#define VD_CAP_FAST_W8A8 1         /* vd_gemm_fp8 with VD_ACT_QUANT_FP8_ROW runs on FP8 tensor cores */
+#define VD_CAP_GRAPHS 2            /* vd_graph_begin/end/launch capture and replay ops */
+#define VD_CAP_ASYNC 4             /* ops are queued and run while the caller goes on (vd_sync waits) */
+#define VD_CAP_DEVICE_MEMORY 8     /* buffers live in memory of their own, which vd_mem_info reports */
+#define VD_CAP_HALF_ACTIVATIONS 16 /* f16/bf16 models run in their own dtype (else activations are f32) */
 int32_t vd_capabilities(uint64_t ctx, uint64_t *out_caps);
 /* Wait until all work queued on the context has finished. */
 int32_t vd_sync(uint64_t ctx);

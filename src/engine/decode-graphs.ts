@@ -45,7 +45,7 @@ export class DecodeGraphs {
     writeIdle: (bucket: number) => void, warn: (message: string) => void = console.warn,
   ): DecodeGraphs | null {
     if (mode === "off" || buckets.length === 0) return null;
-    if (mode === "auto" && be.name === "cpu") return null; // vllmd.h: the cpu backend has no graphs
+    if (mode === "auto" && !be.hasGraphs) return null; // vd_capabilities: no VD_CAP_GRAPHS
     const g = new DecodeGraphs(be, model, batch, buckets, stride, mode === "auto");
     if (mode === "replay") return g;
     try {

@@ -87,7 +87,7 @@ export class Engine {
     const model = new LlamaModel(be, dir.config, weights, probeCache, maxTokens, maxSeqs, maxModelLen,
       { w8a8: cfg.w8a8 === "auto" ? undefined : cfg.w8a8 === "on" });
     const runner = new ModelRunner(be, model, { maxTokens, maxSeqs, maxBlocksPerSeq: blocksPerSeq, blockSize: cfg.blockSize });
-    if (be.name !== "cpu") runner.profileRun(); // the cpu's budget is --cpu-kv-cache bytes, not what is left
+    if (be.deviceMemory) runner.profileRun(); // in host memory the budget is --cpu-kv-cache bytes, not what is left
     freeKvCache(be, probeCache);
     const numBlocks = sizeKvCache(be, cfg, dir, blocksPerSeq, kvDtype);
     const cache = allocKvCache(be, dir.config, numBlocks, cfg.blockSize, kvDtype);
@@ -102,7 +102,7 @@ export class Engine {
       numBlocks, blockSize: cfg.blockSize, maxModelLen, maxNumSeqs: maxSeqs,
       maxNumBatchedTokens: cfg.maxNumBatchedTokens, vocabSize: dir.config.vocabSize,
       eosTokenIds: dir.generation.eosTokenIds, numGraphs,
-      asyncScheduling: cfg.asyncScheduling === "on" || (cfg.asyncScheduling === "auto" && be.name !== "cpu"),
+      asyncScheduling: cfg.asyncScheduling === "on" || (cfg.asyncScheduling === "auto" && be.runsAsync),
       quantization: weights.quantization, kvCacheDtype: dtypeName(kvDtype), w8a8: model.w8a8,
     };
     return new Engine(info, be, weights, cache, model, runner, scheduler);
@@ -265,8 +265,8 @@ function sizeKvCache(be: Backend, cfg: EngineConfig, dir: ModelDir, blocksPerSeq
   let n = cfg.numBlocksOverride;
   if (n === undefined) {
     const mem = be.memInfo();
-    // The cpu's ranks share one memory (and one --cpu-kv-cache budget); a GPU's is its own.
-    const budget = be.name === "cpu" ? Math.min(cfg.cpuKvCacheBytes, mem.free * 0.5) / be.tp
+    // Ranks in host memory share it (and one --cpu-kv-cache budget); a GPU's memory is its own.
+    const budget = !be.deviceMemory ? Math.min(cfg.cpuKvCacheBytes, mem.free * 0.5) / be.tp
       : mem.total * cfg.gpuMemoryUtilization - (mem.total - mem.free);
     n = Math.min(Math.floor(budget / blockBytes), cfg.maxNumSeqs * blocksPerSeq);
   }

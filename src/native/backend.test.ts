@@ -20,6 +20,11 @@ describe("library and context", () => {
     be.sync();
   });
 
+  test("vd_capabilities: the cpu reports no graphs, synchronous ops in host memory, f32 activations", () => {
+    expect([be.fastW8a8, be.hasGraphs, be.runsAsync, be.deviceMemory]).toEqual([false, false, false, false]);
+    expect([DType.f32, DType.f16, DType.bf16].map((d) => be.activationDtype(d))).toEqual([DType.f32, DType.f32, DType.f32]);
+  });
+
   test("graphs are unsupported on cpu, and say so", () => {
     expect(backendError(() => be.graphBegin()).status).toBe(Status.unsupported);
     const end = backendError(() => be.graphEnd());

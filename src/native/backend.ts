@@ -38,6 +38,7 @@ class NativeBackend implements Backend {
   private readonly handleOut = new BigUint64Array(1);
   private readonly memOut = new BigUint64Array(2);
   private readonly capsOut = new BigUint64Array(1);
+  private capsCache: number | null = null;
   // Host blocks not yet freed: freeing or copying into one twice would hit memory the library
   // may since have handed out again, so those calls are refused before they reach it.
   private readonly liveHost = new Set<HostBuf>();
@@ -256,13 +257,33 @@ class NativeBackend implements Backend {
     this.check("vd_scatter_tokens", this.lib.symbols.vd_scatter_tokens(this.ctx, tokenIds, dstRows, src, srcRows, n));
   }
 
+  /** vd_capabilities' bits (they do not change over a context's life). */
+  private get caps(): number {
+    if (this.capsCache === null) {
+      this.check("vd_capabilities", this.lib.symbols.vd_capabilities(this.ctx, this.capsOut));
+      this.capsCache = Number(this.capsOut[0]);
+    }
+    return this.capsCache;
+  }
+
   get fastW8a8(): boolean {
-    this.check("vd_capabilities", this.lib.symbols.vd_capabilities(this.ctx, this.capsOut));
-    return (Number(this.capsOut[0]) & Cap.fastW8a8) !== 0;
+    return (this.caps & Cap.fastW8a8) !== 0;
+  }
+
+  get hasGraphs(): boolean {
+    return (this.caps & Cap.graphs) !== 0;
+  }
+
+  get runsAsync(): boolean {
+    return (this.caps & Cap.async) !== 0;
+  }
+
+  get deviceMemory(): boolean {
+    return (this.caps & Cap.deviceMemory) !== 0;
   }
 
   activationDtype(w: DType): DType {
-    return this.name === "cpu" ? DType.f32 : w; // cpu computes in f32; GPUs in the model's dtype
+    return (this.caps & Cap.halfActivations) !== 0 ? w : DType.f32;
   }
 
   cast(out: Buf, x: Buf, n: number, outDtype: DType, inDtype: DType): void {

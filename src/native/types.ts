@@ -10,8 +10,8 @@ export const PackLayout = { gptq: 0, gptqV2: 1, awq: 2, rows: 3 } as const;
 /** vd_gemm_fp8's act_quant: x as it is (weight-only), or quantized per row to e4m3 first (W8A8). */
 export const ActQuant = { none: 0, fp8Row: 1 } as const;
 export type ActQuant = (typeof ActQuant)[keyof typeof ActQuant];
-/** vd_capabilities' bits: what a backend does fast. */
-export const Cap = { fastW8a8: 1 } as const;
+/** vd_capabilities' bits: what a backend can do and how it runs. */
+export const Cap = { fastW8a8: 1, graphs: 2, async: 4, deviceMemory: 8, halfActivations: 16 } as const;
 export type PackLayout = (typeof PackLayout)[keyof typeof PackLayout];
 
 /** The names vLLM's users know a dtype by. */
@@ -216,5 +216,11 @@ export interface Backend {
   activationDtype(w: DType): DType;
   /** Whether gemmFp8 with ActQuant.fp8Row runs on FP8 tensor cores here (vd_capabilities). */
   readonly fastW8a8: boolean;
+  /** Whether graphBegin/graphEnd/graphLaunch capture and replay ops here. */
+  readonly hasGraphs: boolean;
+  /** Whether ops are queued and run while the host goes on (so overlapping steps pays). */
+  readonly runsAsync: boolean;
+  /** Whether buffers live in device memory of their own (memInfo's; else host memory). */
+  readonly deviceMemory: boolean;
   sample(a: SampleArgs): void;
 }

@@ -97,6 +97,12 @@ gpuSuite("quantized weights parity", () => {
     expect(dev.fastW8a8).toBe(DEVICE === "cuda");
   });
 
+  test("vd_capabilities: the GPU has graphs, runs ops asynchronously in its own memory and keeps half activations; the cpu none of it", () => {
+    const { cpu, dev } = backends();
+    expect([cpu.hasGraphs, cpu.runsAsync, cpu.deviceMemory, cpu.activationDtype(DType.bf16)]).toEqual([false, false, false, DType.f32]);
+    expect([dev.hasGraphs, dev.runsAsync, dev.deviceMemory, dev.activationDtype(DType.bf16)]).toEqual([true, true, true, DType.bf16]);
+  });
+
   // Integer weights: the same repacked words, scales and zeros as the cpu, and the same product.
   // m <= 32 with f16/bf16 goes to the GEMV kernel (gemv_int.cuh): its group scale after each
   // round (group a multiple of 128 4-bit / 64 8-bit codes, or one group) or in each weight (32,

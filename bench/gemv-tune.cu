@@ -143,16 +143,17 @@ template <typename W> void dense_sweep(const char *fmt, const Shape &s, int elem
   CK(cudaFree(out));
 }
 
-template <int WARPS, int U, int MinBlocks>
+template <int WARPS, int U, int MinBlocks, bool kPerm = true>
 void int_variant(Report &rep, const Shape &s, const std::vector<void *> &w, const std::vector<void *> &sc, int copies,
                  const float *zeros, const bf16 *x, bf16 *out, double bytes) {
   const dim3 grid((s.n + gemv_int::kTileRows - 1) / gemv_int::kTileRows), block(32 * WARPS);
   const int groups = s.k / 128;
   const float us = time_us([&](int i) {
     const gemv_int::Args a{static_cast<const uint32_t *>(w[i]), static_cast<const float *>(sc[i]), zeros, nullptr, nullptr, 1, s.n, s.k, groups, 128, 7};
-    CK(launch_kernel(true, gemv_int::gemv_int_kernel<bf16, 4, 1, true, MinBlocks, WARPS, U>, grid, block, 0, nullptr, out, x, a));
+    CK(launch_kernel(true, gemv_int::gemv_int_kernel<bf16, 4, 1, true, MinBlocks, WARPS, U, kPerm>, grid, block, 0, nullptr, out, x, a));
   }, copies);
-  rep.row("int4", s, "warps " + std::to_string(WARPS) + " unroll " + std::to_string(U) + " minblocks " + std::to_string(MinBlocks), us, bytes, out);
+  rep.row("int4", s, "warps " + std::to_string(WARPS) + " unroll " + std::to_string(U) + " minblocks " + std::to_string(MinBlocks) +
+          (kPerm ? "" : " no-perm"), us, bytes, out);
 }
 
 void int_sweep(const Shape &s) {
@@ -176,6 +177,9 @@ void int_sweep(const Shape &s) {
   const double b = double(wbytes + 2 * sbytes); // codes, scales and zeros
   int_variant<8, 2, 3>(rep, s, w, sc, copies, zeros, x, out, b);
   int_variant<8, 2, 1>(rep, s, w, sc, copies, zeros, x, out, b);
+  int_variant<8, 1, 3, false>(rep, s, w, sc, copies, zeros, x, out, b);
+  int_variant<8, 2, 1, false>(rep, s, w, sc, copies, zeros, x, out, b);
+  int_variant<8, 2, 2, false>(rep, s, w, sc, copies, zeros, x, out, b);
   int_variant<8, 1, 3>(rep, s, w, sc, copies, zeros, x, out, b);
   int_variant<8, 4, 1>(rep, s, w, sc, copies, zeros, x, out, b);
   int_variant<8, 4, 2>(rep, s, w, sc, copies, zeros, x, out, b);

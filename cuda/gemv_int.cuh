@@ -129,11 +129,12 @@ template <typename T> struct Word<T, 8> { // pair j: codes (2j, 2j + 1); x pairs
 template <int Bits> using XWord = typename std::conditional<Bits == 4, uint4, uint2>::type;
 
 // x at code positions p .. p + kCodes - 1 of one token (zeros when the token or chunk is absent).
-template <typename T, int Bits>
+// kPerm false: the caller knows there is no k_perm (no gather code is compiled in).
+template <typename T, int Bits, bool kPerm>
 __device__ __forceinline__ XWord<Bits> load_x(const T *xrow, int p, bool ok, const int32_t *k_perm) {
   XWord<Bits> v{};
   if (!ok) return v;
-  if (!k_perm) return *reinterpret_cast<const XWord<Bits> *>(xrow + p);
+  if (!kPerm || !k_perm) return *reinterpret_cast<const XWord<Bits> *>(xrow + p);
   T *e = reinterpret_cast<T *>(&v);
 #pragma unroll
   for (int i = 0; i < Word<T, Bits>::kCodes; i++) e[i] = xrow[k_perm[p + i]];
@@ -150,7 +151,7 @@ template <int Bits, bool kScaleAfter> __device__ __forceinline__ int group_of(co
 
 // One lane's part of a round: chunk ci (16 bytes) of rows g and g + 8, against NT tiles of 8 tokens.
 // ca, cb: the rows' zero and scale, loaded with the weights (a load here would stall every round).
-template <typename T, int Bits, int NT, bool kScaleAfter>
+template <typename T, int Bits, int NT, bool kScaleAfter, bool kPerm>
 __device__ __forceinline__ void round_step(float (*acc)[4], const uint4 &wa, const uint4 &wb, Coef ca, Coef cb,
                                            const T *x, const Args &a, int ci, int g) {
   using W = Word<T, Bits>;
@@ -164,7 +165,7 @@ __device__ __forceinline__ void round_step(float (*acc)[4], const uint4 &wa, con
     const int token = nt * 8 + g;
     const T *xrow = x + int64_t(min(token, a.m - 1)) * a.k;
 #pragma unroll
-    for (int i = 0; i < 4; i++) xv[nt][i] = load_x<T, Bits>(xrow, pos + i * W::kCodes, ok && token < a.m, a.k_perm);
+    for (int i = 0; i < 4; i++) xv[nt][i] = load_x<T, Bits, kPerm>(xrow, pos + i * W::kCodes, ok && token < a.m, a.k_perm);
   }
   for (Coef *c : {&ca, &cb}) {
     c->zero_pair = Pair<T>::splat(Pair<T>::kMagicValue + c->zero);
@@ -225,13 +226,13 @@ __device__ __forceinline__ void load_stage(Stage<U> &st, const Lane &l, const Ar
   }
 }
 
-template <typename T, int Bits, int NT, bool kScaleAfter, int U>
+template <typename T, int Bits, int NT, bool kScaleAfter, int U, bool kPerm>
 __device__ __forceinline__ void run_stage(float (*acc)[4], const Stage<U> &st, const Lane &l, const T *x, const Args &a, int r0, int g) {
 #pragma unroll
   for (int u = 0; u < U; u++) {
     const int round = r0 + u;
     if (round >= l.end) break;
-    round_step<T, Bits, NT, kScaleAfter>(acc, st.va[u], st.vb[u], st.ca[u], st.cb[u], x, a, round * 4 + l.t, g);
+    round_step<T, Bits, NT, kScaleAfter, kPerm>(acc, st.va[u], st.vb[u], st.ca[u], st.cb[u], x, a, round * 4 + l.t, g);
   }
 }
 
@@ -260,8 +261,9 @@ __device__ __forceinline__ void write_tile(T *out, float (*partial)[kTileRows][N
 
 // kMinBlocks 3 caps the registers at 80 (a few spill) so that 3 blocks share an SM: better when
 // there are blocks enough to fill them; otherwise the spills only cost (measured on an H200).
-// WARPS: warps per block splitting k; U: rounds per warp and stage.
-template <typename T, int Bits, int NT, bool kScaleAfter, int kMinBlocks, int WARPS = kWarps, int U = kUnroll>
+// WARPS: warps per block splitting k; U: rounds per warp and stage; kPerm false: a.k_perm is null
+// (bench/gemv-tune.cu measures whether leaving the gather out of the code pays).
+template <typename T, int Bits, int NT, bool kScaleAfter, int kMinBlocks, int WARPS = kWarps, int U = kUnroll, bool kPerm = true>
 __global__ void __launch_bounds__(32 * WARPS, kMinBlocks) gemv_int_kernel(T *out, const T *x, Args a) {
   __shared__ float partial[WARPS][kTileRows][NT * 8];
   constexpr int kChunkCodes = 128 / Bits;
@@ -287,9 +289,9 @@ __global__ void __launch_bounds__(32 * WARPS, kMinBlocks) gemv_int_kernel(T *out
   if (begin < l.end) load_stage<Bits, kScaleAfter, U>(s0, l, a, begin);
   for (int r0 = begin; r0 < l.end; r0 += 2 * U) {
     if (r0 + U < l.end) load_stage<Bits, kScaleAfter, U>(s1, l, a, r0 + U);
-    run_stage<T, Bits, NT, kScaleAfter, U>(acc, s0, l, x, a, r0, g);
+    run_stage<T, Bits, NT, kScaleAfter, U, kPerm>(acc, s0, l, x, a, r0, g);
     if (r0 + 2 * U < l.end) load_stage<Bits, kScaleAfter, U>(s0, l, a, r0 + 2 * U);
-    if (r0 + U < l.end) run_stage<T, Bits, NT, kScaleAfter, U>(acc, s1, l, x, a, r0 + U, g);
+    if (r0 + U < l.end) run_stage<T, Bits, NT, kScaleAfter, U, kPerm>(acc, s1, l, x, a, r0 + U, g);
   }
   write_tile<T, NT, WARPS>(out, partial, acc, a, row0);
 }

@@ -28,7 +28,7 @@
 extern "C" {
 #endif
 
-#define VD_ABI_VERSION 13
+#define VD_ABI_VERSION 14
 
 /* Status codes. */
 #define VD_OK 0

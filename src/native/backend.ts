@@ -7,7 +7,7 @@ import {
 } from "./types.ts";
 
 /** The VD_ABI_VERSION of the include/vllmd.h this code was written against. */
-export const EXPECTED_ABI_VERSION = 13;
+export const EXPECTED_ABI_VERSION = 14;
 
 export interface OpenBackendOptions {
   firstDevice?: number;

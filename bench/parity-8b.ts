@@ -11,6 +11,7 @@ import { parseArgs } from "node:util";
 import { parseEngineConfig } from "../src/config.ts";
 import { Engine } from "../src/engine/engine.ts";
 import { defaultSamplingParams } from "../src/engine/request.ts";
+import { W8A8_MIN_ROWS } from "../src/model/linear.ts";
 import { mulberry32 } from "./workload.ts";
 
 const { values: a } = parseArgs({ args: Bun.argv.slice(2), options: {
@@ -31,7 +32,9 @@ const results = prompts.map((prompt, i) => {
   const gen = generated.get(`p${i}`)!;
   return { prompt, generated: gen, logprobs: Array.from(engine.score([...prompt, ...gen])) };
 });
-const summary = { bench: "parity_engine", device: engine.info.device, quantization: engine.info.quantization, w8a8: engine.info.w8a8, graphs: engine.info.numGraphs, graph_steps: engine.numGraphSteps, prompts: lens };
+// score() runs chunks of maxNumSeqs rows; W8A8 applies to a chunk of W8A8_MIN_ROWS rows or more.
+const summary = { bench: "parity_engine", device: engine.info.device, quantization: engine.info.quantization, w8a8: engine.info.w8a8,
+  score_chunk: engine.info.maxNumSeqs, w8a8_min_rows: W8A8_MIN_ROWS, graphs: engine.info.numGraphs, graph_steps: engine.numGraphSteps, prompts: lens };
 engine.dispose();
 writeFileSync(a.out, JSON.stringify({ ...summary, results }));
 console.log(`engine: ${lens.length} prompts (${lens.join(", ")} tokens), ${tokens} greedy tokens each, ${summary.graph_steps} steps as graphs`);

@@ -147,6 +147,7 @@ __global__ void __launch_bounds__(32 * kWarps) gemv_kernel(T *out, const T *x, W
 // The kernel for M = m (1..kMaxM) rows of x with R rows of w per block and U chunks in flight.
 template <typename T, typename W, int R, int U, int kMaxM>
 cudaError_t launch_shape(T *out, const T *x, W fmt, int m, int n, int k, cudaStream_t stream, bool pdl) {
+  if (m < 1 || m > kMaxM) return cudaErrorInvalidValue; // a kernel for other rows would leave some unwritten
   const dim3 grid{unsigned((n + R - 1) / R)}, block{32 * kWarps};
   const auto go = [&](auto kernel) { return launch_kernel(pdl, kernel, grid, block, 0, stream, out, x, fmt, n, k); };
   if (m == 1 || kMaxM == 1) return go(gemv_kernel<T, W, 1, R, U>);
@@ -161,7 +162,7 @@ cudaError_t launch_shape(T *out, const T *x, W fmt, int m, int n, int k, cudaStr
     default: return go(gemv_kernel<T, W, 8, R, U>);
     }
   }
-  return cudaErrorInvalidValue; // not reached: kMaxM covers every m sent
+  return cudaErrorInvalidValue; // not reached
 }
 
 // Launches the kernel for M = m (1..kMaxRows) rows of x (pdl: see launch.cuh). k must be a
@@ -169,12 +170,12 @@ cudaError_t launch_shape(T *out, const T *x, W fmt, int m, int n, int k, cudaStr
 // of bench/gemv-tune.cu's sweep on an H200 (bench/RESULTS.md): e4m3 rows want 4 rows a block
 // (the chunks of a row run out after one or two rounds at 2), f16/bf16 ones 4 rows with 4 chunks
 // in flight, or 8 rows with 1 for the lm_head's 128k rows. The shape never changes a row's sums.
+// f16/bf16 weights come here for 1-2 rows only (cuBLAS is faster from 3: gemm.cu's kDenseGemvRows).
 template <typename T, typename W>
 cudaError_t launch(T *out, const T *x, W fmt, int m, int n, int k, cudaStream_t stream, bool pdl) {
   if constexpr (W::kPerChunk == 16) {
     return launch_shape<T, W, 4, 2, kMaxRows>(out, x, fmt, m, n, k, stream, pdl);
   } else {
-    if (m > 2) return launch_shape<T, W, 4, 2, kMaxRows>(out, x, fmt, m, n, k, stream, pdl);
     if (n >= 65536) return launch_shape<T, W, 8, 1, 2>(out, x, fmt, m, n, k, stream, pdl);
     return launch_shape<T, W, 4, 4, 2>(out, x, fmt, m, n, k, stream, pdl);
   }

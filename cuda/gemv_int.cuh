@@ -40,7 +40,7 @@ struct Args {
   const void *bias;            // or null
   const int32_t *k_perm;       // or null: x is read as x[k_perm[position]]
   int m, n, k, groups, group_size;
-  int group_shift; // log2(group_size), or 30 with one group a row: a position's group is pos >> group_shift (launch() sets it)
+  int group_shift; // log2(group_size), or 31 with one group a row: a position's group is pos >> group_shift (launch() sets it)
 };
 
 __device__ __forceinline__ uint32_t and_or(uint32_t a, uint32_t mask, uint32_t bits) {
@@ -331,7 +331,7 @@ cudaError_t launch_bits(T *out, const T *x, const Args &a, int sm_count, cudaStr
 // Launches for a call that fits() (pdl: see launch.cuh).
 template <typename T>
 cudaError_t launch(T *out, const T *x, Args a, int bits, int sm_count, cudaStream_t stream, bool pdl) {
-  a.group_shift = 30;
+  a.group_shift = 31; // one group a row: every position (k < 2^31) is in group 0
   if (a.groups > 1)
     for (a.group_shift = 0; (1 << a.group_shift) < a.group_size;) a.group_shift++;
   return bits == 4 ? launch_bits<T, 4>(out, x, a, sm_count, stream, pdl) : launch_bits<T, 8>(out, x, a, sm_count, stream, pdl);

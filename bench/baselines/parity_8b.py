@@ -60,11 +60,23 @@ def linears(model):
             yield name, mod
 
 
-def use_fp8(model, w8a8):
+def w8a8_inputs(x, chunk, min_rows):
+    """x [1, T, h] with its rows quantized per token where the engine's scoring forward quantizes
+    them: it runs chunks of `chunk` rows, W8A8 from `min_rows` rows, so a shorter last chunk stays."""
+    t = x.shape[-2]
+    tail = t % chunk
+    keep = tail if 0 < tail < min_rows else 0
+    out = e4m3_rows(x).to(x.dtype)
+    if keep:
+        out[..., t - keep:, :] = x[..., t - keep:, :]
+    return out
+
+
+def use_fp8(model, w8a8, chunk, min_rows):
     for _, mod in linears(model):
         mod.weight.data = e4m3_rows(mod.weight.data).to(mod.weight.dtype)
         if w8a8:
-            mod.register_forward_pre_hook(lambda _m, args: (e4m3_rows(args[0]).to(args[0].dtype),))
+            mod.register_forward_pre_hook(lambda _m, args: (w8a8_inputs(args[0], chunk, min_rows),))
 
 
 def unpack(packed, bits, dim):
@@ -113,7 +125,7 @@ def main():
     if args.gptq:
         use_gptq(model, args.gptq)
     if args.fp8:
-        use_fp8(model, bool(data.get("w8a8")))
+        use_fp8(model, bool(data.get("w8a8")), int(data.get("score_chunk", 16)), int(data.get("w8a8_min_rows", 4)))
     diffs, equal, total, gap = [], 0, 0, 0.0
     per_prompt = []
     for r in data["results"]:

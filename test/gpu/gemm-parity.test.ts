@@ -67,6 +67,14 @@ gpuSuite("gemm parity", () => {
       }),
     );
 
+  // The GEMV's block shapes (gemv.cuh launch()): 1 and 2 rows of x against 4 rows of w a block,
+  // and 8 rows a block from 65536 rows of w on (an lm_head's), whose last block is partial here.
+  for (const [act, wd, tol] of CASES.filter(([a, w]) => ACT_DTYPES.includes(a) && a === w && a !== f32))
+    for (const [m, n, k] of [[2, 1027, 1536], [1, 65543, 264], [2, 65543, 264]] as const)
+      test(`act ${dtypeName(act)}, weights ${dtypeName(wd)}: GEMV block shape, m=${m} n=${n} k=${k}`, () => {
+        compare(operands(m, n, k, act, wd, m === 2, m * 13 + n + k), m, n, k, act, wd, tol);
+      }, 30_000);
+
   for (const [act, wd, tol] of CASES.filter(([a]) => ACT_DTYPES.includes(a)))
     test(`act ${dtypeName(act)}, weights ${dtypeName(wd)}: k = 0 gives the bias, and zeros without one`, () => {
       const { cpu, dev } = backends();

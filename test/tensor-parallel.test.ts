@@ -8,7 +8,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { writeFp8Checkpoint } from "../scripts/quantize-fp8.ts";
+import { writeAwqCheckpoint } from "../scripts/quantize-awq.ts";
 import { writeGptqCheckpoint } from "../scripts/quantize-gptq.ts";
+import { writePackedCheckpoint } from "../scripts/quantize-w4a16.ts";
 import type { ModelConfig } from "../src/model/config.ts";
 import { checkShardable } from "../src/model/weights.ts";
 import { relativeError } from "../src/native/testing.ts";
@@ -75,10 +77,37 @@ describe("--tensor-parallel-size on the cpu backend", () => {
     expect(blocks(4)).toBe(one / 2); // one KV head per rank kept by two ranks each: a quarter of the budget each
   });
 
-  test("integer checkpoints are refused with tp > 1 for now (their shards are not written yet)", () => {
-    const dir = join(work, "llama-gptq");
-    writeGptqCheckpoint("test/fixtures/llama", dir, { bits: 4, groupSize: 32, sym: true });
-    expect(() => makeEngine({ model: dir, tensorParallelSize: 2 })).toThrow("checkpoints with --tensor-parallel-size > 1 are not supported yet");
+  // Integer checkpoints shard as they are stored: q/k/v and gate/up by output columns of qweight
+  // (and of qzeros' packed words, and scales), o and down by input rows of qweight and by groups.
+  // llama's down_proj reads 176 inputs: 88 a rank at tp 2, which groups of 8 divide and 32 do not.
+  const INT_CASES: [string, (dir: string) => void, number[]][] = [
+    ["GPTQ 4-bit group 8", (d) => writeGptqCheckpoint("test/fixtures/llama", d, { bits: 4, groupSize: 8, sym: true }), [2]],
+    ["GPTQ 8-bit, one group a row", (d) => writeGptqCheckpoint("test/fixtures/llama", d, { bits: 8, groupSize: -1, sym: false }), [2, 4]],
+    ["AWQ group 8 (zero points, interleaved packing)", (d) => writeAwqCheckpoint("test/fixtures/llama", d, { groupSize: 8 }), [2]],
+    ["compressed-tensors W4A16 group 8", (d) => writePackedCheckpoint("test/fixtures/llama", d, { bits: 4, groupSize: 8, sym: true }), [2]],
+    ["compressed-tensors W8A16, one group a row", (d) => writePackedCheckpoint("test/fixtures/llama", d, { bits: 8, groupSize: -1, sym: true }), [2, 4]],
+  ];
+  INT_CASES.forEach(([what, write, tps], i) =>
+    test(`a ${what} checkpoint shards as it is stored: tp ${tps.join(" and ")} give tp 1's tokens, logits within 1e-4`, () => {
+      const dir = join(work, `llama-int-${i}`);
+      write(dir);
+      const one = tokens(dir, 1), logits = lastPositionLogits(dir, PROMPT);
+      for (const tp of tps) {
+        expect(tokens(dir, tp)).toEqual(one);
+        expect(relativeError(lastPositionLogits(dir, PROMPT, 16, "cpu", {}, {}, tp), logits)).toBeLessThan(1e-4);
+      }
+    }));
+
+  test("integer shards that cannot hold whole groups or words, act-order split along k, and host-unpacked zero points are refused by name", () => {
+    const refused = (name: string, write: (dir: string) => void, tp: number, msg: string) => {
+      const dir = join(work, `llama-refused-${name}`);
+      write(dir);
+      expect(() => makeEngine({ model: dir, tensorParallelSize: tp })).toThrow(msg);
+    };
+    refused("g32", (d) => writeGptqCheckpoint("test/fixtures/llama", d, { bits: 4, groupSize: 32, sym: true }), 2, "do not split into whole groups of 32 (group_size)");
+    refused("words", (d) => writeGptqCheckpoint("test/fixtures/llama", d, { bits: 4, groupSize: -1, sym: true }), 4, "do not split into whole 8-code words per rank");
+    refused("act-order", (d) => writeGptqCheckpoint("test/fixtures/llama", d, { bits: 4, groupSize: 8, sym: true, actOrder: true }), 2, "act-order");
+    refused("asym", (d) => writePackedCheckpoint("test/fixtures/llama", d, { bits: 4, groupSize: 8, sym: false }), 2, "zero points (symmetric: false)");
   });
 
   test("heads, MLP width or KV heads the ranks do not fit are refused at start-up, naming the field", () => {

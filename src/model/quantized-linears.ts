@@ -87,17 +87,54 @@ function rowsOf(be: Backend, w: IntWeights, row: number, r: number, k: number): 
 }
 
 /**
- * One vd_gemm_int weight whose rows are the parts' rows, stacked; `fill` writes one part's rows
- * from the tensors under its prefix. Integer checkpoints are not sharded across ranks yet.
+ * How a layer's parts are cut across ranks: column-parallel (shardDim 0) gives each rank a share of
+ * every part's output rows and all of k; row-parallel (shardDim 1, one part) all output rows and a
+ * share of k. `at(dimOfN)` is the Part that reads the share of a checkpoint tensor whose dimension
+ * `dimOfN` (0 or 1) runs along n, the other along k (or its groups, or its packed words).
+ */
+interface IntShard {
+  rowParallel: boolean;
+  kLocal: number;
+  at(name: string, rows: number, cols: number, dimOfN: 0 | 1, p: Part, oneGroup?: boolean): Part;
+}
+
+function intShard(be: Backend, parts: Part[], k: number, q: { bits: 4 | 8; groupSize: number | null }, what: string, actOrder: boolean): IntShard {
+  const tp = be.tp, rowParallel = parts[0]!.shardDim === 1, per = 32 / q.bits;
+  const refuse = (why: string) => {
+    throw new ModelDirError("config.json", `${what} checkpoint with --tensor-parallel-size ${tp}: ${why}`);
+  };
+  if (tp > 1 && rowParallel) {
+    const kLocal = k / tp;
+    if (actOrder) refuse(`act-order (desc_act / actorder) layers split along their inputs (${prefixOf(parts[0]!.name)}) cannot keep their groups together on each rank; use a checkpoint without act-order`);
+    if (!Number.isInteger(kLocal) || kLocal % per !== 0) refuse(`${prefixOf(parts[0]!.name)}'s ${k} inputs do not split into whole ${per}-code words per rank`);
+    if (q.groupSize !== null && kLocal % q.groupSize !== 0) refuse(`${prefixOf(parts[0]!.name)}'s ${k} inputs do not split into whole groups of ${q.groupSize} (group_size) per rank`);
+  }
+  if (tp > 1 && !rowParallel)
+    for (const p of parts) {
+      const local = p.rows / (p.shards ?? tp);
+      if (!Number.isInteger(local) || local % per !== 0) refuse(`${prefixOf(p.name)}'s ${p.rows} outputs do not split into whole ${per}-code words per rank`);
+    }
+  return {
+    rowParallel, kLocal: rowParallel ? k / tp : k,
+    // Row-parallel: cut along k unless one group spans the row (its scale and zero then go to every rank).
+    at: (name, rows, cols, dimOfN, p, oneGroup = false): Part =>
+      rowParallel ? { name, rows, cols, shardDim: oneGroup ? -1 : dimOfN === 0 ? 1 : 0 } : { name, rows, cols, shardDim: dimOfN, shards: p.shards },
+  };
+}
+
+/**
+ * One vd_gemm_int weight whose rows are the parts' rows on this rank, stacked; `fill` writes one
+ * part's rows (r of them, this rank's) from the tensors under its prefix, cut as `shard` says.
  */
 function intFromParts(be: Backend, ld: Loader, parts: Part[], k: number, q: { bits: 4 | 8; groupSize: number | null }, what: string,
-  fill: (rows: IntWeights, prefix: string, r: number) => void, kPerm?: Buf): IntWeights {
-  if (be.tp > 1) throw new ModelDirError("config.json", `${what} checkpoints with --tensor-parallel-size > 1 are not supported yet`);
-  const w = intWeights(ld, parts.reduce((s, p) => s + p.rows, 0), k, q.bits, q.groupSize, kPerm);
+  fill: (rows: IntWeights, prefix: string, r: number, p: Part, shard: IntShard) => void, kPerm?: Buf): IntWeights {
+  const shard = intShard(be, parts, k, q, what, kPerm !== undefined);
+  const local = (p: Part) => (shard.rowParallel ? p.rows : p.rows / (p.shards ?? be.tp));
+  const w = intWeights(ld, parts.reduce((s, p) => s + local(p), 0), shard.kLocal, q.bits, q.groupSize, kPerm);
   let row = 0;
   for (const p of parts) {
-    fill(rowsOf(be, w, row, p.rows, k), prefixOf(p.name), p.rows);
-    row += p.rows;
+    fill(rowsOf(be, w, row, local(p), shard.kLocal), prefixOf(p.name), local(p), p, shard);
+    row += local(p);
   }
   return w;
 }
@@ -130,12 +167,13 @@ function actOrderOf(be: Backend, ld: Loader, parts: Part[], groupSize: number, t
 function repackedFromCheckpoint(be: Backend, ld: Loader, parts: Part[], k: number, q: Gptq | Awq): IntWeights {
   const per = 32 / q.bits, G = groupsOf(k, q.groupSize);
   const layout = q.method === "awq" ? PackLayout.awq : q.zerosMinusOne ? PackLayout.gptq : PackLayout.gptqV2;
-  return intFromParts(be, ld, parts, k, q, q.method === "awq" ? "AWQ" : "GPTQ", (rows, pre, r) => {
-    const [qRows, qCols] = q.method === "awq" ? [k, r / per] : [k / per, r];
-    const qweight = ld.load([{ name: `${pre}.qweight`, rows: qRows, cols: qCols, shardDim: -1 }], DType.i32);
-    const qzeros = ld.load([{ name: `${pre}.qzeros`, rows: G, cols: r / per, shardDim: -1 }], DType.i32);
-    const scales = ld.load([{ name: `${pre}.scales`, rows: G, cols: r, shardDim: -1 }], DType.f32);
-    be.repackInt(rows, { qweight, qzeros, scales, scaleDtype: DType.f32 }, r, k, layout);
+  const oneGroup = q.groupSize === null;
+  return intFromParts(be, ld, parts, k, q, q.method === "awq" ? "AWQ" : "GPTQ", (rows, pre, r, p, shard) => {
+    const n = p.rows; // the checkpoint's tensors are whole; `shard` reads this rank's share
+    const qweight = ld.load([q.method === "awq" ? shard.at(`${pre}.qweight`, k, n / per, 1, p) : shard.at(`${pre}.qweight`, k / per, n, 1, p)], DType.i32);
+    const qzeros = ld.load([shard.at(`${pre}.qzeros`, G, n / per, 1, p, oneGroup)], DType.i32);
+    const scales = ld.load([shard.at(`${pre}.scales`, G, n, 1, p, oneGroup)], DType.f32);
+    be.repackInt(rows, { qweight, qzeros, scales, scaleDtype: DType.f32 }, r, shard.kLocal, layout);
     for (const b of [qweight, qzeros, scales]) ld.free(b);
   }, q.method === "gptq" && q.actOrder ? actOrderOf(be, ld, parts, q.groupSize ?? k, "g_idx") : undefined);
 }
@@ -150,12 +188,16 @@ function repackedFromCheckpoint(be: Backend, ld: Loader, parts: Part[], k: numbe
 function packedFromCheckpoint(be: Backend, ld: Loader, parts: Part[], k: number, q: CompressedTensorsInt): IntWeights {
   const per = 32 / q.bits, G = groupsOf(k, q.groupSize);
   const kPerm = q.actOrder ? actOrderOf(be, ld, parts, q.groupSize ?? k, "weight_g_idx") : undefined;
-  return intFromParts(be, ld, parts, k, q, "compressed-tensors pack-quantized", (rows, pre, r) => {
-    const codes: Part = { name: `${pre}.weight_packed`, rows: r, cols: k / per, shardDim: -1 };
-    if (kPerm) repackRows(be, ld, rows, codes, r, k, G);
+  if (!q.symmetric && be.tp > 1) // its zero points are unpacked on the host, which uploads one copy to every rank
+    throw new ModelDirError("config.json", `compressed-tensors pack-quantized with zero points (symmetric: false) and --tensor-parallel-size ${be.tp} is not supported yet`);
+  const oneGroup = q.groupSize === null;
+  return intFromParts(be, ld, parts, k, q, "compressed-tensors pack-quantized", (rows, pre, r, p, shard) => {
+    const n = p.rows, Gl = groupsOf(shard.kLocal, q.groupSize);
+    const codes = shard.at(`${pre}.weight_packed`, n, k / per, 0, p);
+    if (kPerm) repackRows(be, ld, rows, codes, r, shard.kLocal, Gl);
     else ld.loadPart(rows.w, codes, DType.i32);
-    ld.loadPart(rows.scales, { name: `${pre}.weight_scale`, rows: r, cols: G, shardDim: -1 }, DType.f32);
-    const zeros = q.symmetric ? new Float32Array(r * G).fill(2 ** (q.bits - 1)) : unpackZeroPoints(ld.readI32(`${pre}.weight_zero_point`), r, G, q.bits);
+    ld.loadPart(rows.scales, shard.at(`${pre}.weight_scale`, n, G, 0, p, oneGroup), DType.f32);
+    const zeros = q.symmetric ? new Float32Array(r * Gl).fill(2 ** (q.bits - 1)) : unpackZeroPoints(ld.readI32(`${pre}.weight_zero_point`), r, Gl, q.bits);
     be.copyFromHost(rows.zeros, 0, zeros);
   }, kPerm);
 }

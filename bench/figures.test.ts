@@ -103,6 +103,7 @@ describe("computeFigures", () => {
         { tp: 1, decode_tok_s: 200, all_reduce: [{ bytes: 8192, us: 1 }] },
         { tp: 2, decode_tok_s: 340, all_reduce: [{ bytes: 8192, us: 6.5 }, { bytes: 65536, us: 9 }] },
       ] },
+      "tp-70b": { results: [{ tp: 2, decode_tok_s: 47.5 }] },
       startup: { ready_s_median: 9.5 },
     });
     expect(f.values.decode_b1_tok_s).toBe(160);
@@ -121,6 +122,8 @@ describe("computeFigures", () => {
     expect(f.values.prefill_fp8_vs_bf16).toBe(1.6);
     expect(f.values.decode_b1_tp2_vs_tp1).toBe(1.7);
     expect(f.values.all_reduce_8kib_us).toBe(6.5); // tp 2's, not tp 1's
+    expect(f.values.decode_b1_70b_tp2_tok_s).toBe(47.5); // from tp-70b, not tp-scaling's tp 2
+    expect(meetsTarget("decode_b1_70b_tp2_tok_s", 47.5)).toBe(true);
     expect(meetsTarget("mixed_fp8_vs_bf16", 1.4)).toBe(true);
     expect(f.behind.decode_b1_floor_tok_s).toBeCloseTo(floors.copy.bytes_per_s / floors.matmul_weight_bytes, 9);
     expect(f.values.decode_b1_fraction_of_floor).toBeCloseTo(160 / (floors.copy.bytes_per_s / floors.matmul_weight_bytes), 9);

@@ -56,7 +56,7 @@ export function ratio(a: number | null | undefined, b: number | null | undefined
   return typeof a === "number" && typeof b === "number" && Number.isFinite(a) && b > 0 ? a / b : null;
 }
 
-export const PARTS = ["floors", "hf", "decode", "decode-fp8", "decode-int4", "torch-compiled", "decode-table", "graph-ablation", "mixed", "mixed-fp8", "decode-step", "prefill", "prefill-fp8", "startup", "tp-scaling"] as const;
+export const PARTS = ["floors", "hf", "decode", "decode-fp8", "decode-int4", "torch-compiled", "decode-table", "graph-ablation", "mixed", "mixed-fp8", "decode-step", "prefill", "prefill-fp8", "startup", "tp-scaling", "tp-70b"] as const;
 export type PartName = (typeof PARTS)[number];
 // The parts are other programs' JSON: read defensively, field by field.
 type Json = Record<string, any>; // eslint-disable-line -- untyped JSON from other programs
@@ -84,6 +84,8 @@ export const TARGETS = {
   decode_b1_tp2_vs_tp1: { op: ">=", value: 1.6 },
   // issue 12: one all-reduce of 8 KiB (a decode step's message at batch 1) at the largest tp measured
   all_reduce_8kib_us: { op: "<=", value: 8 },
+  // issue 12: a Llama-3-70B-shaped model's decode at batch 1 over 2 GPUs (bench/tp-scaling.ts on it)
+  decode_b1_70b_tp2_tok_s: { op: ">=", value: 45 },
 } as const;
 export type FigureName = keyof typeof TARGETS;
 
@@ -91,9 +93,9 @@ const num = (x: unknown): number | null => (typeof x === "number" && Number.isFi
 
 const list = (x: unknown): Json[] => (Array.isArray(x) ? (x as Json[]) : []);
 
-/** The tp-scaling part's run at `tp`, if it has one. */
-function tpRun(p: Parts, tp: number): Json | undefined {
-  return list(p["tp-scaling"]?.results).find((r) => r.tp === tp);
+/** The tp-scaling part's run at `tp` (or the tp-70b part's), if it has one. */
+function tpRun(p: Parts, tp: number, part: "tp-scaling" | "tp-70b" = "tp-scaling"): Json | undefined {
+  return list(p[part]?.results).find((r) => r.tp === tp);
 }
 
 /** The 8 KiB all-reduce time at the largest tp above 1 that was measured (null without one). */
@@ -123,6 +125,7 @@ export function computeFigures(p: Parts) {
     prefill_fp8_vs_bf16: ratio(num(p["prefill-fp8"]?.tokens_per_s), num(pre?.tokens_per_s)),
     decode_b1_tp2_vs_tp1: ratio(tpRun(p, 2)?.decode_tok_s, tpRun(p, 1)?.decode_tok_s),
     all_reduce_8kib_us: allReduce8k(p),
+    decode_b1_70b_tp2_tok_s: num(tpRun(p, 2, "tp-70b")?.decode_tok_s),
   };
   const behind = {
     hf_b1_decode_tok_s: num(hf?.b1?.tok_s_decode),
@@ -185,6 +188,7 @@ export function formatTable(f: ReturnType<typeof computeFigures>): string {
       `KV blocks ${fmt(b.mixed_fp8_num_blocks, 0)} vs ${fmt(b.mixed_num_blocks, 0)}${b.mixed_fp8_complete === false || b.engine_mixed_complete === false ? " (a run PARTIAL)" : ""}`],
     ["decode_b1_tp2_vs_tp1", `tp 2 ${fmt(b.decode_b1_tp2_tok_s, 1)} vs tp 1 ${fmt(b.decode_b1_tp1_tok_s, 1)} tok/s`],
     ["all_reduce_8kib_us", "vd_all_reduce of 8 KiB at the largest tp measured (bench/tp-scaling.ts)"],
+    ["decode_b1_70b_tp2_tok_s", "random Llama-3-70B shapes, bf16, 2 GPUs (gpu-bench part tp-70b)"],
     ["prefill_fp8_vs_bf16", `fp8 ${fmt(b.prefill_fp8_tok_s, 0)} vs bf16 ${fmt(b.prefill_tok_s, 0)} tok/s (${b.prefill_fp8_w8a8 === null ? "W8A8 ?" : b.prefill_fp8_w8a8 ? "W8A8" : "weight-only"})`],
   ];
   const lines = [`${"figure".padEnd(30)} ${"value".padStart(9)} ${"target".padStart(8)}  met   against`];

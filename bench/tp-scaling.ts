@@ -9,7 +9,7 @@ import { parseArgs } from "node:util";
 import { parseEngineConfig } from "../src/config.ts";
 import { Engine } from "../src/engine/engine.ts";
 import { openBackend } from "../src/native/backend.ts";
-import { DType } from "../src/native/types.ts";
+import { DType, dtypeBytes } from "../src/native/types.ts";
 import { timeDecode } from "./decode-run.ts";
 import { median } from "./figures.ts";
 
@@ -35,9 +35,9 @@ function decodeAt(tp: number) {
   }
 }
 
-/** Microseconds per vd_all_reduce of each size (bf16 on GPUs, f32 on the cpu) over tp ranks. */
+/** Microseconds per vd_all_reduce of each size over tp ranks, in a bf16 model's activation dtype there. */
 function allReduceAt(tp: number) {
-  const be = openBackend(device, { tp }), act = device === "cpu" ? DType.f32 : DType.bf16, eb = act === DType.f32 ? 4 : 2;
+  const be = openBackend(device, { tp }), act = be.activationDtype(DType.bf16), eb = dtypeBytes(act);
   try {
     return sizes.map((bytes) => {
       const n = Math.floor(bytes / eb), buf = be.alloc(n * eb);

@@ -150,8 +150,8 @@ cudaError_t launch_shape(T *out, const T *x, W fmt, int m, int n, int k, cudaStr
   if (m < 1 || m > kMaxM) return cudaErrorInvalidValue; // a kernel for other rows would leave some unwritten
   const dim3 grid{unsigned((n + R - 1) / R)}, block{32 * kWarps};
   const auto go = [&](auto kernel) { return launch_kernel(pdl, kernel, grid, block, 0, stream, out, x, fmt, n, k); };
-  if (m == 1 || kMaxM == 1) return go(gemv_kernel<T, W, 1, R, U>);
-  if (m == 2 || kMaxM == 2) return go(gemv_kernel<T, W, 2, R, U>);
+  if (m == 1) return go(gemv_kernel<T, W, 1, R, U>);
+  if (m == 2) return go(gemv_kernel<T, W, 2, R, U>);
   if constexpr (kMaxM > 2) {
     switch (m) {
     case 3: return go(gemv_kernel<T, W, 3, R, U>);

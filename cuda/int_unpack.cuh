@@ -18,29 +18,27 @@ __device__ __forceinline__ uint32_t and_or(uint32_t a, uint32_t mask, uint32_t b
   return r;
 }
 
-// Pair arithmetic on the activation type, on the 32-bit registers mma takes.
+// Pair arithmetic on the activation type's 2-vector V (__half2, __nv_bfloat162), on the 32-bit
+// registers mma takes; Pair<T> adds the type's magic number and its float-to-pair conversion.
+template <typename V> struct PairOps {
+  __device__ static uint32_t sub(uint32_t a, uint32_t b) { return bits(__hsub2(val(a), val(b))); }
+  __device__ static uint32_t mul(uint32_t a, uint32_t b) { return bits(__hmul2(val(a), val(b))); }
+  __device__ static uint32_t fma(uint32_t a, uint32_t b, uint32_t c) { return bits(__hfma2(val(a), val(b), val(c))); }
+  __device__ static V val(uint32_t u) { return *reinterpret_cast<const V *>(&u); }
+  __device__ static uint32_t bits(V v) { return *reinterpret_cast<const uint32_t *>(&v); }
+};
 template <typename T> struct Pair;
-template <> struct Pair<__half> {
+template <> struct Pair<__half> : PairOps<__half2> {
   static constexpr uint32_t kMagic = 0x64006400u; // f16 1024: 0x6400 | q is 1024 + q
   static constexpr float kMagicValue = 1024.0f;
   static constexpr bool kHighNibble = true; // 0x6400 | q << 4 is 1024 + 16q: the mantissa has room
-  __device__ static uint32_t sub(uint32_t a, uint32_t b) { return bits(__hsub2(val(a), val(b))); }
-  __device__ static uint32_t mul(uint32_t a, uint32_t b) { return bits(__hmul2(val(a), val(b))); }
-  __device__ static uint32_t fma(uint32_t a, uint32_t b, uint32_t c) { return bits(__hfma2(val(a), val(b), val(c))); }
   __device__ static uint32_t splat(float v) { return bits(__float2half2_rn(v)); }
-  __device__ static __half2 val(uint32_t u) { return *reinterpret_cast<const __half2 *>(&u); }
-  __device__ static uint32_t bits(__half2 v) { return *reinterpret_cast<const uint32_t *>(&v); }
 };
-template <> struct Pair<__nv_bfloat16> {
+template <> struct Pair<__nv_bfloat16> : PairOps<__nv_bfloat162> {
   static constexpr uint32_t kMagic = 0x43004300u; // bf16 128: 0x4300 | q is 128 + q for q < 128
   static constexpr float kMagicValue = 128.0f;
   static constexpr bool kHighNibble = false; // a 7-bit mantissa: q << 4 would reach the exponent
-  __device__ static uint32_t sub(uint32_t a, uint32_t b) { return bits(__hsub2(val(a), val(b))); }
-  __device__ static uint32_t mul(uint32_t a, uint32_t b) { return bits(__hmul2(val(a), val(b))); }
-  __device__ static uint32_t fma(uint32_t a, uint32_t b, uint32_t c) { return bits(__hfma2(val(a), val(b), val(c))); }
   __device__ static uint32_t splat(float v) { return bits(__float2bfloat162_rn(v)); }
-  __device__ static __nv_bfloat162 val(uint32_t u) { return *reinterpret_cast<const __nv_bfloat162 *>(&u); }
-  __device__ static uint32_t bits(__nv_bfloat162 v) { return *reinterpret_cast<const uint32_t *>(&v); }
 };
 
 // One row's group coefficients, ready for the unpacking below.

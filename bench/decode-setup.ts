@@ -1,6 +1,7 @@
 // One decode step of a model at batch B with C-token contexts, outside the engine (no scheduler,
 // no CUDA graphs): the forward pass and a greedy sample, every sequence at position C - 1 in its
-// own blocks. Shared by bench/op-profile.ts and bench/decode-table.ts.
+// own blocks. Shared by bench/op-profile.ts, bench/decode-table.ts and bench/graph-ablation.ts,
+// with the --runs list the last two read.
 import type { ModelConfig } from "../src/model/config.ts";
 import { allocKvCache, freeKvCache, LlamaModel } from "../src/model/llama.ts";
 import { uploadStepBatch } from "../src/model/step-batch.ts";
@@ -8,6 +9,24 @@ import type { ModelWeights } from "../src/model/weights.ts";
 import { type Backend, type Buf, SP } from "../src/native/types.ts";
 
 const BLOCK = 16;
+
+/** One model of a --runs list: LABEL=DIR, LABEL=DIR:fp8 (quantized at load) or LABEL=DIR:fp8:wo (no W8A8). */
+export interface ModelRun {
+  label: string;
+  dir: string;
+  quantization: "fp8" | null;
+  w8a8: false | undefined; // false: FP8 linears weight-only at every batch size; undefined: the backend's choice
+}
+
+export function parseRuns(list: string | undefined): ModelRun[] {
+  const runs = (list ?? "").split(",").filter(Boolean).map((r) => {
+    const [label, spec] = r.split("="), [dir, quantization, mode] = (spec ?? "").split(":");
+    if (!label || !dir || (mode !== undefined && mode !== "wo")) throw new Error(`--runs: "${r}" is not LABEL=DIR, LABEL=DIR:fp8 or LABEL=DIR:fp8:wo`);
+    return { label, dir, quantization: quantization === "fp8" ? ("fp8" as const) : null, w8a8: mode === "wo" ? (false as const) : undefined };
+  });
+  if (runs.length === 0) throw new Error("--runs: give at least one LABEL=DIR");
+  return runs;
+}
 
 export interface DecodeStep {
   step(): void;

@@ -10,17 +10,12 @@ import { parseArgs } from "node:util";
 import { loadModelDir } from "../src/model/model-dir.ts";
 import { freeWeights, loadWeights } from "../src/model/weights.ts";
 import { openBackend } from "../src/native/backend.ts";
-import { decodeStep } from "./decode-setup.ts";
+import { decodeStep, parseRuns } from "./decode-setup.ts";
 
 const { values: a } = parseArgs({ args: Bun.argv.slice(2), options: {
   runs: { type: "string" }, device: { type: "string" }, batches: { type: "string" }, context: { type: "string" },
   steps: { type: "string" } } });
-const runs = (a.runs ?? "").split(",").filter(Boolean).map((r) => {
-  const [label, spec] = r.split("="), [dir, quantization, mode] = (spec ?? "").split(":");
-  if (!label || !dir || (mode !== undefined && mode !== "wo")) throw new Error(`--runs: "${r}" is not LABEL=DIR, LABEL=DIR:fp8 or LABEL=DIR:fp8:wo`);
-  return { label, dir, quantization: quantization === "fp8" ? ("fp8" as const) : null, w8a8: mode === "wo" ? false : undefined };
-});
-if (runs.length === 0) throw new Error("--runs: give at least one LABEL=DIR");
+const runs = parseRuns(a.runs);
 const batches = (a.batches ?? "1,2,4,8,16,32,64,128,256").split(",").map(Number);
 const C = Number(a.context ?? 512), steps = Number(a.steps ?? 10);
 const be = openBackend((a.device ?? "cuda") as "cuda");

@@ -3,7 +3,7 @@
 // op group with that group's calls left out (their outputs keep stale data, which changes no
 // other op's cost), each graph replayed --steps times. An op group's cost is the whole step's time
 // less the time without it: what fusing the group away could save at most, launch gaps included,
-// which op-profile's isolated replays cannot see. A run is LABEL=DIR or LABEL=DIR:fp8.
+// which op-profile's isolated replays cannot see. Runs as bench/decode-table.ts's (decode-setup.ts).
 // Usage: bun bench/graph-ablation.ts --runs bf16=M,int4=M-gptq4 [--device cuda] [--batch 1]
 //   [--context 512] [--steps 200] [--groups whole,attention] (default: every group)
 // Prints a table per run, then one JSON line.
@@ -12,17 +12,12 @@ import { loadModelDir } from "../src/model/model-dir.ts";
 import { freeWeights, loadWeights } from "../src/model/weights.ts";
 import { openBackend } from "../src/native/backend.ts";
 import { type Backend, BackendError, Status } from "../src/native/types.ts";
-import { decodeStep } from "./decode-setup.ts";
+import { decodeStep, parseRuns } from "./decode-setup.ts";
 
 const { values: a } = parseArgs({ args: Bun.argv.slice(2), options: {
   runs: { type: "string" }, device: { type: "string" }, batch: { type: "string" }, context: { type: "string" },
   steps: { type: "string" }, groups: { type: "string" } } });
-const runs = (a.runs ?? "").split(",").filter(Boolean).map((r) => {
-  const [label, spec] = r.split("="), [dir, quantization] = (spec ?? "").split(":");
-  if (!label || !dir) throw new Error(`--runs: "${r}" is not LABEL=DIR or LABEL=DIR:fp8`);
-  return { label, dir, quantization: quantization === "fp8" ? ("fp8" as const) : null };
-});
-if (runs.length === 0) throw new Error("--runs: give at least one LABEL=DIR");
+const runs = parseRuns(a.runs);
 const B = Number(a.batch ?? 1), C = Number(a.context ?? 512), steps = Number(a.steps ?? 200);
 
 /** The op groups left out one at a time ("" = none: the whole step). */
@@ -49,8 +44,8 @@ function without(be: Backend, skip: Set<string>): Backend {
 
 let eager = false; // set where the backend has no graphs (cpu): the steps then run eagerly
 
-/** Mean milliseconds of `run` over --steps calls after 10 untimed ones. */
-function timeMs(run: () => void): number {
+/** Mean milliseconds of `run` on `be` over --steps calls after 10 untimed ones. */
+function timeMs(be: Backend, run: () => void): number {
   for (let i = 0; i < 10; i++) run();
   be.sync();
   const t0 = performance.now();
@@ -70,14 +65,14 @@ function graphMs(be: Backend, mk: (b: Backend) => { step(): void; dispose(): voi
     } catch (e) {
       if (e instanceof BackendError && e.status === Status.unsupported) {
         eager = true; // cpu
-        return timeMs(() => d.step());
+        return timeMs(be, () => d.step());
       }
       throw e;
     }
     d.step();
     const g = be.graphEnd();
     try {
-      return timeMs(() => be.graphLaunch(g));
+      return timeMs(be, () => be.graphLaunch(g));
     } finally {
       be.graphDestroy(g);
     }
@@ -95,7 +90,7 @@ const results = runs.map((run) => {
   const w = loadWeights(be, dir.config, dir.tensors, undefined, { quantization: run.quantization });
   try {
     const ms = Object.fromEntries(groups.map(([name, skip]) =>
-      [name, graphMs(be, (b) => decodeStep(b, dir.config, w, B, C), skip)]));
+      [name, graphMs(be, (b) => decodeStep(b, dir.config, w, B, C, { w8a8: run.w8a8 }), skip)]));
     return { ...run, ms };
   } finally {
     freeWeights(be, w);

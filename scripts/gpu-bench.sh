@@ -275,16 +275,11 @@ fi
 if want torch-compiled; then
   if [ "$MODEL_OK" -eq 1 ]; then part torch-compiled 240 python3 bench/baselines/compiled_decode.py "$MODEL"; else skip torch-compiled "no model"; fi
 fi
-if want decode-table; then
-  TABLE_RUNS="bf16=$MODEL,fp8=$MODEL:fp8"
-  [ "$GPTQ_OK" -eq 1 ] && TABLE_RUNS="$TABLE_RUNS,int4=$GPTQ_MODEL"
-  engine_part decode-table 240 "$BUN" bench/decode-table.ts --runs "$TABLE_RUNS" --device "$DEVICE" ${TABLE_ARGS[@]+"${TABLE_ARGS[@]}"}
-fi
-if want graph-ablation; then
-  ABL_RUNS="bf16=$MODEL,fp8=$MODEL:fp8"
-  [ "$GPTQ_OK" -eq 1 ] && ABL_RUNS="$ABL_RUNS,int4=$GPTQ_MODEL"
-  engine_part graph-ablation 240 "$BUN" bench/graph-ablation.ts --runs "$ABL_RUNS" --device "$DEVICE" ${ABL_ARGS[@]+"${ABL_ARGS[@]}"}
-fi
+# The weight formats side by side in decode-table and graph-ablation: bf16, FP8 at load, GPTQ 4-bit.
+FORMAT_RUNS="bf16=$MODEL,fp8=$MODEL:fp8"
+[ "$GPTQ_OK" -eq 1 ] && FORMAT_RUNS="$FORMAT_RUNS,int4=$GPTQ_MODEL"
+want decode-table && engine_part decode-table 240 "$BUN" bench/decode-table.ts --runs "$FORMAT_RUNS" --device "$DEVICE" ${TABLE_ARGS[@]+"${TABLE_ARGS[@]}"}
+want graph-ablation && engine_part graph-ablation 240 "$BUN" bench/graph-ablation.ts --runs "$FORMAT_RUNS" --device "$DEVICE" ${ABL_ARGS[@]+"${ABL_ARGS[@]}"}
 want decode-step && engine_part decode-step 180 "$BUN" bench/decode-step.ts --model "$MODEL" --device "$DEVICE" ${DSTEP_ARGS[@]+"${DSTEP_ARGS[@]}"}
 want prefill && engine_part prefill 120 "$BUN" bench/prefill.ts --model "$MODEL" --device "$DEVICE" ${PREFILL_ARGS[@]+"${PREFILL_ARGS[@]}"}
 if want tp-70b; then

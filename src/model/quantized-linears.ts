@@ -61,7 +61,7 @@ function fp8FromCheckpoint(be: Backend, ld: Loader, parts: Part[], n: number): {
   let row = 0;
   for (const p of parts) {
     const name = `${p.name}_scale`, t = ld.tensor(name);
-    const rows = p.shardDim === 0 ? p.rows / (p.shards ?? be.tp) : p.rows; // output rows of this part on this rank
+    const rows = ld.rowsOnRank(p);
     const dst = be.view(scale, row * 4, rows * 4);
     const numel = t.shape.reduce((a, b) => a * b, 1);
     if (numel === p.rows) ld.loadPart(dst, { name, rows: p.rows, cols: 1, shardDim: p.shardDim === 0 ? 0 : -1, shards: p.shards }, DType.f32);
@@ -98,24 +98,23 @@ interface IntShard {
   at(name: string, rows: number, cols: number, dimOfN: 0 | 1, p: Part, oneGroup?: boolean): Part;
 }
 
-function intShard(be: Backend, parts: Part[], k: number, q: { bits: 4 | 8; groupSize: number | null }, what: string, actOrder: boolean): IntShard {
-  const tp = be.tp, rowParallel = parts[0]!.shardDim === 1, per = 32 / q.bits;
+function intShard(be: Backend, ld: Loader, parts: Part[], k: number, q: { bits: 4 | 8; groupSize: number | null }, what: string, actOrder: boolean): IntShard {
+  const tp = be.tp, rowParallel = parts[0]!.shardDim === 1, per = 32 / q.bits, kLocal = rowParallel ? k / tp : k;
   const refuse = (why: string) => {
     throw new ModelDirError("config.json", `${what} checkpoint with --tensor-parallel-size ${tp}: ${why}`);
   };
   if (tp > 1 && rowParallel) {
-    const kLocal = k / tp;
     if (actOrder) refuse(`act-order (desc_act / actorder) layers split along their inputs (${prefixOf(parts[0]!.name)}) cannot keep their groups together on each rank; use a checkpoint without act-order`);
     if (!Number.isInteger(kLocal) || kLocal % per !== 0) refuse(`${prefixOf(parts[0]!.name)}'s ${k} inputs do not split into whole ${per}-code words per rank`);
     if (q.groupSize !== null && kLocal % q.groupSize !== 0) refuse(`${prefixOf(parts[0]!.name)}'s ${k} inputs do not split into whole groups of ${q.groupSize} (group_size) per rank`);
   }
   if (tp > 1 && !rowParallel)
     for (const p of parts) {
-      const local = p.rows / (p.shards ?? tp);
+      const local = ld.rowsOnRank(p);
       if (!Number.isInteger(local) || local % per !== 0) refuse(`${prefixOf(p.name)}'s ${p.rows} outputs do not split into whole ${per}-code words per rank`);
     }
   return {
-    rowParallel, kLocal: rowParallel ? k / tp : k,
+    rowParallel, kLocal,
     // Row-parallel: cut along k unless one group spans the row (its scale and zero then go to every rank).
     at: (name, rows, cols, dimOfN, p, oneGroup = false): Part =>
       rowParallel ? { name, rows, cols, shardDim: oneGroup ? -1 : dimOfN === 0 ? 1 : 0 } : { name, rows, cols, shardDim: dimOfN, shards: p.shards },
@@ -128,13 +127,13 @@ function intShard(be: Backend, parts: Part[], k: number, q: { bits: 4 | 8; group
  */
 function intFromParts(be: Backend, ld: Loader, parts: Part[], k: number, q: { bits: 4 | 8; groupSize: number | null }, what: string,
   fill: (rows: IntWeights, prefix: string, r: number, p: Part, shard: IntShard) => void, kPerm?: Buf): IntWeights {
-  const shard = intShard(be, parts, k, q, what, kPerm !== undefined);
-  const local = (p: Part) => (shard.rowParallel ? p.rows : p.rows / (p.shards ?? be.tp));
-  const w = intWeights(ld, parts.reduce((s, p) => s + local(p), 0), shard.kLocal, q.bits, q.groupSize, kPerm);
+  const shard = intShard(be, ld, parts, k, q, what, kPerm !== undefined);
+  const w = intWeights(ld, parts.reduce((s, p) => s + ld.rowsOnRank(p), 0), shard.kLocal, q.bits, q.groupSize, kPerm);
   let row = 0;
   for (const p of parts) {
-    fill(rowsOf(be, w, row, local(p), shard.kLocal), prefixOf(p.name), local(p), p, shard);
-    row += local(p);
+    const r = ld.rowsOnRank(p);
+    fill(rowsOf(be, w, row, r, shard.kLocal), prefixOf(p.name), r, p, shard);
+    row += r;
   }
   return w;
 }

@@ -52,6 +52,11 @@ export class Loader {
     return t;
   }
 
+  /** Rows of a part on this rank (a linear's output rows, when its rows are cut). */
+  rowsOnRank(p: Part): number {
+    return p.shardDim === 0 ? p.rows / (p.shards ?? this.be.tp) : p.rows;
+  }
+
   /** Elements of a part on this rank. */
   perRank(p: Part): number {
     return p.shardDim === -1 ? p.rows * p.cols : (p.rows * p.cols) / (p.shards ?? this.be.tp);

@@ -92,10 +92,9 @@ export function loadWeights(
    * into `shards` pieces, tp by default) or one row-parallel part (shardDim 1).
    */
   const linear = (parts: [name: string, rows: number, shards?: number][], cols: number, shardDim: 0 | 1, biasOf?: (name: string) => string): Linear => {
-    const n = shardDim === 0 ? parts.reduce((s, [, r, shards]) => s + r / (shards ?? tp), 0) : parts[0]![1];
-    const k = shardDim === 0 ? cols : cols / tp;
     const biasParts = biasOf ? parts.map(([name, r, shards]): Part => ({ name: biasOf(name), rows: 1, cols: r, shardDim: 1, shards })) : [];
     const weightParts = parts.map(([name, r, shards]): Part => ({ name, rows: r, cols, shardDim, shards }));
+    const n = weightParts.reduce((s, p) => s + ld.rowsOnRank(p), 0), k = shardDim === 0 ? cols : cols / tp;
     const quantized = loadQuantizedLinear(be, ld, cfg.quantization, weightParts, n, cols);
     if (quantized) return { ...quantized, n, k, bias: biasParts.length ? ld.load(biasParts, act) : 0 };
     const w = ld.load(weightParts);

@@ -95,12 +95,9 @@ def use_gptq(model, gptq_dir):
     cfg = json.load(open(os.path.join(gptq_dir, "config.json")))["quantization_config"]
     bits = cfg["bits"]
     index = json.load(open(os.path.join(gptq_dir, "model.safetensors.index.json")))["weight_map"]
-    params = dict(linears(model))
-    for name, mod in params.items():
-        t = {}
-        for part in ("qweight", "qzeros", "scales", "g_idx"):
-            with safe_open(os.path.join(gptq_dir, index[f"{name}.{part}"]), framework="pt", device="cuda") as f:
-                t[part] = f.get_tensor(f"{name}.{part}")
+    files = {f: safe_open(os.path.join(gptq_dir, f), framework="pt", device="cuda") for f in set(index.values())}  # each shard once
+    for name, mod in linears(model):
+        t = {part: files[index[f"{name}.{part}"]].get_tensor(f"{name}.{part}") for part in ("qweight", "qzeros", "scales", "g_idx")}
         codes = unpack(t["qweight"], bits, 0)  # [K, N]
         zeros = unpack(t["qzeros"], bits, 1) + 1  # [G, N]
         g = t["g_idx"].long()

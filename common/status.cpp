@@ -48,6 +48,11 @@ int32_t check_nonneg(const char *fn, const char *arg, int64_t v) {
   return fail(VD_ERR_INVALID_ARGUMENT, "%s: %s is %lld, must be >= 0", fn, arg, (long long)v);
 }
 
+int32_t check_act_quant(const char *fn, int32_t act_quant) {
+  if (act_quant == VD_ACT_QUANT_NONE || act_quant == VD_ACT_QUANT_FP8_ROW) return VD_OK;
+  return fail(VD_ERR_INVALID_ARGUMENT, "%s: act_quant %d, expected VD_ACT_QUANT_NONE (0) or VD_ACT_QUANT_FP8_ROW (1)", fn, act_quant);
+}
+
 uint64_t bytes_of(int64_t a, int64_t b, int64_t c) {
   if (a < 0 || b < 0 || c < 0) return UINT64_MAX;
   unsigned __int128 p = (unsigned __int128)uint64_t(a) * uint64_t(b);

@@ -19,6 +19,7 @@ int32_t check_float_dtype(const char *fn, const char *arg, int32_t dtype); // f3
 // A KV cache's dtype (act_dtype or VD_FP8_E4M3) and, for e4m3, its scales (finite, > 0).
 int32_t check_kv_format(const char *fn, int32_t act_dtype, int32_t kv_dtype, float k_scale, float v_scale);
 int32_t check_nonneg(const char *fn, const char *arg, int64_t v);
+int32_t check_act_quant(const char *fn, int32_t act_quant); // VD_ACT_QUANT_NONE or VD_ACT_QUANT_FP8_ROW
 uint64_t bytes_of(int64_t a, int64_t b, int64_t c); // a*b*c, saturating on overflow
 
 // The bytes behind a buffer handle (host memory on cpu, device memory on GPUs).

@@ -65,8 +65,7 @@ VD_API int32_t vd_gemm_fp8(uint64_t ctx, uint64_t out, uint64_t x, uint64_t w, u
   if (st == VD_OK) st = check_nonneg(fn, "m", m);
   if (st == VD_OK) st = check_nonneg(fn, "n", n);
   if (st == VD_OK) st = check_nonneg(fn, "k", k);
-  if (st == VD_OK && act_quant != VD_ACT_QUANT_NONE && act_quant != VD_ACT_QUANT_FP8_ROW)
-    st = fail(VD_ERR_INVALID_ARGUMENT, "%s: act_quant %d, expected VD_ACT_QUANT_NONE (0) or VD_ACT_QUANT_FP8_ROW (1)", fn, act_quant);
+  if (st == VD_OK) st = check_act_quant(fn, act_quant);
   if (st != VD_OK) return st;
   Span so, sx, sw, ss, sb{nullptr, 0};
   if (!lookup_sized(ctx, out, "vd_gemm_fp8(out)", bytes_of(m, n, 4), &so) ||

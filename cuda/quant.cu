@@ -153,8 +153,7 @@ VD_API int32_t vd_gemm_fp8(uint64_t ctx, uint64_t out, uint64_t x, uint64_t w, u
                            int64_t m, int64_t n, int64_t k, int32_t act_dtype, int32_t act_quant) {
   clear_error();
   int32_t st = check_float_dtype(kGemmFn, "act_dtype", act_dtype);
-  if (st == VD_OK && act_quant != VD_ACT_QUANT_NONE && act_quant != VD_ACT_QUANT_FP8_ROW)
-    st = fail(VD_ERR_INVALID_ARGUMENT, "%s: act_quant %d, expected VD_ACT_QUANT_NONE (0) or VD_ACT_QUANT_FP8_ROW (1)", kGemmFn, act_quant);
+  if (st == VD_OK) st = check_act_quant(kGemmFn, act_quant);
   if (st == VD_OK) st = check_nonneg(kGemmFn, "m", m);
   if (st == VD_OK) st = check_nonneg(kGemmFn, "n", n);
   if (st == VD_OK) st = check_nonneg(kGemmFn, "k", k);
